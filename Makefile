@@ -1,0 +1,39 @@
+# OpenMonetize: `make up` runs the local stack, `make test` runs the test suite.
+# Both do all set-up on a fresh machine (virtualenv, Kafka jars, Postgres binaries).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+OM     := $(VENV)/bin/openmonetize
+
+.PHONY: help up down status env test clean-test venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv and install the package (+ the `openmonetize` command)
+
+up: venv  ## start the local stack (Kafka, Postgres, ClickHouse, API, worker) and wait until ready
+	$(OM) stack up
+	@$(OM) stack env
+
+down: venv  ## stop everything `make up` started (data is kept in .stack/)
+	$(OM) stack down
+
+status: venv  ## show the state of each service
+	$(OM) stack status
+
+env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
+	@$(OM) stack env
+
+test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
+	deploy/run-tests.sh $(PYTEST_ARGS)
+
+clean-test:  ## stop the test stack and delete its data (.stack-test/)
+	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down
+	rm -rf .stack-test

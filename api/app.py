@@ -1,0 +1,92 @@
+"""The HTTP API application: health, readiness and metrics now; the routes of later issues
+(ingest, control plane, entitlements, reports) are mounted here as routers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import ORJSONResponse
+from prometheus_client import Counter, Histogram
+
+from openmonetize import metrics
+from openmonetize.logs import get_logger
+from openmonetize.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+REQUESTS = Counter("openmonetize_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "openmonetize_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="OpenMonetize",
+        version="0.1.0",
+        description="Usage metering and prepaid-credit billing for AI SaaS, streaming on Kafka.",
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    @app.get("/health", tags=["operations"], summary="The process is up")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Dependencies answer (Postgres, Kafka)",
+        responses={503: {"description": "A dependency does not answer; `checks` says which"}},
+    )
+    async def ready() -> Response:
+        checks = await asyncio.gather(
+            asyncio.to_thread(_check_postgres, settings), asyncio.to_thread(_check_kafka, settings)
+        )
+        body = {"status": "ok", "checks": dict(zip(("postgres", "kafka"), checks))}
+        if any(value != "ok" for value in body["checks"].values()):
+            body["status"] = "unavailable"
+            return ORJSONResponse(body, status_code=503)
+        return ORJSONResponse(body)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def _check_postgres(settings: Settings) -> str:
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return "ok"
+    except psycopg.Error as exc:
+        return f"error: {str(exc).strip()[:200]}"
+
+
+def _check_kafka(settings: Settings) -> str:
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=2)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any client error means "not ready"
+        return f"error: {str(exc)[:200]}"

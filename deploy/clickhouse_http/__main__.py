@@ -1,0 +1,63 @@
+"""Run the ClickHouse HTTP stand-in in the foreground.
+
+    python -m deploy.clickhouse_http --host 127.0.0.1 --port 18123 --path ./data/clickhouse
+
+SIGTERM/SIGINT stop accepting requests, let in-flight ones finish, then close the engine so its
+data is flushed to --path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+from deploy.clickhouse_http.engine import Engine
+from deploy.clickhouse_http.server import ClickHouseHTTP
+from openmonetize import logs, metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.clickhouse_http",
+        description="Serve an embedded ClickHouse engine (chdb) on ClickHouse's HTTP interface.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8123, help="TCP port (default: %(default)s)")
+    parser.add_argument("--path", required=True, help="data directory of the engine (created if missing)")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="threads running engine calls, i.e. queries executing at once (default: %(default)s)")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
+                        help="DEBUG logs one line per request (default: %(default)s)")
+    parser.add_argument("--log-format", default="json", choices=["json", "console"])
+    args = parser.parse_args(argv)
+
+    logs.configure(args.log_level, args.log_format, service="clickhouse")
+    metrics.describe_process("clickhouse")
+    log = logs.get_logger("deploy.clickhouse_http")
+
+    os.makedirs(args.path, exist_ok=True)
+    engine = Engine(args.path)
+    config = uvicorn.Config(
+        ClickHouseHTTP(engine, workers=args.workers),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="h11",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=1024 * 1024,  # long URLs: settings and bound parameters
+    )
+    log.info("clickhouse_http_starting", host=args.host, port=args.port, path=args.path, version=engine.version)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        engine.close()
+        log.info("clickhouse_http_stopped", path=args.path)
+
+
+if __name__ == "__main__":
+    main()

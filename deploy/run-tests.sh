@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make test`: start the test stack (deploy/test.env: own ports and data dir), run pytest,
+# and stop the stack again whatever happened. Arguments go to pytest.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# Derive every URL from the test ports, whatever the caller's shell or .env says.
+unset KAFKA_BOOTSTRAP DATABASE_URL CLICKHOUSE_URL API_URL
+export OM_ENV_FILE=deploy/test.env
+set -a
+. deploy/test.env
+set +a
+
+OM=.venv/bin/openmonetize
+trap '$OM stack down >/dev/null 2>&1 || echo "warning: test stack did not stop cleanly" >&2' EXIT
+
+$OM stack up || { echo "test stack did not start; logs in $STACK_DIR/logs" >&2; exit 1; }
+.venv/bin/pytest -p no:cacheprovider "$@"

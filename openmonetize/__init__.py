@@ -1,0 +1,1 @@
+"""OpenMonetize: usage metering and prepaid-credit billing for AI SaaS, on Kafka."""

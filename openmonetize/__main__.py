@@ -1,0 +1,3 @@
+from openmonetize.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""`openmonetize`: the command line of the product. Every level has --help."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from openmonetize import logs
+from openmonetize.settings import get_settings
+
+
+class Group(click.Group):
+    """Turns the errors an operator can fix (StackError, bad settings) into one clear line."""
+
+    def invoke(self, ctx: click.Context):
+        import psycopg
+        from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseUnreachable
+        from pydantic import ValidationError
+
+        from deploy.local_stack.processes import StackError
+
+        try:
+            return super().invoke(ctx)
+        except StackError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except psycopg.OperationalError as exc:
+            click.secho(
+                f"error: cannot reach Postgres at DATABASE_URL ({str(exc).strip()}). "
+                "Is the stack up (`make up`)?",
+                fg="red",
+                err=True,
+            )
+            sys.exit(1)
+        except ClickHouseUnreachable as exc:
+            click.secho(
+                f"error: cannot reach ClickHouse at CLICKHOUSE_URL ({exc}). Is the stack up (`make up`)?",
+                fg="red",
+                err=True,
+            )
+            sys.exit(1)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+            click.secho(f"error: invalid settings: {problems}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show the structured log lines of the command itself.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """OpenMonetize: usage metering and prepaid-credit billing for AI SaaS, on Kafka.
+
+    Settings come from environment variables and an optional .env file (see README);
+    `openmonetize stack env` prints the ones other tools need.
+    """
+    ctx.ensure_object(dict)
+    if ctx.invoked_subcommand != "run":
+        logs.configure(level="DEBUG" if verbose else "ERROR", fmt="console")
+
+
+# --- stack ---------------------------------------------------------------------------------
+@main.group(cls=Group)
+def stack() -> None:
+    """Run the local stack: Kafka, Postgres, ClickHouse (embedded), the API and the worker."""
+
+
+def _stack():
+    from deploy.local_stack.stack import Stack
+
+    return Stack(get_settings())
+
+
+@stack.command()
+def up() -> None:
+    """Install what is missing, start every service and wait until each answers. Idempotent."""
+    started = time.monotonic()
+    _stack().up()
+    click.echo(f"stack is up in {time.monotonic() - started:.1f}s; `openmonetize stack env` prints its URLs", err=True)
+
+
+@stack.command()
+def down() -> None:
+    """Stop everything the stack started (found by PID files). Data is kept."""
+    _stack().down()
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
+def status(as_json: bool) -> None:
+    """Show each service's state. Exit code 3 when a managed service is not running."""
+    states = _stack().status()
+    if as_json:
+        click.echo(orjson.dumps(states).decode())
+    else:
+        width = max(map(len, states))
+        for name, state in states.items():
+            click.echo(f"{name.ljust(width)}  {state}")
+    managed = get_settings().services
+    if any(not states[name].startswith("running") for name in states if name in managed):
+        sys.exit(3)
+
+
+@stack.command()
+@click.option("--export", "export", is_flag=True, help="Prefix each line with `export ` for `eval`.")
+def env(export: bool) -> None:
+    """Print KEY=VALUE lines (KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL, ...)."""
+    for key, value in _stack().env().items():
+        click.echo(f"{'export ' if export else ''}{key}={value}")
+
+
+@stack.command(name="logs")
+@click.argument("service")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+def logs_command(service: str, lines: int, follow: bool) -> None:
+    """Show the log of SERVICE (kafka, postgres, supervisor, clickhouse, api, worker)."""
+    path = Path(_stack().log_file(service))
+    if not path.exists():
+        raise click.ClickException(f"no log yet at {path}")
+    with open(path, errors="replace") as fh:
+        for line in fh.readlines()[-lines:]:
+            click.echo(line, nl=False)
+        while follow:
+            line = fh.readline()
+            if line:
+                click.echo(line, nl=False)
+            else:
+                time.sleep(0.25)
+
+
+# --- admin ---------------------------------------------------------------------------------
+@main.group(cls=Group)
+def admin() -> None:
+    """Operator tasks: tenants and their API keys."""
+
+
+@admin.command("create-customer")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help='Print {"customer_id": ..., "api_key": ...}.')
+def create_customer(name: str, as_json: bool) -> None:
+    """Create a tenant NAME and its first API key. The key is shown once: store it."""
+    import psycopg
+
+    from api import tenants
+
+    try:
+        tenants.validate_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    with psycopg.connect(get_settings().database_url) as conn:
+        customer = tenants.create_customer(conn, name)
+    if as_json:
+        click.echo(orjson.dumps({"customer_id": customer.customer_id, "api_key": customer.api_key}).decode())
+    else:
+        click.echo(f"customer_id: {customer.customer_id}\napi_key:     {customer.api_key}  (shown once)")
+
+
+# --- migrate -------------------------------------------------------------------------------
+@main.command()
+@click.option("--only", type=click.Choice(["postgres", "clickhouse"]), help="Migrate one database only.")
+def migrate(only: str | None) -> None:
+    """Apply pending Postgres and ClickHouse schema migrations. Safe to rerun."""
+    stack = _stack()
+    if only in (None, "postgres"):
+        click.echo(f"postgres: {stack.migrate_postgres()}")
+    if only in (None, "clickhouse"):
+        click.echo(f"clickhouse: {stack.migrate_clickhouse()}")
+
+
+# --- run -----------------------------------------------------------------------------------
+@main.group(cls=Group)
+def run() -> None:
+    """Run one long-running process in the foreground (what `stack up` supervises;
+    also the entry point for containers)."""
+
+
+def _configure_process_logs(service: str) -> None:
+    from openmonetize import metrics
+
+    settings = get_settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format, service=service)
+    metrics.describe_process(service)
+
+
+@run.command("api")
+def run_api() -> None:
+    """The HTTP API on API_HOST:API_PORT."""
+    _configure_process_logs("api")
+    from api.server import run as serve
+
+    serve()
+
+
+@run.command("worker")
+def run_worker() -> None:
+    """The stream-processing worker (Faust); web and /metrics on WORKER_WEB_PORT."""
+    _configure_process_logs("worker")
+    from stream_processors.worker import run as serve
+
+    serve()
+
+
+@run.command("clickhouse")
+def run_clickhouse() -> None:
+    """The embedded ClickHouse engine (chdb) on ClickHouse's HTTP interface, CLICKHOUSE_PORT."""
+    _configure_process_logs("clickhouse")
+    from deploy.clickhouse_http.__main__ import main as serve
+
+    settings = get_settings()
+    serve(["--host", "127.0.0.1", "--port", str(settings.clickhouse_port),
+           "--path", str(settings.stack_dir / "clickhouse")])
+
+
+@run.command("supervisor")
+def run_supervisor() -> None:
+    """Start the API, the worker and the ClickHouse front, and restart any that dies."""
+    _configure_process_logs("supervisor")
+    from deploy.local_stack.stack import Stack
+    from deploy.local_stack.supervisor import Supervisor
+
+    Supervisor(get_settings(), Stack(get_settings()).supervised).run()
+
+
+if __name__ == "__main__":
+    main()

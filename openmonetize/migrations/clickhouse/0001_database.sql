@@ -1,0 +1,2 @@
+-- The analytics database. `{database}` is the CLICKHOUSE_DATABASE setting.
+CREATE DATABASE IF NOT EXISTS {database};

@@ -1,0 +1,126 @@
+"""Every URL, port, topic name and limit, read from the environment and an optional `.env`.
+
+One flat namespace of plain environment variable names (no prefix), so that the output of
+`openmonetize stack env` can be sourced by a shell and read back by every process. The URL
+settings default to the local stack's ports; set one explicitly to use an external service
+(and drop that service from STACK_SERVICES so `stack up` does not start a local one).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("OM_ENV_FILE", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- local stack -------------------------------------------------------------------
+    stack_dir: Path = Field(Path(".stack"), description="Data, logs and PID files of the local stack.")
+    stack_services: str = Field(
+        ",".join(LOCAL_SERVICES),
+        description="Comma-separated services `stack up` starts locally; drop one to use an external service.",
+    )
+    cache_dir: Path = Field(Path(".cache"), description="Downloaded Kafka jars (kept across `stack down`).")
+    stack_start_timeout_s: float = Field(90.0, description="How long `stack up` waits for each service.")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_version: str = Field("4.1.1", description="Apache Kafka broker version fetched from Maven Central.")
+    kafka_port: int = Field(19092, description="Local broker listener port.")
+    kafka_controller_port: int = Field(19093, description="Local KRaft controller port.")
+    kafka_heap: str = Field("1g", description="Local broker JVM max heap.")
+    kafka_bootstrap: str = Field("", description="Bootstrap servers; default 127.0.0.1:KAFKA_PORT.")
+    kafka_partitions: int = Field(6, description="Partitions of each project topic (usage.events etc.).")
+    kafka_replication_factor: int = Field(1, description="Replication factor of project topics.")
+    usage_events_retention_ms: int = Field(
+        400 * 24 * 3600 * 1000,
+        description="Retention of usage.events, the replay source (default 400 days).",
+    )
+
+    # --- topics (the registry in schemas/topics.py reads these) --------------------------
+    topic_usage_events: str = "usage.events"
+    topic_usage_rated: str = "usage.rated"
+    topic_ledger_entries: str = "ledger.entries"
+    topic_wallet_commands: str = "wallet.commands"
+    topic_wallet_balances: str = "wallet.balances"
+    topic_usage_dlq: str = "usage.dlq"
+
+    # --- Postgres ------------------------------------------------------------------------
+    postgres_port: int = Field(15432, description="Local Postgres port.")
+    postgres_db: str = "openmonetize"
+    postgres_user: str = "openmonetize"
+    postgres_password: str = Field("openmonetize", description="Local stack only; set DATABASE_URL in production.")
+    database_url: str = Field("", description="Postgres URL; default the local stack's.")
+
+    # --- ClickHouse ----------------------------------------------------------------------
+    clickhouse_port: int = Field(18123, description="Local ClickHouse HTTP port (embedded chdb engine).")
+    clickhouse_url: str = Field("", description="ClickHouse HTTP URL; default the local stack's.")
+    clickhouse_database: str = "openmonetize"
+
+    # --- processes -----------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(18080, description="HTTP API port.")
+    api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
+    worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
+    clickhouse_metrics_path: str = "/metrics"
+
+    # --- logging -------------------------------------------------------------------------
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = Field("json", description="json (one object per line) or console.")
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("json", "console"):
+            raise ValueError("must be 'json' or 'console'")
+        return value
+
+    @field_validator("stack_services")
+    @classmethod
+    def _known_services(cls, value: str) -> str:
+        unknown = [s for s in _split(value) if s not in LOCAL_SERVICES]
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown}; known: {', '.join(LOCAL_SERVICES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_urls(self) -> Settings:
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+        if not self.database_url:
+            self.database_url = (
+                f"postgresql://{self.postgres_user}:{self.postgres_password}"
+                f"@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+            )
+        if not self.clickhouse_url:
+            self.clickhouse_url = f"http://127.0.0.1:{self.clickhouse_port}"
+        if not self.api_url:
+            self.api_url = f"http://{self.api_host}:{self.api_port}"
+        self.stack_dir = self.stack_dir.absolute()
+        self.cache_dir = self.cache_dir.absolute()
+        return self
+
+    @property
+    def services(self) -> list[str]:
+        return _split(self.stack_services)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,57 @@
+"""The topic registry: the one place that names every project topic and how it is created.
+
+Nobody else spells a topic string: code asks `topics(settings).usage_events.name`. Names and
+partition counts are settings (see openmonetize/settings.py); the per-topic configuration here
+says what each topic is for (the raw stream is kept long because it is the replay source; the
+balances topic is compacted because readers only need the latest balance per wallet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openmonetize.settings import Settings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    usage_events: TopicSpec
+    usage_rated: TopicSpec
+    ledger_entries: TopicSpec
+    wallet_commands: TopicSpec
+    wallet_balances: TopicSpec
+    usage_dlq: TopicSpec
+
+    def all(self) -> list[TopicSpec]:
+        return [
+            self.usage_events,
+            self.usage_rated,
+            self.ledger_entries,
+            self.wallet_commands,
+            self.wallet_balances,
+            self.usage_dlq,
+        ]
+
+
+def topics(settings: Settings) -> Topics:
+    def spec(name: str, **config: str) -> TopicSpec:
+        return TopicSpec(name, settings.kafka_partitions, settings.kafka_replication_factor, config)
+
+    return Topics(
+        usage_events=spec(settings.topic_usage_events, **{"retention.ms": str(settings.usage_events_retention_ms)}),
+        usage_rated=spec(settings.topic_usage_rated, **{"retention.ms": str(30 * DAY_MS)}),
+        ledger_entries=spec(settings.topic_ledger_entries, **{"retention.ms": str(90 * DAY_MS)}),
+        wallet_commands=spec(settings.topic_wallet_commands, **{"retention.ms": str(90 * DAY_MS)}),
+        wallet_balances=spec(settings.topic_wallet_balances, **{"cleanup.policy": "compact"}),
+        usage_dlq=spec(settings.topic_usage_dlq, **{"retention.ms": str(90 * DAY_MS)}),
+    )

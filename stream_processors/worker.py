@@ -1,0 +1,22 @@
+"""Run the Faust worker in the foreground with our JSON logs."""
+
+from __future__ import annotations
+
+import faust
+
+from openmonetize.settings import get_settings
+from stream_processors.app import create_app
+
+
+def run() -> None:
+    settings = get_settings()
+    app = create_app(settings)
+    # Faust installs its own logging unless given a dictConfig; hand it ours.
+    logging_config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"default": {"()": "openmonetize.logs.handler"}},
+        "root": {"handlers": ["default"], "level": settings.log_level.upper()},
+    }
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config, quiet=True)
+    worker.execute_from_commandline()
