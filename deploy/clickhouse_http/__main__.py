@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 import uvicorn
 
@@ -52,11 +53,19 @@ def main(argv: list[str] | None = None) -> None:
         h11_max_incomplete_event_size=1024 * 1024,  # long URLs: settings and bound parameters
     )
     log.info("clickhouse_http_starting", host=args.host, port=args.port, path=args.path, version=engine.version)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # installed before it ran: make that an ordinary exit, so the engine gets closed below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit)
     try:
         uvicorn.Server(config).run()
     finally:
         engine.close()
         log.info("clickhouse_http_stopped", path=args.path)
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

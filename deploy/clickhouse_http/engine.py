@@ -176,7 +176,7 @@ class Lease:
                 self._run(_set_statement(overrides))
 
     def forget_session_state(self) -> None:
-        """The statement just run may have changed the session's own state (SET, USE ...)."""
+        """The statement about to run may change the session's own state (SET, USE ...)."""
         if self._session is not None:
             self._session.database = None
             self._session.settings.clear()
@@ -235,7 +235,9 @@ class Engine:
                     session = _Session(chdb.connect(self.path), timeout)
                 self._sessions[session_id] = session
             if session.busy:
-                raise ClickHouseError(373, f"Session {session_id} is locked by a concurrent client.", "SESSION_IS_LOCKED")
+                raise ClickHouseError(
+                    373, f"Session {session_id} is locked by a concurrent client.", "SESSION_IS_LOCKED"
+                )
             session.busy = True
             session.timeout = timeout
             return Lease(self, session.conn, session, session_id)
