@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test clean-test venv
+.PHONY: help up down status env test clean-test venv bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,3 +37,6 @@ test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_A
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down
 	rm -rf .stack-test
+
+bench: venv  ## benchmarks against the running stack (`make up` first); prints figures
+	$(VENV)/bin/python -m deploy.bench.kafka_raw --records $(if $(QUICK),100000,500000) --runs 3

@@ -208,12 +208,16 @@ def run_worker() -> None:
 @run.command("clickhouse")
 def run_clickhouse() -> None:
     """The embedded ClickHouse engine (chdb) on ClickHouse's HTTP interface, CLICKHOUSE_PORT."""
-    _configure_process_logs("clickhouse")
     from deploy.clickhouse_http.__main__ import main as serve
 
     settings = get_settings()
-    serve(["--host", "127.0.0.1", "--port", str(settings.clickhouse_port),
-           "--path", str(settings.stack_dir / "clickhouse")])
+    serve([
+        "--host", "127.0.0.1",
+        "--port", str(settings.clickhouse_port),
+        "--path", str(settings.stack_dir / "clickhouse"),
+        "--log-level", settings.log_level,
+        "--log-format", settings.log_format,
+    ])
 
 
 @run.command("supervisor")

@@ -73,7 +73,6 @@ class Settings(BaseSettings):
     api_port: int = Field(18080, description="HTTP API port.")
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
-    clickhouse_metrics_path: str = "/metrics"
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
