@@ -36,16 +36,28 @@ class ManagedProcess:
     def log_file(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
-    def pid(self) -> int | None:
-        """The PID of the running process, or None. A stale PID file is removed."""
+    def _recorded_pid(self) -> int | None:
         try:
-            pid = int(self.pid_file.read_text().strip())
+            return int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if pid_alive(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+
+    def pid(self) -> int | None:
+        """The PID of the running process, or None."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and pid_alive(pid) else None
+
+    def stale_pid(self) -> int | None:
+        """The PID a leftover PID file names when that process is gone (e.g. after a reboot or kill -9)."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and not pid_alive(pid) else None
+
+    def remove_stale(self) -> int | None:
+        """Delete a stale PID file; returns the PID it named, or None if there was none."""
+        pid = self.stale_pid()
+        if pid is not None:
+            self.pid_file.unlink(missing_ok=True)
+        return pid
 
     def start(
         self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
@@ -70,6 +82,7 @@ class ManagedProcess:
         """SIGTERM, wait, then SIGKILL. Returns True if a process was stopped."""
         pid = self.pid()
         if pid is None:
+            self.remove_stale()
             return False
         terminate(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)

@@ -52,8 +52,14 @@ class Stack:
         return [name for name in SUPERVISED if name in self.settings.services]
 
     # --- up ------------------------------------------------------------------------------
+    def _all_processes(self) -> list[ManagedProcess]:
+        return [self.kafka.process, self.postgres.process, self.supervisor, *map(self._process, SUPERVISED)]
+
     def up(self) -> list[StepResult]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
+        for process in self._all_processes():
+            if (pid := process.remove_stale()) is not None:
+                self.say(f"! removed stale PID file {process.pid_file} (process {pid} is not running)")
         results = []
         if "kafka" in self.settings.services:
             results.append(self._step("kafka", self.kafka.start))
@@ -148,6 +154,9 @@ class Stack:
                 states[name] = "running" if probes[name]() else "running, not ready"
             except Exception as exc:  # noqa: BLE001
                 states[name] = f"running, not answering ({type(exc).__name__})"
+        for process in self._all_processes():
+            if (pid := process.stale_pid()) is not None:
+                states[process.name] += f" (stale PID file: process {pid} is gone)"
         for name in list(states):
             if name in self.settings.services or name == "supervisor":
                 continue

@@ -6,12 +6,14 @@ import pytest
 from deploy.local_stack.processes import ManagedProcess, StackError, require_free_port, wait_until
 
 
-def test_stale_pid_file_is_removed(tmp_path):
+def test_stale_pid_file_is_reported_then_removed(tmp_path):
     proc = ManagedProcess("ghost", tmp_path / "run", tmp_path / "logs")
     proc.run_dir.mkdir()
     proc.pid_file.write_text("999999999\n")
     assert proc.pid() is None
-    assert not proc.pid_file.exists()
+    assert proc.stale_pid() == 999999999
+    assert proc.remove_stale() == 999999999
+    assert not proc.pid_file.exists() and proc.stale_pid() is None
 
 
 def test_start_and_stop_by_pid_file(tmp_path):
