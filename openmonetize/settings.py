@@ -9,6 +9,7 @@ settings default to the local stack's ports; set one explicitly to use an extern
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
     topic_wallet_commands: str = "wallet.commands"
     topic_wallet_balances: str = "wallet.balances"
     topic_usage_dlq: str = "usage.dlq"
+
+    # --- usage events: what the edge accepts (schemas/usage_event.py) --------------------
+    event_max_age_s: int = Field(35 * 24 * 3600, description="Oldest accepted event timestamp, seconds before now (35 days).")
+    event_max_future_s: int = Field(300, description="Latest accepted event timestamp, seconds after now.")
+    event_max_tokens: int = Field(50_000_000, description="Largest token count in one event field.")
+    event_max_images: int = Field(1_000, description="Largest image_count of one event.")
+    event_max_quantity: Decimal = Field(Decimal("1e12"), description="Largest quantity of one event.")
+    event_max_metadata_entries: int = Field(64, description="Most metadata keys per event.")
+    ingest_max_batch_events: int = Field(10_000, description="Most events in one ingest request (413 above).")
+    ingest_max_body_bytes: int = Field(10 * 1024 * 1024, description="Largest ingest request body (413 above).")
 
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")

@@ -1,4 +1,5 @@
-"""The topic registry: the one place that names every project topic and how it is created.
+"""The topic registry: the one place that names every project topic, its value schema and how
+it is created.
 
 Nobody else spells a topic string: code asks `topics(settings).usage_events.name`. Names and
 partition counts are settings (see openmonetize/settings.py); the per-topic configuration here
@@ -20,7 +21,13 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int
+    schema_file: str
     config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        """Schema registry subject of the record values (Confluent's TopicNameStrategy)."""
+        return f"{self.name}-value"
 
 
 @dataclass(frozen=True)
@@ -44,14 +51,18 @@ class Topics:
 
 
 def topics(settings: Settings) -> Topics:
-    def spec(name: str, **config: str) -> TopicSpec:
-        return TopicSpec(name, settings.kafka_partitions, settings.kafka_replication_factor, config)
+    def spec(name: str, schema_file: str, **config: str) -> TopicSpec:
+        return TopicSpec(name, settings.kafka_partitions, settings.kafka_replication_factor, schema_file, config)
 
     return Topics(
-        usage_events=spec(settings.topic_usage_events, **{"retention.ms": str(settings.usage_events_retention_ms)}),
-        usage_rated=spec(settings.topic_usage_rated, **{"retention.ms": str(30 * DAY_MS)}),
-        ledger_entries=spec(settings.topic_ledger_entries, **{"retention.ms": str(90 * DAY_MS)}),
-        wallet_commands=spec(settings.topic_wallet_commands, **{"retention.ms": str(90 * DAY_MS)}),
-        wallet_balances=spec(settings.topic_wallet_balances, **{"cleanup.policy": "compact"}),
-        usage_dlq=spec(settings.topic_usage_dlq, **{"retention.ms": str(90 * DAY_MS)}),
+        usage_events=spec(
+            settings.topic_usage_events, "usage_event.avsc", **{"retention.ms": str(settings.usage_events_retention_ms)}
+        ),
+        usage_rated=spec(settings.topic_usage_rated, "rated_usage.avsc", **{"retention.ms": str(30 * DAY_MS)}),
+        ledger_entries=spec(settings.topic_ledger_entries, "ledger_entry.avsc", **{"retention.ms": str(90 * DAY_MS)}),
+        wallet_commands=spec(
+            settings.topic_wallet_commands, "wallet_command.avsc", **{"retention.ms": str(90 * DAY_MS)}
+        ),
+        wallet_balances=spec(settings.topic_wallet_balances, "wallet_balance.avsc", **{"cleanup.policy": "compact"}),
+        usage_dlq=spec(settings.topic_usage_dlq, "dlq_record.avsc", **{"retention.ms": str(90 * DAY_MS)}),
     )

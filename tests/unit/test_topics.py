@@ -13,5 +13,6 @@ def test_balances_are_compacted_and_the_raw_stream_is_kept_long():
     settings = Settings(_env_file=None)
     registry = topics(settings)
     assert registry.wallet_balances.config == {"cleanup.policy": "compact"}
+    assert registry.usage_events.subject == "usage.events-value"
     assert registry.usage_events.config["retention.ms"] == str(settings.usage_events_retention_ms)
     assert settings.usage_events_retention_ms >= 35 * 24 * 3600 * 1000  # at least the accepted event age

@@ -1,0 +1,94 @@
+"""Avro records in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, body.
+
+Ordinary Kafka clients (confluent-kafka's AvroSerializer, Java's KafkaAvroSerializer) write this
+framing, so a customer's own producer can write `usage.events` with the schema registered in our
+registry. Decoding resolves whatever registered schema a record was written with into the
+schema this code was built for (Avro schema resolution), so records written before a compatible
+schema change keep decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+AVRO_DIR = Path(__file__).resolve().parent / "avro"
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+class DecodeError(ValueError):
+    """A record that is not a decodable Confluent-framed Avro record; the message says why."""
+
+
+class SchemaResolver(Protocol):
+    """Looks up a registered schema's text by its global id (the schema registry)."""
+
+    def schema_by_id(self, schema_id: int) -> str: ...
+
+
+@lru_cache(maxsize=None)
+def schema_text(file_name: str) -> str:
+    """The text of one of our schemas, as it is registered."""
+    return (AVRO_DIR / file_name).read_text()
+
+
+def schema_json(file_name: str) -> dict:
+    return json.loads(schema_text(file_name))
+
+
+class AvroCodec:
+    """Encodes records with one of our schemas (registered as `schema_id`) and decodes records
+    written with any registered schema into it."""
+
+    def __init__(self, schema: dict | str, schema_id: int, resolver: SchemaResolver | None = None):
+        self.schema = parse_schema(json.loads(schema) if isinstance(schema, str) else schema)
+        self.schema_id = schema_id
+        self.resolver = resolver
+        self._header = _HEADER.pack(MAGIC, schema_id)
+        self._writers: dict[int, Any] = {schema_id: None}  # None: written with our schema, no resolution
+
+    def encode(self, record: dict) -> bytes:
+        out = io.BytesIO()
+        out.write(self._header)
+        schemaless_writer(out, self.schema, record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if len(data) < _HEADER.size:
+            raise DecodeError(f"record of {len(data)} bytes is shorter than the 5-byte Confluent header")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise DecodeError(f"magic byte is {magic}, expected {MAGIC} (Confluent wire format)")
+        writer = self._writer_schema(schema_id)
+        body = io.BytesIO(data)
+        body.seek(_HEADER.size)
+        try:
+            if writer is None:
+                record = schemaless_reader(body, self.schema, None)
+            else:
+                record = schemaless_reader(body, writer, self.schema)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for corrupt input
+            raise DecodeError(f"Avro body does not decode with schema id {schema_id}: {exc}") from exc
+        if body.tell() != len(data):
+            raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the Avro body")
+        return record
+
+    def _writer_schema(self, schema_id: int) -> Any:
+        if schema_id in self._writers:
+            return self._writers[schema_id]
+        if self.resolver is None:
+            raise DecodeError(f"schema id {schema_id} is not ours and no schema registry is configured")
+        try:
+            text = self.resolver.schema_by_id(schema_id)
+        except Exception as exc:  # noqa: BLE001 - a registry miss or outage: say which id
+            raise DecodeError(f"schema id {schema_id} could not be resolved: {exc}") from exc
+        writer = parse_schema(json.loads(text))
+        self._writers[schema_id] = writer
+        return writer

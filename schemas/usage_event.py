@@ -1,0 +1,249 @@
+"""The usage event as clients send it, its validation, and the record it becomes on usage.events.
+
+Every ingestion path (HTTP JSON batches, CloudEvents, the producer client, the AI proxy) goes
+through `UsageEventIn` → `to_record`, so an event means the same thing whichever way it came.
+Decoding is msgspec (compiled, and it names the field of a type error); the rules that need the
+settings or the clock (bounds, time window, required fields per event type) follow in Python.
+
+Token semantics: `input_tokens` counts ALL input tokens, cached ones included (OpenAI's
+`prompt_tokens`); `cached_input_tokens` is the part of them served from the provider's cache
+(so it can't exceed `input_tokens`). Rating bills `input_tokens - cached_input_tokens` at the
+input rate and the cached part at the cached rate. Unknown fields are refused rather than
+ignored: a typo such as `input_token` would otherwise bill nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+from openmonetize.settings import Settings
+
+EVENT_TYPES = ("TOKEN_USAGE", "EMBEDDING", "IMAGE_GENERATION", "AUDIO", "CUSTOM")
+SOURCES = ("http", "cloudevents", "kafka", "proxy")
+QUANTITY_SCALE = 12  # matches the Avro decimal(38, 12) of `quantity`
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 1024
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One event as a client sends it (JSON field names are the contract's)."""
+
+    event_id: Id
+    user_id: Id
+    event_type: str
+    feature_id: Id
+    timestamp: datetime
+    customer_id: Id | None = None
+    team_id: Id | None = None
+    provider: Label | None = None
+    model: Label | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    image_count: int | None = None
+    image_size: Label | None = None
+    quality: Label | None = None
+    unit_type: Label | None = None
+    quantity: Decimal | None = None
+    reservation_id: Id | None = None
+    metadata: dict[str, str] | None = None
+
+
+class EventError(ValueError):
+    """An event that can't be accepted: which field, and why."""
+
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+class ForeignCustomerError(EventError):
+    """The event names a customer other than the API key's tenant."""
+
+
+# Required fields per event type, beyond the ones every event has.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "TOKEN_USAGE": ("provider", "model", "input_tokens", "output_tokens"),
+    "EMBEDDING": ("provider", "model", "input_tokens"),
+    "IMAGE_GENERATION": ("provider", "model", "image_count"),
+    "AUDIO": ("provider", "model"),
+    "CUSTOM": ("unit_type", "quantity"),
+}
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """The bounds an event must respect; from the settings (EVENT_MAX_*)."""
+
+    max_age: timedelta
+    max_future: timedelta
+    max_tokens: int
+    max_images: int
+    max_quantity: Decimal
+    max_metadata_entries: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> EventLimits:
+        return cls(
+            timedelta(seconds=s.event_max_age_s),
+            timedelta(seconds=s.event_max_future_s),
+            s.event_max_tokens,
+            s.event_max_images,
+            s.event_max_quantity,
+            s.event_max_metadata_entries,
+        )
+
+
+_decoder = msgspec.json.Decoder(UsageEventIn)
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def decode_event(raw: bytes) -> UsageEventIn:
+    """Decode one event's JSON, or raise EventError naming the field."""
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _event_error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(None, f"malformed JSON: {exc}") from None
+
+
+def convert_event(fields: dict) -> UsageEventIn:
+    """Build an event from already-parsed values (CloudEvents data, the producer client)."""
+    try:
+        return msgspec.convert(fields, UsageEventIn)
+    except msgspec.ValidationError as exc:
+        raise _event_error(str(exc)) from None
+
+
+def _event_error(message: str) -> EventError:
+    """msgspec says `Expected `int | null`, got `str` - at `$.input_tokens``; we say
+    field=input_tokens, reason=`expected int, got str`."""
+    at = _AT.search(message)
+    if at:
+        reason = message[: at.start()]
+        field = at.group(1) or None
+    else:
+        named = _FIELD.search(message)
+        field, reason = (named.group(1), message) if named else (None, message)
+    reason = reason.replace("`", "").replace(" | null", "")
+    if reason.startswith("Object missing required field"):
+        reason = "required"
+    elif reason.startswith("Object contains unknown field"):
+        reason = "unknown field (see the event contract for the accepted fields)"
+    elif reason.startswith("Expected"):
+        reason = "e" + reason[1:]
+    return EventError(field, reason)
+
+
+def to_record(
+    event: UsageEventIn,
+    *,
+    customer_id: str,
+    source: str,
+    received_at: datetime,
+    limits: EventLimits,
+) -> dict:
+    """Check the rules that need context and return the usage.events Avro record.
+
+    `customer_id` is the tenant of the API key: an event naming another customer is refused.
+    """
+    if event.customer_id is not None and event.customer_id != customer_id:
+        raise ForeignCustomerError("customer_id", "belongs to another tenant than the API key")
+    if event.event_type not in _REQUIRED:
+        raise EventError("event_type", f"unknown event type {event.event_type!r}; one of {', '.join(EVENT_TYPES)}")
+    for name in _REQUIRED[event.event_type]:
+        if getattr(event, name) is None:
+            raise EventError(name, f"required for {event.event_type} events")
+    if event.event_type == "AUDIO" and event.quantity is None and event.input_tokens is None and event.output_tokens is None:
+        raise EventError("quantity", "AUDIO events need quantity and unit_type, or token counts")
+    if (event.quantity is None) != (event.unit_type is None):
+        missing = "unit_type" if event.unit_type is None else "quantity"
+        raise EventError(missing, "quantity and unit_type go together")
+
+    for name in ("input_tokens", "output_tokens", "cached_input_tokens"):
+        _check_range(name, getattr(event, name), 0, limits.max_tokens, "EVENT_MAX_TOKENS")
+    if event.cached_input_tokens is not None and event.cached_input_tokens > (event.input_tokens or 0):
+        raise EventError("cached_input_tokens", "cannot exceed input_tokens (cached tokens are part of the input)")
+    _check_range("image_count", event.image_count, 1, limits.max_images, "EVENT_MAX_IMAGES")
+    if event.quantity is not None:
+        _check_quantity(event.quantity, limits.max_quantity)
+    if event.metadata is not None:
+        _check_metadata(event.metadata, limits.max_metadata_entries)
+
+    timestamp = _check_timestamp(event.timestamp, received_at, limits)
+    return {
+        "event_id": event.event_id,
+        "customer_id": customer_id,
+        "user_id": event.user_id,
+        "team_id": event.team_id,
+        "event_type": event.event_type,
+        "feature_id": event.feature_id,
+        "provider": event.provider,
+        "model": event.model,
+        "input_tokens": event.input_tokens,
+        "output_tokens": event.output_tokens,
+        "cached_input_tokens": event.cached_input_tokens,
+        "image_count": event.image_count,
+        "image_size": event.image_size,
+        "quality": event.quality,
+        "unit_type": event.unit_type,
+        "quantity": event.quantity,
+        "reservation_id": event.reservation_id,
+        "timestamp": timestamp,
+        "metadata": event.metadata,
+        "received_at": received_at,
+        "source": source,
+    }
+
+
+def _check_range(name: str, value: int | None, low: int, high: int, setting: str) -> None:
+    if value is None:
+        return
+    if value < low:
+        raise EventError(name, f"must be >= {low}, got {value}")
+    if value > high:
+        raise EventError(name, f"must be <= {high} ({setting}), got {value}")
+
+
+def _check_quantity(quantity: Decimal, maximum: Decimal) -> None:
+    if not quantity.is_finite():
+        raise EventError("quantity", f"must be a finite number, got {quantity}")
+    if quantity < 0:
+        raise EventError("quantity", f"must be >= 0, got {quantity}")
+    if quantity > maximum:
+        raise EventError("quantity", f"must be <= {maximum} (EVENT_MAX_QUANTITY), got {quantity}")
+    if quantity.as_tuple().exponent < -QUANTITY_SCALE:  # type: ignore[operator]
+        raise EventError("quantity", f"at most {QUANTITY_SCALE} decimal places, got {quantity}")
+
+
+def _check_metadata(metadata: dict[str, str], max_entries: int) -> None:
+    if len(metadata) > max_entries:
+        raise EventError("metadata", f"at most {max_entries} entries (EVENT_MAX_METADATA_ENTRIES), got {len(metadata)}")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            raise EventError(f"metadata.{key[:MAX_METADATA_KEY]}", f"keys are 1 to {MAX_METADATA_KEY} characters")
+        if len(value) > MAX_METADATA_VALUE:
+            raise EventError(f"metadata.{key}", f"values are at most {MAX_METADATA_VALUE} characters")
+
+
+def _check_timestamp(timestamp: datetime, now: datetime, limits: EventLimits) -> datetime:
+    if timestamp.tzinfo is None:
+        raise EventError("timestamp", "must carry a timezone (RFC 3339, e.g. 2026-11-26T12:00:00Z)")
+    timestamp = timestamp.astimezone(timezone.utc)
+    if timestamp < now - limits.max_age:
+        raise EventError("timestamp", f"older than {limits.max_age.days} days (EVENT_MAX_AGE_S)")
+    if timestamp > now + limits.max_future:
+        raise EventError("timestamp", f"more than {int(limits.max_future.total_seconds())}s in the future (EVENT_MAX_FUTURE_S)")
+    return timestamp
