@@ -10,7 +10,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from deploy.local_stack.processes import ManagedProcess, StackError, require_free_port, tail, wait_until
 from deploy.local_stack.system import ensure_command
@@ -211,7 +218,30 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
         for name, future in admin.create_partitions(grow).items():
             future.result()
             log.info("kafka_topic_partitions_added", topic=name)
+    _align_configs(admin, [s for s in specs if s.name in existing])
     created = [s.name for s in missing]
     if created:
         log.info("kafka_topics_created", topics=created)
     return created
+
+
+def _align_configs(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    """Apply declared topic configs that differ on the broker (e.g. a changed retention setting)."""
+    if not specs:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
+    current = {res.name: future.result() for res, future in admin.describe_configs(resources).items()}
+    changes = []
+    for spec in specs:
+        entries = [
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in spec.config.items()
+            if key not in current[spec.name] or current[spec.name][key].value != value
+        ]
+        if entries:
+            changes.append(ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries))
+    if not changes:
+        return
+    for resource, future in admin.incremental_alter_configs(changes).items():
+        future.result()
+        log.info("kafka_topic_config_aligned", topic=resource.name)

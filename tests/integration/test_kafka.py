@@ -5,7 +5,8 @@ from __future__ import annotations
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from schemas.topics import topics
+from deploy.local_stack.kafka import ensure_topics
+from schemas.topics import TopicSpec, topics
 from tests.conftest import eventually, unique
 
 
@@ -55,3 +56,21 @@ def test_produce_and_consume_round_trip_keeps_per_key_order(settings):
     # One key lives in one partition, so its records come back in the order they were sent.
     for key in {k for k, _ in sent}:
         assert [v for k, v in received if k == key] == [v for k, v in sent if k == key]
+
+
+def test_ensure_topics_creates_then_grows_partitions_and_aligns_config(settings):
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    name = unique("test_ensure")
+    spec = TopicSpec(name, 2, 1, "usage_event.avsc", {"retention.ms": "1000000"})
+    assert ensure_topics(admin, [spec]) == [name]
+    eventually(lambda: name in admin.list_topics(timeout=5).topics, timeout_s=15, what="the new topic's metadata")
+    wider = TopicSpec(name, 3, 1, "usage_event.avsc", {"retention.ms": "2000000"})
+    assert ensure_topics(admin, [wider]) == []
+
+    def aligned():
+        partitions = len(admin.list_topics(name, timeout=5).topics[name].partitions)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        retention = admin.describe_configs([resource])[resource].result()["retention.ms"].value
+        return partitions == 3 and retention == "2000000"
+
+    eventually(aligned, timeout_s=15, what="3 partitions and the new retention")
