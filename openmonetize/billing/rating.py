@@ -1,0 +1,154 @@
+"""Rating: an event's units + a burn table + a provider price → credits, USD cost and margin.
+
+Pure: the caller picks the burn-table version and the price in force at the event's timestamp
+(`burn_tables.in_force`, `prices.in_force`) and passes them in; the result says which versions
+produced it, so a figure can always be traced and re-computed (rebilling replays call this
+same function with other versions).
+
+Rounding: every part is computed exactly in the 50-digit context and each of credits, USD
+cost, revenue and margin is quantized once, half to even, to 12 decimal places; margin is
+revenue minus cost of the already-rounded figures, so the three always add up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from openmonetize.billing.burn_tables import BurnTable, RateRule
+from openmonetize.billing.money import CONTEXT, ZERO, quantize
+from openmonetize.billing.prices import MTOK, ProviderPrice
+
+
+class NoRate(Exception):
+    """Nothing in the burn table prices this event (DLQ reason `no_rate`); the message says what."""
+
+
+@dataclass(frozen=True)
+class RateParams:
+    """The units of one usage event that rating looks at."""
+
+    event_type: str
+    timestamp: datetime
+    provider: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    image_count: int | None = None
+    image_size: str | None = None
+    quality: str | None = None
+    unit_type: str | None = None
+    quantity: Decimal | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> RateParams:
+        """From a usage.events record (the Avro dict)."""
+        return cls(**{name: record.get(name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class RateResult:
+    credits: Decimal
+    usd_cost: Decimal
+    revenue_usd: Decimal
+    margin_usd: Decimal
+    rule_key: str
+    burn_table_id: str
+    burn_table_version: int
+    price_version: str | None
+
+    @property
+    def margin_percent(self) -> Decimal | None:
+        """Margin as a percentage of revenue (2 decimals, half even); None when revenue is 0."""
+        if self.revenue_usd == 0:
+            return None
+        return CONTEXT.divide(self.margin_usd * 100, self.revenue_usd).quantize(Decimal("0.01"))
+
+
+def rate(
+    usage: RateParams,
+    burn_table: BurnTable | None,
+    price: ProviderPrice | None,
+    credit_price_usd: Decimal,
+) -> RateResult:
+    """Rate one event. Raises NoRate when the burn table has no rule or rate for its units.
+
+    A missing provider price is not an error (custom units have none): the USD cost is then 0
+    and `price_version` is None, so reports can tell "free to us" from "price unknown".
+    """
+    if burn_table is None:
+        raise NoRate(f"no burn table in force at {usage.timestamp.isoformat()}")
+    found = burn_table.rule_for(usage.event_type, usage.model, usage.unit_type)
+    if found is None:
+        raise NoRate(
+            f"burn table {burn_table.name!r} v{burn_table.version} has no rule for model {usage.model!r}, "
+            f"event type {usage.event_type} and no default rule"
+        )
+    key, rule = found
+    credits = quantize(CONTEXT.divide(_credit_units(usage, key, rule), rule.per_unit))
+    usd_cost = quantize(_usd_cost(usage, price)) if price is not None else ZERO
+    revenue = quantize(CONTEXT.multiply(credits, credit_price_usd))
+    return RateResult(
+        credits=credits,
+        usd_cost=usd_cost,
+        revenue_usd=revenue,
+        margin_usd=revenue - usd_cost,
+        rule_key=key,
+        burn_table_id=burn_table.burn_table_id,
+        burn_table_version=burn_table.version,
+        price_version=price.version if price is not None else None,
+    )
+
+
+def _credit_units(usage: RateParams, key: str, rule: RateRule) -> Decimal:
+    """Σ units × rate, before the per_unit division."""
+    parts: list[Decimal] = []
+    cached = usage.cached_input_tokens or 0
+    billable = {
+        "input_tokens": (usage.input_tokens or 0) - cached,
+        "output_tokens": usage.output_tokens or 0,
+        "cached_input_tokens": cached,
+    }
+    for name, count in billable.items():
+        if not count:
+            continue
+        rate_ = getattr(rule, name)
+        if rate_ is None and name == "cached_input_tokens":
+            rate_ = rule.input_tokens  # no cache discount in this rule
+        if rate_ is None:
+            raise NoRate(f"rule {key!r} has no {name} rate")
+        parts.append(CONTEXT.multiply(Decimal(count), rate_))
+    if usage.image_count:
+        image_rate = rule.image_rate(usage.image_size, usage.quality)
+        if image_rate is None:
+            raise NoRate(f"rule {key!r} has no image rate for size {usage.image_size!r}, quality {usage.quality!r}")
+        parts.append(CONTEXT.multiply(Decimal(usage.image_count), image_rate))
+    if usage.quantity is not None and usage.quantity != 0:
+        if rule.unit is None:
+            raise NoRate(f"rule {key!r} has no unit rate for {usage.unit_type!r}")
+        parts.append(CONTEXT.multiply(usage.quantity, rule.unit))
+    total = ZERO
+    for part in parts:
+        total = CONTEXT.add(total, part)
+    return total
+
+
+def _usd_cost(usage: RateParams, price: ProviderPrice) -> Decimal:
+    cached = usage.cached_input_tokens or 0
+    token_prices = (
+        ((usage.input_tokens or 0) - cached, price.input_mtok),
+        (cached, price.cache_read_mtok if price.cache_read_mtok is not None else price.input_mtok),
+        (usage.output_tokens or 0, price.output_mtok),
+    )
+    cost = ZERO
+    for count, per_mtok in token_prices:
+        if count and per_mtok is not None:
+            cost = CONTEXT.add(cost, CONTEXT.divide(CONTEXT.multiply(Decimal(count), per_mtok), MTOK))
+    if usage.image_count and price.per_image is not None:
+        cost = CONTEXT.add(cost, CONTEXT.multiply(Decimal(usage.image_count), price.per_image))
+    if usage.quantity is not None and price.per_unit is not None:
+        cost = CONTEXT.add(cost, CONTEXT.multiply(usage.quantity, price.per_unit))
+    return cost
