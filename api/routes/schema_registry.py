@@ -1,0 +1,231 @@
+"""The schema registry over HTTP: the subset of Confluent's Schema Registry REST API that stock
+clients (confluent-kafka's SchemaRegistryClient, AvroSerializer, AvroDeserializer) call.
+
+Served at the root path, as Confluent's are (`/subjects/...`, `/schemas/ids/...`, `/config`,
+`/compatibility/...`), so a client's `url` is simply the API's base URL. Bodies are accepted as
+`application/vnd.schemaregistry.v1+json`, `application/vnd.schemaregistry+json` and
+`application/json`; answers are `application/vnd.schemaregistry.v1+json`, errors Confluent's
+`{"error_code": 40401, "message": "..."}`. Query parameters clients send and we do not use
+(`format`, `subject` on `/schemas/ids/{id}`) are accepted and ignored.
+
+Not supported: schema types other than AVRO and schema references (42201), modes (READONLY
+etc.), contexts, metadata and rule sets, deleting a single version.
+
+Auth: none, deliberately for now. The registry is read by our own services and by customers'
+producers, whose clients speak this API without our API keys; a later issue puts it behind API
+keys or a network policy. Until then expose it only where producers may register schemas.
+
+The app provides the store as `app.state.schema_registry`, on the app's Postgres pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from openmonetize.logs import get_logger
+from schemas.registry import RegistryError, SchemaRegistry
+
+log = get_logger(__name__)
+
+MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class RegistryResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(http_status: int, error_code: int, message: str) -> RegistryResponse:
+    return RegistryResponse({"error_code": error_code, "message": message}, status_code=http_status)
+
+
+class _ConfluentErrors(APIRoute):
+    """Answers every failure of a registry route with Confluent's error body."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RegistryError as exc:
+                return _error(exc.http_status, exc.error_code, exc.message)
+            except RequestValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                return _error(422, 422, f"Unprocessable request: {problems}")
+            except psycopg.Error as exc:
+                log.error("schema registry store error", error=str(exc).strip())
+                return _error(500, 50001, "Error in the backend data store")
+
+        return handle
+
+
+router = APIRouter(
+    tags=["schema registry"],
+    route_class=_ConfluentErrors,
+    default_response_class=RegistryResponse,
+)
+
+
+def _registry(request: Request) -> SchemaRegistry:
+    return request.app.state.schema_registry
+
+
+def _page(items: list, offset: int, limit: int) -> list:
+    return items[offset:] if limit < 0 else items[offset : offset + limit]
+
+
+# --- subjects and versions ---------------------------------------------------------------
+
+
+@router.get("/subjects", summary="Subjects")
+def list_subjects(
+    request: Request,
+    deleted: bool = False,
+    deleted_only: bool = False,
+    subjectPrefix: str = "",  # noqa: N803 - Confluent's parameter name
+    offset: int = 0,
+    limit: int = -1,
+) -> list[str]:
+    return _page(_registry(request).subjects(deleted, deleted_only, subjectPrefix), offset, limit)
+
+
+@router.get("/subjects/{subject}/versions", summary="Versions of a subject")
+def list_versions(
+    request: Request, subject: str, deleted: bool = False, deleted_only: bool = False, offset: int = 0, limit: int = -1
+) -> list[int]:
+    return _page(_registry(request).versions(subject, deleted, deleted_only), offset, limit)
+
+
+@router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
+def register(request: Request, subject: str, body: dict[str, Any] = Body(...), normalize: bool = False) -> dict:
+    schema_id = _registry(request).register(
+        subject, body.get("schema"), body.get("schemaType"), normalize, body.get("references")
+    )
+    return {"id": schema_id}
+
+
+@router.post("/subjects/{subject}", summary="Look up a schema under a subject")
+def lookup(
+    request: Request, subject: str, body: dict[str, Any] = Body(...), normalize: bool = False, deleted: bool = False
+) -> dict:
+    registry = _registry(request)
+    schema_id, version = registry.lookup(subject, body.get("schema"), body.get("schemaType"), normalize, deleted)
+    return {"subject": subject, "id": schema_id, "version": version, "schema": registry.schema_by_id(schema_id)}
+
+
+@router.get("/subjects/{subject}/versions/{version}", summary="A version of a subject (number or latest)")
+def get_version(request: Request, subject: str, version: str, deleted: bool = False) -> dict:
+    schema_id, number, text = _registry(request).version(subject, version, deleted)
+    return {"subject": subject, "id": schema_id, "version": number, "schema": text}
+
+
+@router.get("/subjects/{subject}/versions/{version}/schema", summary="The schema of a version, unwrapped")
+def get_version_schema(request: Request, subject: str, version: str, deleted: bool = False) -> Response:
+    return Response(_registry(request).version(subject, version, deleted)[2], media_type=MEDIA_TYPE)
+
+
+@router.delete("/subjects/{subject}", summary="Delete a subject (soft; then permanent=true)")
+def delete_subject(request: Request, subject: str, permanent: bool = False) -> list[int]:
+    return _registry(request).delete_subject(subject, permanent)
+
+
+# --- schemas by id -----------------------------------------------------------------------
+
+
+@router.get("/schemas/types", summary="Supported schema types")
+def schema_types() -> list[str]:
+    return ["AVRO"]
+
+
+@router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
+def get_schema(request: Request, schema_id: int) -> dict:
+    return {"schema": _registry(request).schema_by_id(schema_id)}
+
+
+@router.get("/schemas/ids/{schema_id}/schema", summary="A schema by its global id, unwrapped")
+def get_schema_raw(request: Request, schema_id: int) -> Response:
+    return Response(_registry(request).schema_by_id(schema_id), media_type=MEDIA_TYPE)
+
+
+@router.get("/schemas/ids/{schema_id}/versions", summary="Subject versions that hold a schema")
+def get_schema_versions(request: Request, schema_id: int, deleted: bool = False) -> list[dict]:
+    pairs = _registry(request).schema_versions(schema_id, deleted)
+    return [{"subject": subject, "version": version} for subject, version in pairs]
+
+
+@router.get("/schemas/ids/{schema_id}/subjects", summary="Subjects that hold a schema")
+def get_schema_subjects(request: Request, schema_id: int, deleted: bool = False) -> list[str]:
+    return sorted({subject for subject, _ in _registry(request).schema_versions(schema_id, deleted)})
+
+
+# --- compatibility -----------------------------------------------------------------------
+
+
+@router.post("/compatibility/subjects/{subject}/versions/{version}", summary="Test against a version")
+def test_compatibility(
+    request: Request,
+    subject: str,
+    version: str,
+    body: dict[str, Any] = Body(...),
+    normalize: bool = False,
+    verbose: bool = False,
+) -> dict:
+    problems = _registry(request).compatibility(
+        subject, body.get("schema"), version, body.get("schemaType"), normalize
+    )
+    return _compatibility_answer(problems, verbose)
+
+
+@router.post("/compatibility/subjects/{subject}/versions", summary="Test against the versions the level checks")
+def test_compatibility_all(
+    request: Request, subject: str, body: dict[str, Any] = Body(...), normalize: bool = False, verbose: bool = False
+) -> dict:
+    problems = _registry(request).compatibility(subject, body.get("schema"), None, body.get("schemaType"), normalize)
+    return _compatibility_answer(problems, verbose)
+
+
+def _compatibility_answer(problems: list[str], verbose: bool) -> dict:
+    return {"is_compatible": not problems, "messages": problems} if verbose else {"is_compatible": not problems}
+
+
+# --- compatibility levels ----------------------------------------------------------------
+
+
+@router.get("/config", summary="The global compatibility level")
+def get_global_config(request: Request) -> dict:
+    return {"compatibilityLevel": _registry(request).get_config()}
+
+
+@router.put("/config", summary="Set the global compatibility level")
+def put_global_config(request: Request, body: dict[str, Any] = Body(...)) -> dict:
+    return {"compatibility": _registry(request).set_config(None, _level_of(body))}
+
+
+@router.get("/config/{subject}", summary="A subject's compatibility level")
+def get_subject_config(request: Request, subject: str, defaultToGlobal: bool = False) -> dict:  # noqa: N803
+    return {"compatibilityLevel": _registry(request).get_config(subject, defaultToGlobal)}
+
+
+@router.put("/config/{subject}", summary="Set a subject's compatibility level")
+def put_subject_config(request: Request, subject: str, body: dict[str, Any] = Body(...)) -> dict:
+    return {"compatibility": _registry(request).set_config(subject, _level_of(body))}
+
+
+@router.delete("/config/{subject}", summary="Drop a subject's level (back to the global one)")
+def delete_subject_config(request: Request, subject: str) -> dict:
+    return {"compatibilityLevel": _registry(request).delete_config(subject)}
+
+
+def _level_of(body: dict[str, Any]) -> Any:
+    """The level in a config body; clients send `compatibility`, some `compatibilityLevel`."""
+    return body.get("compatibility") or body.get("compatibilityLevel")
