@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from schemas.avro_encoder import compile_encoder
+
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -45,16 +47,31 @@ def schema_json(file_name: str) -> dict:
 
 class AvroCodec:
     """Encodes records with one of our schemas (registered as `schema_id`) and decodes records
-    written with any registered schema into it."""
+    written with any registered schema into it.
 
-    def __init__(self, schema: dict | str, schema_id: int, resolver: SchemaResolver | None = None):
-        self.schema = parse_schema(json.loads(schema) if isinstance(schema, str) else schema)
+    Encoding uses the specialised encoder compiled from the schema (schemas/avro_encoder.py,
+    byte-identical to fastavro and several times faster) when the schema's shape allows, else
+    fastavro; `cached_fields` names low-cardinality string fields worth caching.
+    """
+
+    def __init__(
+        self,
+        schema: dict | str,
+        schema_id: int,
+        resolver: SchemaResolver | None = None,
+        cached_fields: tuple[str, ...] = (),
+    ):
+        raw = json.loads(schema) if isinstance(schema, str) else schema
+        self.schema = parse_schema(raw)
         self.schema_id = schema_id
         self.resolver = resolver
         self._header = _HEADER.pack(MAGIC, schema_id)
+        self._fast = compile_encoder(raw, cached_fields)
         self._writers: dict[int, Any] = {schema_id: None}  # None: written with our schema, no resolution
 
     def encode(self, record: dict) -> bytes:
+        if self._fast is not None:
+            return self._header + self._fast(record)
         out = io.BytesIO()
         out.write(self._header)
         schemaless_writer(out, self.schema, record)

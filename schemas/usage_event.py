@@ -23,8 +23,15 @@ from typing import Annotated
 import msgspec
 
 from openmonetize.settings import Settings
+from schemas.codec import AvroCodec, SchemaResolver, schema_text
 
+SCHEMA_FILE = "usage_event.avsc"
 EVENT_TYPES = ("TOKEN_USAGE", "EMBEDDING", "IMAGE_GENERATION", "AUDIO", "CUSTOM")
+# String fields with few distinct values: the encoder caches their encodings.
+LOW_CARDINALITY_FIELDS = (
+    "customer_id", "team_id", "event_type", "feature_id", "provider", "model",
+    "image_size", "quality", "unit_type", "source",
+)
 SOURCES = ("http", "cloudevents", "kafka", "proxy")
 QUANTITY_SCALE = 12  # matches the Avro decimal(38, 12) of `quantity`
 MAX_METADATA_KEY = 64
@@ -56,6 +63,11 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Decimal | None = None
     reservation_id: Id | None = None
     metadata: dict[str, str] | None = None
+
+
+def codec(schema_id: int, resolver: SchemaResolver | None = None) -> AvroCodec:
+    """The usage.events codec, with the schema id the registry gave our schema."""
+    return AvroCodec(schema_text(SCHEMA_FILE), schema_id, resolver, cached_fields=LOW_CARDINALITY_FIELDS)
 
 
 class EventError(ValueError):
