@@ -112,6 +112,14 @@ def terminate(pid: int, timeout_s: float = 20.0) -> None:
         wait_until(lambda: not pid_alive(pid), 5.0, interval_s=0.1)
 
 
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group whose leader has exited."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # started with start_new_session: its PID is its group id

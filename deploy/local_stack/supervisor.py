@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from deploy.local_stack.processes import ManagedProcess, terminate
+from deploy.local_stack.processes import ManagedProcess, kill_group, terminate
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -65,6 +65,9 @@ class Supervisor:
             log.warning(
                 "child_exited", service=child.process.name, code=code, restart_in_s=child.backoff_s
             )
+            # Its own children (e.g. uvicorn's worker processes) outlive a killed parent and would
+            # keep its port: end its whole process group before starting it again.
+            kill_group(child.popen.pid)
             child.popen = None
             child.process.pid_file.unlink(missing_ok=True)
             child.next_start = now + child.backoff_s

@@ -94,3 +94,12 @@ def test_supervisor_restarts_a_dead_api(settings):
         return new_pid != old_pid and httpx.get(f"{settings.api_url}/ready", timeout=1).status_code == 200
 
     eventually(restarted, timeout_s=60, interval_s=0.2, what="the supervisor to restart the api")
+
+    def old_group_gone():
+        try:
+            os.killpg(old_pid, 0)  # the dead api's worker processes would still hold its port
+        except ProcessLookupError:
+            return True
+        return False
+
+    eventually(old_group_gone, timeout_s=10, what="the old api's worker processes to be gone")
