@@ -1,0 +1,149 @@
+"""An in-process view of a compacted topic: the latest value of every key, kept current.
+
+What fast reads are served from (DESIGN: "Reads that must be fast come from in-process views
+fed by compacted topics, never from a database round trip per request"): the API's entitlement
+checks read `wallet.balances`, the stream workers read the billing catalog (burn tables,
+prices, tenant settings). Every process reads EVERY partition, from the beginning, without a
+consumer group (a group would split the partitions between processes), on a background thread.
+
+`wait_until_current()` blocks until the view has read up to the end offsets that existed when it
+was called: a process can serve once its view is warm, and a test can wait for a write it made.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from openmonetize.logs import get_logger
+
+log = get_logger(__name__)
+V = TypeVar("V")
+
+
+class CompactedView(Generic[V]):
+    """Latest decoded value per key of one topic. A record with a null value deletes its key."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        decode: Callable[[bytes], V],
+        on_update: Callable[[str, V | None], None] | None = None,
+    ):
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._decode = decode
+        self._on_update = on_update
+        self._values: dict[str, V] = {}
+        self._positions: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"view-{topic}",  # required by the client; never joined (assign, no commit)
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        })
+        self._partitions = self._discover()
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._thread = threading.Thread(target=self._run, name=f"view-{topic}", daemon=True)
+        self.decode_errors = 0
+
+    def start(self) -> CompactedView[V]:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+    def get(self, key: str) -> V | None:
+        return self._values.get(key)
+
+    def items(self) -> list[tuple[str, V]]:
+        with self._lock:
+            return list(self._values.items())
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def wait_until_current(self, timeout_s: float = 30.0) -> bool:
+        """Block until everything written to the topic before this call has been read."""
+        # A client of its own: the view's consumer is busy in its thread (clients aren't shared).
+        probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"view-probe-{self.topic}"})
+        try:
+            ends = {
+                p: probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
+                for p in self._partitions
+            }
+        finally:
+            probe.close()
+        deadline = time.monotonic() + timeout_s
+        with self._progress:
+            while not all(self._positions.get(p, 0) >= end for p, end in ends.items()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(left)
+        return True
+
+    # --- internals ---------------------------------------------------------------------------
+    def _discover(self) -> list[int]:
+        metadata = self._consumer.list_topics(self.topic, timeout=10)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise KafkaException(f"topic {self.topic} not found: {topic.error if topic else 'no metadata'}")
+        return sorted(topic.partitions)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = self._consumer.consume(1000, timeout=0.2)
+            except KafkaException as exc:
+                log.warning("compacted_view_consume_failed", topic=self.topic, error=str(exc))
+                continue
+            if not messages:
+                self._mark_idle_positions()
+                continue
+            updates = []
+            for message in messages:
+                if message.error() is not None:
+                    continue
+                key = message.key().decode() if message.key() else ""
+                if message.value() is None:
+                    updates.append((key, None))
+                    continue
+                try:
+                    updates.append((key, self._decode(message.value())))
+                except Exception as exc:  # noqa: BLE001 - a bad record must not stop the view
+                    self.decode_errors += 1
+                    log.warning("compacted_view_bad_record", topic=self.topic, key=key, error=str(exc))
+            with self._progress:
+                for key, decoded in updates:
+                    if decoded is None:
+                        self._values.pop(key, None)
+                    else:
+                        self._values[key] = decoded
+                for message in messages:
+                    partition = message.partition()
+                    self._positions[partition] = max(self._positions.get(partition, 0), message.offset() + 1)
+                self._progress.notify_all()
+            if self._on_update is not None:
+                for key, decoded in updates:
+                    self._on_update(key, decoded)
+
+    def _mark_idle_positions(self) -> None:
+        """With nothing to read, our position on each partition is its current consumer position."""
+        positions = self._consumer.position([TopicPartition(self.topic, p) for p in self._partitions])
+        with self._progress:
+            for tp in positions:
+                if tp.offset >= 0:
+                    self._positions[tp.partition] = max(self._positions.get(tp.partition, 0), tp.offset)
+            self._progress.notify_all()
