@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test clean-test venv bench
+.PHONY: help up down status env test clean-test venv bench bench-ingest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,3 +40,6 @@ clean-test:  ## stop the test stack and delete its data (.stack-test/)
 
 bench: venv  ## benchmarks against the running stack (`make up` first); prints figures
 	$(VENV)/bin/python -m deploy.bench.kafka_raw --records $(if $(QUICK),100000,500000) --runs 3
+
+bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
+	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3

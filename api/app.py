@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 import psycopg
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
+from psycopg_pool import ConnectionPool
 
+from api import errors
+from api.routes import cloudevents, ingest, schema_registry
 from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
+from schemas.registry import SchemaRegistry
 
 log = get_logger(__name__)
 
@@ -27,6 +32,16 @@ LATENCY = Histogram(
 )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """The process's Postgres pool, opened before the routers' lifespans run and closed after."""
+    app.state.db.open(wait=False)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app.state.db.close)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -34,8 +49,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Usage metering and prepaid-credit billing for AI SaaS, streaming on Kafka.",
         default_response_class=ORJSONResponse,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
+    # One pool per process; connections are checked on checkout, so a Postgres restart costs
+    # the requests in flight, not every request until the API restarts.
+    app.state.db = ConnectionPool(
+        settings.database_url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection
+    )
+    app.state.schema_registry = SchemaRegistry(app.state.db)
+    app.include_router(schema_registry.router)
+    errors.install(app)
+    app.include_router(ingest.router)  # its lifespan starts the Kafka producer and registers the event schema
+    app.include_router(cloudevents.router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -54,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/ready",
         tags=["operations"],
-        summary="Dependencies answer (Postgres, Kafka)",
+        summary="Dependencies answer (Postgres, Kafka) and the usage event schema is registered",
         responses={503: {"description": "A dependency does not answer; `checks` says which"}},
     )
     async def ready() -> Response:
@@ -62,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.to_thread(_check_postgres, settings), asyncio.to_thread(_check_kafka, settings)
         )
         body = {"status": "ok", "checks": dict(zip(("postgres", "kafka"), checks))}
+        body["checks"]["event_schema"] = app.state.intake.schema_status
         if any(value != "ok" for value in body["checks"].values()):
             body["status"] = "unavailable"
             return ORJSONResponse(body, status_code=503)

@@ -61,3 +61,23 @@ def customer_for_key(conn: psycopg.Connection, api_key: str) -> str | None:
         (hash_key(api_key),),
     ).fetchone()
     return row[0] if row else None
+
+
+def find_customer_by_name(conn: psycopg.Connection, name: str) -> str | None:
+    """The id of the oldest customer named `name`, or None (names are not unique)."""
+    row = conn.execute(
+        "SELECT customer_id FROM customers WHERE name = %s ORDER BY created_at, customer_id LIMIT 1", (name,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def create_api_key(conn: psycopg.Connection, customer_id: str, key_name: str = "default") -> str:
+    """Mint another API key for an existing customer; the key is returned once."""
+    key_id = "key_" + secrets.token_hex(8)
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO api_keys (key_id, customer_id, key_hash, prefix, name) VALUES (%s, %s, %s, %s, %s)",
+            (key_id, customer_id, hash_key(api_key), api_key[:11], key_name),
+        )
+    return api_key

@@ -7,7 +7,9 @@ defined next to the code that updates them; this module holds what every process
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Info, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Info, generate_latest, multiprocess
 
 BUILD_INFO = Info("openmonetize_build", "Version and role of this process")
 
@@ -19,5 +21,13 @@ def describe_process(service: str) -> None:
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text of the default registry and its content type."""
-    return generate_latest(), CONTENT_TYPE_LATEST
+    """The exposition text and its content type.
+
+    A process whose workers share PROMETHEUS_MULTIPROC_DIR (the API with API_WORKERS > 1) sums
+    the workers' files, plus this process's build info (Info metrics are not multiprocess)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(BUILD_INFO)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     event_max_metadata_entries: int = Field(64, description="Most metadata keys per event.")
     ingest_max_batch_events: int = Field(10_000, description="Most events in one ingest request (413 above).")
     ingest_max_body_bytes: int = Field(10 * 1024 * 1024, description="Largest ingest request body (413 above).")
+    ingest_retry_after_s: int = Field(5, description="Retry-After (seconds) of a 503 from the ingest routes.")
+    api_key_cache_ttl_s: float = Field(
+        30.0, description="How long an API process trusts a looked-up key (a revoked key works this long)."
+    )
+    api_key_negative_cache_ttl_s: float = Field(5.0, description="How long an unknown or revoked key is remembered.")
+    kafka_producer_timeout_ms: int = Field(
+        10_000, description="API producer's message.timeout.ms: how long a record may wait for its ack (then 503)."
+    )
+    kafka_producer_linger_ms: float = Field(5.0, description="API producer's linger.ms (batching delay).")
+    kafka_producer_compression: str = Field(
+        "zstd", description="API producer's compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
+    )
 
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")
@@ -83,6 +95,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(18080, description="HTTP API port.")
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
+    api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn workers); 1 runs in-process.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
 
     # --- logging -------------------------------------------------------------------------

@@ -29,3 +29,21 @@ def settings() -> Settings:
             returncode=2,
         )
     return settings
+
+
+@pytest.fixture
+def tenant(settings):
+    """A fresh tenant (customer and API key) of its own."""
+    from tests.integration.support import new_tenant
+
+    return new_tenant(settings)
+
+
+@pytest.fixture
+def tail(settings, tenant):
+    """What lands on usage.events for `tenant` from now on."""
+    from tests.integration.support import UsageTail
+
+    tail = UsageTail(settings, tenant.customer_id)
+    yield tail
+    tail.close()

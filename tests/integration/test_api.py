@@ -9,7 +9,7 @@ def test_health_and_ready(settings):
     assert httpx.get(f"{settings.api_url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{settings.api_url}/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok"}}
+    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok", "event_schema": "ok"}}
 
 
 def test_metrics_count_requests(settings):
@@ -28,3 +28,25 @@ def test_worker_exposes_metrics(settings):
     text = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
     assert "openmonetize_worker_usage_events_seen_total" in text
     assert 'openmonetize_build_info{service="worker"' in text
+
+
+def test_worker_reads_compressed_usage_events(settings):
+    """Producers compress (the API zstd, UsageProducer lz4): the Faust worker must read both."""
+    from confluent_kafka import Producer
+
+    from schemas.topics import topics
+    from tests.conftest import eventually
+
+    def seen() -> float:
+        text = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
+        line = next(l for l in text.splitlines() if l.startswith("openmonetize_worker_usage_events_seen_total "))
+        return float(line.split()[1])
+
+    before = seen()
+    topic = topics(settings).usage_events.name
+    for codec in ("zstd", "lz4", "gzip"):
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "compression.type": codec})
+        for i in range(10):
+            producer.produce(topic, key=b"compression-test", value=b"not avro: the placeholder only counts")
+        assert producer.flush(10) == 0
+    eventually(lambda: seen() >= before + 30, timeout_s=30, what="the worker to count 30 compressed records")

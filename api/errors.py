@@ -1,0 +1,73 @@
+"""One error shape for the API: `{"error": {"code": ..., "message": ..., "field": ...}}`.
+
+Routes raise `ApiError`; `install(app)` answers it, and FastAPI's own request validation errors,
+with that body. `field` is present only when one field is to blame. Batch routes answer
+per-event problems in their own body (`accepted`/`rejected`); this shape is for the request as
+a whole (401, 403, 413, 415, 503, ...). Routers with a protocol of their own (the schema
+registry speaks Confluent's error format) handle their errors before these handlers see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
+    ):
+        """`extra` adds top-level keys next to `error` (e.g. how many events were accepted)."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> Response:
+        body = {"error": error_body(self.code, self.message, self.field), **self.extra}
+        return json_response(body, self.status, self.headers)
+
+
+def json_response(body: object, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    body = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return body
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    """FastAPI's 422 in our shape: the first problem names the field, the message lists all."""
+    problems = exc.errors()
+    first = problems[0] if problems else {}
+    field = ".".join(str(part) for part in first.get("loc", ())) or None
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg', 'invalid')}" for problem in problems
+    )
+    return ApiError(422, "invalid_request", message or "invalid request", field)
+
+
+def install(app: FastAPI) -> None:
+    async def on_api_error(_request: Request, exc: ApiError) -> Response:
+        return exc.response()
+
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        return validation_error(exc).response()
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
