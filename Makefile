@@ -43,3 +43,4 @@ bench: venv  ## benchmarks against the running stack (`make up` first); prints f
 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3
+	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,10) --runs 3

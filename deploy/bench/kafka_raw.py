@@ -18,6 +18,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from deploy.bench.results import RESULTS, merge_results
 from openmonetize.settings import get_settings
 
 
@@ -94,6 +95,11 @@ def main() -> None:
             f"spread {min(values):,.0f}-{max(values):,.0f}, {args.records:,} x {args.size} B, "
             f"{args.partitions} partitions, {args.runs} runs"
         )
+    merge_results({
+        f"kafka_raw_produce_{args.size}b_records_per_s": round(statistics.median(produced)),
+        f"kafka_raw_consume_{args.size}b_records_per_s": round(statistics.median(consumed)),
+    })
+    print(f"saved to {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
+import io
 import statistics
-import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from fastavro import schemaless_writer
 
 from openmonetize.settings import get_settings
 from producers.loadgen import EventGenerator
+from deploy.bench.results import RESULTS, merge_results
 from producers.usage_producer import UsageProducer
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench-results.json"
 
 
 def fresh_topic(admin: AdminClient, partitions: int) -> str:
@@ -55,10 +53,11 @@ def split(producer: UsageProducer, events: list[dict], sample: int) -> dict[str,
     values = [producer.encode(r) for r in records]
     encode = per_event_us(time.perf_counter() - start, len(records))
 
-    subset = records[:sample]
+    subset = records[:sample]  # the reference encoder, for comparison
+    schema, out = producer.codec.schema, io.BytesIO()
     start = time.perf_counter()
     for record in subset:
-        producer.codec.encode(record)
+        schemaless_writer(out, schema, record)
     fastavro = per_event_us(time.perf_counter() - start, len(subset))
 
     keys = [f"{producer.customer_id}:{r['user_id']}" for r in records]
@@ -97,25 +96,6 @@ def end_to_end(producer: UsageProducer, events: list[dict]) -> float:
     if remaining or producer.failed:
         raise RuntimeError(f"{remaining} undelivered, {producer.failed} failed")
     return len(events) / elapsed
-
-
-def merge_results(values: dict) -> None:
-    """Read-modify-write bench-results.json: other benchmarks own the other keys."""
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data.update(values)
-    if "machine" not in data:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        data["machine"] = {"cores": os.cpu_count(), "ram_gb": round(ram, 1)}
-    if "git_commit" not in data:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent,
-                                    check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            commit = None
-        data["git_commit"] = commit
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(RESULTS)
 
 
 def main() -> None:
