@@ -14,8 +14,8 @@ from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
-from api import errors
-from api.routes import cloudevents, ingest, schema_registry
+from api import catalog_state, errors
+from api.routes import burn_tables, cloudevents, ingest, pricing, rating, schema_registry
 from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(ingest.router)  # its lifespan starts the Kafka producer and registers the event schema
     app.include_router(cloudevents.router)
+    app.include_router(catalog_state.router)  # its lifespan loads the billing catalog and opens its publisher
+    app.include_router(burn_tables.router)
+    app.include_router(pricing.router)
+    app.include_router(rating.router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/ready",
         tags=["operations"],
-        summary="Dependencies answer (Postgres, Kafka) and the usage event schema is registered",
+        summary="Dependencies answer (Postgres, Kafka), the usage event schema is registered, the catalog is loaded",
         responses={503: {"description": "A dependency does not answer; `checks` says which"}},
     )
     async def ready() -> Response:
@@ -89,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         body = {"status": "ok", "checks": dict(zip(("postgres", "kafka"), checks))}
         body["checks"]["event_schema"] = app.state.intake.schema_status
+        body["checks"]["catalog"] = app.state.catalog_status
         if any(value != "ok" for value in body["checks"].values()):
             body["status"] = "unavailable"
             return ORJSONResponse(body, status_code=503)

@@ -25,8 +25,10 @@ class ApiError(Exception):
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, object] | None = None,
+        details: Mapping[str, object] | None = None,
     ):
-        """`extra` adds top-level keys next to `error` (e.g. how many events were accepted)."""
+        """`extra` adds top-level keys next to `error` (e.g. how many events were accepted);
+        `details` adds keys inside it (e.g. every `problems` of a burn table's rules)."""
         super().__init__(message)
         self.status = status
         self.code = code
@@ -34,9 +36,10 @@ class ApiError(Exception):
         self.field = field
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        self.details = dict(details or {})
 
     def response(self) -> Response:
-        body = {"error": error_body(self.code, self.message, self.field), **self.extra}
+        body = {"error": {**error_body(self.code, self.message, self.field), **self.details}, **self.extra}
         return json_response(body, self.status, self.headers)
 
 

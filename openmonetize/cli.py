@@ -22,10 +22,11 @@ class Group(click.Group):
         from pydantic import ValidationError
 
         from deploy.local_stack.processes import StackError
+        from openmonetize.catalog import CatalogPublishError
 
         try:
             return super().invoke(ctx)
-        except StackError as exc:
+        except (StackError, CatalogPublishError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
         except psycopg.OperationalError as exc:
@@ -136,7 +137,7 @@ def logs_command(service: str, lines: int, follow: bool) -> None:
 # --- admin ---------------------------------------------------------------------------------
 @main.group(cls=Group)
 def admin() -> None:
-    """Operator tasks: tenants and their API keys."""
+    """Operator tasks: tenants and their API keys, provider price snapshots."""
 
 
 @admin.command("create-customer")
@@ -158,6 +159,37 @@ def create_customer(name: str, as_json: bool) -> None:
         click.echo(orjson.dumps({"customer_id": customer.customer_id, "api_key": customer.api_key}).decode())
     else:
         click.echo(f"customer_id: {customer.customer_id}\napi_key:     {customer.api_key}  (shown once)")
+
+
+@admin.command("import-prices")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Price the dataset as of this day, YYYY-MM-DD (default: today, UTC).")
+def import_prices(day) -> None:
+    """Snapshot the bundled genai-prices dataset into provider_prices and publish it to the catalog.
+
+    The version is `genai-<package version>-<date>`; importing the same one again changes
+    nothing. The first snapshot is in force from 1970 so that past events are priced too.
+    """
+    from openmonetize.catalog_admin import import_prices as body
+
+    done = body(get_settings(), day.date() if day else None)
+    click.echo(f"{done.version}: {done.inserted} new prices, {done.published} published "
+               f"(in force from {done.effective_from.isoformat()})")
+
+
+# --- catalog -------------------------------------------------------------------------------
+@main.group(cls=Group)
+def catalog() -> None:
+    """The billing catalog (burn tables, provider prices, tenant settings) on its Kafka topic."""
+
+
+@catalog.command()
+def sync() -> None:
+    """Republish every catalog record from Postgres to the catalog topic. Idempotent; for
+    recovery (e.g. a write saved in Postgres whose publication failed)."""
+    from openmonetize.catalog_admin import sync as body
+
+    click.echo(f"published {body(get_settings())} catalog records")
 
 
 # --- produce / loadgen ---------------------------------------------------------------------

@@ -8,6 +8,8 @@ consumer group (a group would split the partitions between processes), on a back
 
 `wait_until_current()` blocks until the view has read up to the end offsets that existed when it
 was called: a process can serve once its view is warm, and a test can wait for a write it made.
+`on_update` (for readers keeping indexes of their own) runs on the view's thread before the
+record counts as read, so after `wait_until_current()` those indexes are current too.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class CompactedView(Generic[V]):
         self._on_update = on_update
         self._values: dict[str, V] = {}
         self._positions: dict[int, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: on_update runs holding it and may call items()
         self._progress = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._consumer = Consumer({
@@ -131,13 +133,13 @@ class CompactedView(Generic[V]):
                         self._values.pop(key, None)
                     else:
                         self._values[key] = decoded
+                if self._on_update is not None:
+                    for key, decoded in updates:
+                        self._on_update(key, decoded)
                 for message in messages:
                     partition = message.partition()
                     self._positions[partition] = max(self._positions.get(partition, 0), message.offset() + 1)
                 self._progress.notify_all()
-            if self._on_update is not None:
-                for key, decoded in updates:
-                    self._on_update(key, decoded)
 
     def _mark_idle_positions(self) -> None:
         """With nothing to read, our position on each partition is its current consumer position."""

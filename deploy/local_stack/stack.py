@@ -1,6 +1,7 @@
 """The local stack as one unit: `up`, `down`, `status`, `env`, `logs`.
 
-Order of `up`: Kafka (topics created) → Postgres (database, migrations) → the supervisor,
+Order of `up`: Kafka (topics created) → Postgres (database, migrations) → the billing catalog
+(provider prices imported when none are, everything republished to its topic) → the supervisor,
 which starts the ClickHouse front, the API and the stream worker → ClickHouse migrations.
 Each step is idempotent, so `up` on a running stack only checks it. `down` stops what the PID
 files name, in reverse order.
@@ -20,7 +21,7 @@ from deploy.local_stack.kafka import KafkaService
 from deploy.local_stack.postgres import PostgresService
 from deploy.local_stack.processes import ManagedProcess, StackError, tail, wait_until
 from deploy.local_stack.supervisor import SUPERVISED
-from openmonetize import migrations
+from openmonetize import catalog_admin, migrations
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -66,6 +67,8 @@ class Stack:
         if "postgres" in self.settings.services:
             results.append(self._step("postgres", self.postgres.start))
         results.append(self._step("migrate postgres", self.migrate_postgres))
+        results.append(self._step("import prices", self.import_prices))
+        results.append(self._step("catalog sync", self.sync_catalog))
         if self.supervised:
             results.append(self._step("supervisor", self._start_supervisor))
             for name in self.supervised:
@@ -85,6 +88,13 @@ class Stack:
     def migrate_postgres(self) -> str:
         applied = migrations.apply_postgres(self.settings.database_url)
         return f"applied {', '.join(applied)}" if applied else "up to date"
+
+    def import_prices(self) -> str:
+        done = catalog_admin.import_prices(self.settings, only_if_missing=True)
+        return "a snapshot is stored" if done is None else f"imported {done.version} ({done.inserted} prices)"
+
+    def sync_catalog(self) -> str:
+        return f"published {catalog_admin.sync(self.settings)} records"
 
     def migrate_clickhouse(self) -> str:
         client = clickhouse_connect.get_client(dsn=self.settings.clickhouse_url)

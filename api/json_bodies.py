@@ -1,0 +1,128 @@
+"""JSON request and response bodies of the control-plane routes, with msgspec.
+
+Every JSON number of a request becomes an exact Decimal (`2.5` is Decimal("2.5"), never the
+float 2.5), also inside free-form objects such as a burn table's rules; responses carry
+amounts as decimal strings. The OpenAPI schemas are msgspec's, inlined. Also the checks every
+control-plane body shares (its tenant, its `effective_from`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import Request
+
+from api.errors import ApiError, json_response
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 1024 * 1024
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
+    return msgspec.json.Decoder(type_, float_hook=Decimal)
+
+
+async def read(request: Request, decoder_: msgspec.json.Decoder[T]) -> T:
+    """The body decoded, or 400 (not JSON, too large) / 422 (wrong shape) naming the field."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return decoder_.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        at = _AT.search(message)
+        field = at.group(1) if at else ""
+        if named := _FIELD.search(message):  # "Object missing required field `name`"
+            field = f"{field}.{named.group(1)}" if field else named.group(1)
+        raise ApiError(422, "invalid_request", message.replace("`", ""), field or None) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def check_customer(named: str | None, customer_id: str) -> None:
+    """A body may name its tenant; naming another than the API key's is refused (403)."""
+    if named is not None and named != customer_id:
+        raise ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id")
+
+
+def effective_from(value: datetime | None, field: str = "effective_from") -> datetime:
+    """The given instant (with a timezone, else 422), or now."""
+    if value is None:
+        return datetime.now(timezone.utc)
+    if value.tzinfo is None:
+        raise ApiError(422, "invalid_request", "must carry a timezone (RFC 3339, e.g. 2026-11-26T12:00:00Z)", field)
+    return value
+
+
+def respond(body: msgspec.Struct, status: int = 200) -> Any:
+    return json_response(msgspec.to_builtins(body), status)
+
+
+def schema(type_: Any) -> dict:
+    """The JSON schema of a msgspec type with every `$ref` inlined (OpenAPI has no `$defs`)."""
+    full = msgspec.json.schema(type_)
+    defs = full.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(full)
+
+
+def request_body(body_schema: dict) -> dict:
+    """`openapi_extra` for a route that reads its JSON body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
+
+
+def content(description: str, body_schema: dict | None = None) -> dict:
+    """One `responses=` entry."""
+    if body_schema is None:
+        return {"description": description}
+    return {"description": description, "content": {"application/json": {"schema": body_schema}}}
+
+
+ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+                "problems": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}},
+                },
+            },
+        }
+    },
+}
+
+
+def errors(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict]:
+    """`responses=` entries in our error shape, with default descriptions unless given."""
+    defaults = {
+        401: "Missing, unknown or revoked API key",
+        403: "`customer_id` names another tenant than the API key's (`foreign_customer`)",
+        404: "No such resource for this tenant",
+        413: "The body is too large",
+        422: "The body is invalid; `field` (and `problems`) say where and why",
+        503: "Kafka or the catalog is unavailable; retry later",
+    }
+    descriptions = {**defaults, **(descriptions or {})}
+    return {status: content(descriptions[status], ERROR) for status in statuses}

@@ -1,0 +1,113 @@
+"""`POST /v1/rating/calculate`: what one usage event would cost, priced as the stream workers
+price it (`openmonetize.billing.rating.rate` with the burn-table version, provider price and
+tenant settings in force at the event's timestamp), from this process's in-memory catalog."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import msgspec
+from fastapi import APIRouter, Depends, Request
+
+from api import json_bodies
+from api.auth import tenant
+from api.catalog_state import catalog_of
+from api.errors import ApiError
+from openmonetize.billing.rating import NoRate, RateParams, rate
+from schemas.usage_event import EVENT_TYPES, Id, Label
+
+router = APIRouter(tags=["rating"])
+
+
+class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The rating fields of a usage event (the contract's names); a whole event is accepted too."""
+
+    event_type: str
+    timestamp: datetime | None = None  # default: now
+    provider: Label | None = None
+    model: Label | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    image_count: int | None = None
+    image_size: Label | None = None
+    quality: Label | None = None
+    unit_type: Label | None = None
+    quantity: Decimal | None = None
+    customer_id: Id | None = None
+    # Not used by rating; accepted so that a usage event can be posted unchanged.
+    event_id: Id | None = None
+    user_id: Id | None = None
+    team_id: Id | None = None
+    feature_id: Id | None = None
+    reservation_id: Id | None = None
+    metadata: dict[str, str] | None = None
+
+
+class RatingOut(msgspec.Struct):
+    credits: Decimal
+    usd_cost: Decimal
+    revenue_usd: Decimal  # credits x the tenant's credit_price_usd
+    margin_usd: Decimal
+    margin_percent: Decimal | None  # of revenue; null when revenue is 0
+    credit_price_usd: Decimal
+    rule_key: str
+    burn_table_id: str
+    burn_table_version: int
+    price_version: str | None  # null: no provider price (usd_cost 0)
+    price_source: str | None  # "dataset" or "override"
+    timestamp: datetime
+
+
+_rating = json_bodies.decoder(RatingIn)
+
+
+@router.post(
+    "/v1/rating/calculate",
+    summary="Rate one usage event with the catalog in force at its timestamp",
+    responses={
+        200: json_bodies.content("Credits, USD cost and margin, and the versions that produced them",
+                                 json_bodies.schema(RatingOut)),
+        **json_bodies.errors(401, 403, 413, 422, 503, descriptions={
+            422: "The body is invalid (`invalid_request`), or nothing in force prices it (`no_rate`)"}),
+    },
+    openapi_extra=json_bodies.request_body(json_bodies.schema(RatingIn)),
+)
+async def calculate(request: Request, customer_id: str = Depends(tenant)):
+    body = await json_bodies.read(request, _rating)
+    json_bodies.check_customer(body.customer_id, customer_id)
+    usage = _params(body)
+    catalog = catalog_of(request)
+    found = catalog.price_record_at(customer_id, usage.provider, usage.model, usage.timestamp)
+    credit_price = catalog.tenant(customer_id).credit_price_usd
+    try:
+        result = rate(usage, catalog.burn_table_at(customer_id, usage.timestamp), found and found.price, credit_price)
+    except NoRate as exc:
+        raise ApiError(422, "no_rate", str(exc)) from None
+    return json_bodies.respond(RatingOut(
+        result.credits, result.usd_cost, result.revenue_usd, result.margin_usd, result.margin_percent, credit_price,
+        result.rule_key, result.burn_table_id, result.burn_table_version, result.price_version,
+        found.source if found else None, usage.timestamp,
+    ))
+
+
+def _params(body: RatingIn) -> RateParams:
+    if body.event_type not in EVENT_TYPES:
+        raise ApiError(422, "invalid_request", f"unknown event type {body.event_type!r}; one of {', '.join(EVENT_TYPES)}",
+                       "event_type")
+    for name in ("input_tokens", "output_tokens", "cached_input_tokens", "image_count"):
+        if (value := getattr(body, name)) is not None and value < 0:
+            raise ApiError(422, "invalid_request", f"must be >= 0, got {value}", name)
+    if (body.cached_input_tokens or 0) > (body.input_tokens or 0):
+        raise ApiError(422, "invalid_request", "cannot exceed input_tokens (cached tokens are part of the input)",
+                       "cached_input_tokens")
+    if body.quantity is not None and (not body.quantity.is_finite() or body.quantity < 0):
+        raise ApiError(422, "invalid_request", f"must be a finite number >= 0, got {body.quantity}", "quantity")
+    timestamp = json_bodies.effective_from(body.timestamp, "timestamp").astimezone(timezone.utc)
+    return RateParams(
+        event_type=body.event_type, timestamp=timestamp, provider=body.provider, model=body.model,
+        input_tokens=body.input_tokens, output_tokens=body.output_tokens,
+        cached_input_tokens=body.cached_input_tokens, image_count=body.image_count, image_size=body.image_size,
+        quality=body.quality, unit_type=body.unit_type, quantity=body.quantity,
+    )

@@ -1,0 +1,387 @@
+"""The billing catalog: tenant settings, burn tables and provider prices, as every process sees them.
+
+Postgres is the source of truth (migration 0003); every write is also published, as JSON, to
+the compacted `billing.catalog` topic, and each API and worker process keeps the whole catalog
+in memory (`Catalog`, on a `CompactedView`), so a new version is in force everywhere within a
+second, without a restart, and rating never costs a database round trip.
+
+Records and their keys (latest value per key survives compaction; versions are immutable, so
+each version has a key of its own):
+
+    tenant:{customer_id}                                          TenantSettings
+    burn_table:{customer_id}:{burn_table_id}:{version}            BurnTableRecord
+    price:{provider}:{model}:{version}                            PriceRecord (dataset snapshot)
+    price_override:{customer_id}:{provider}:{model}:{version}     PriceRecord (a tenant's override)
+
+Values are JSON objects with a `kind`; amounts are decimal strings, times RFC 3339.
+
+Lookups: a tenant with several burn tables is rated with the NEWEST-CREATED table that has a
+version in force at the event's time (creating a table switches the tenant to it from its
+`effective_from`; older tables still rate the time before). A price is the tenant's override
+in force at that time, else the dataset snapshot's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+from confluent_kafka import Producer
+
+from openmonetize.billing import burn_tables, prices
+from openmonetize.billing.burn_tables import BurnTable, RateRule, parse_rules
+from openmonetize.billing.money import CONTEXT
+from openmonetize.billing.prices import ProviderPrice
+from openmonetize.compacted_view import CompactedView
+from openmonetize.settings import Settings
+from schemas.topics import topics
+
+ROUTING_LEVELS = ("user", "team", "customer")
+UNFUNDED_POLICIES = ("allow_overdraft", "reject")
+PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "per_image", "per_unit")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """What rating and wallet routing need to know about a tenant; the defaults apply until set."""
+
+    customer_id: str
+    credit_price_usd: Decimal = Decimal("0.01")
+    routing_order: tuple[str, ...] = ROUTING_LEVELS
+    unfunded_policy: str = "allow_overdraft"
+
+
+@dataclass(frozen=True)
+class BurnTableRecord:
+    """One version of a burn table, with when that version and the table (version 1) were created."""
+
+    table: BurnTable
+    created_at: datetime
+    table_created_at: datetime
+
+
+@dataclass(frozen=True)
+class PriceRecord:
+    """A provider price version: the dataset snapshot's (customer_id None) or a tenant's override."""
+
+    price: ProviderPrice
+    customer_id: str | None = None
+
+    @property
+    def source(self) -> str:
+        return "dataset" if self.customer_id is None else "override"
+
+
+Record = TenantSettings | BurnTableRecord | PriceRecord
+
+
+# --- the JSON codec ------------------------------------------------------------------------
+def decimal_text(value: Decimal) -> str:
+    """A decimal as plain digits without trailing zeros ("2.5", "1000", never "1E+3")."""
+    return f"{value.normalize(CONTEXT):f}"
+
+
+def rules_json(rules: Mapping[str, RateRule]) -> dict:
+    """Parsed rules back to the stored and published shape (amounts as strings)."""
+    out = {}
+    for key, rule in rules.items():
+        spec: dict = {"per_unit": decimal_text(rule.per_unit)}
+        for name in (*burn_tables.TOKEN_RATES, "image", "unit"):
+            if (rate := getattr(rule, name)) is not None:
+                spec[name] = decimal_text(rate)
+        if rule.images:
+            spec["images"] = {size: decimal_text(rate) for size, rate in rule.images.items()}
+        out[key] = spec
+    return out
+
+
+def key_of(record: Record) -> str:
+    if isinstance(record, TenantSettings):
+        return f"tenant:{record.customer_id}"
+    if isinstance(record, BurnTableRecord):
+        t = record.table
+        return f"burn_table:{t.customer_id}:{t.burn_table_id}:{t.version}"
+    p = record.price
+    if record.customer_id is None:
+        return f"price:{p.provider}:{p.model}:{p.version}"
+    return f"price_override:{record.customer_id}:{p.provider}:{p.model}:{p.version}"
+
+
+def encode(record: Record) -> bytes:
+    if isinstance(record, TenantSettings):
+        body = {
+            "kind": "tenant",
+            "customer_id": record.customer_id,
+            "credit_price_usd": decimal_text(record.credit_price_usd),
+            "routing_order": list(record.routing_order),
+            "unfunded_policy": record.unfunded_policy,
+        }
+    elif isinstance(record, BurnTableRecord):
+        t = record.table
+        body = {
+            "kind": "burn_table",
+            "burn_table_id": t.burn_table_id,
+            "customer_id": t.customer_id,
+            "name": t.name,
+            "version": t.version,
+            "effective_from": t.effective_from.isoformat(),
+            "created_at": record.created_at.isoformat(),
+            "table_created_at": record.table_created_at.isoformat(),
+            "rules": rules_json(t.rules),
+        }
+    else:
+        p = record.price
+        body = {
+            "kind": "price",
+            "customer_id": record.customer_id,
+            "provider": p.provider,
+            "model": p.model,
+            "version": p.version,
+            "effective_from": p.effective_from.isoformat(),
+            **{name: _text_or_none(getattr(p, name)) for name in PRICE_FIELDS},
+        }
+    return orjson.dumps(body)
+
+
+def decode(value: bytes) -> Record:
+    body = orjson.loads(value)
+    kind = body.get("kind")
+    if kind == "tenant":
+        return TenantSettings(
+            customer_id=body["customer_id"],
+            credit_price_usd=Decimal(body["credit_price_usd"]),
+            routing_order=tuple(body["routing_order"]),
+            unfunded_policy=body["unfunded_policy"],
+        )
+    if kind == "burn_table":
+        table = BurnTable(
+            burn_table_id=body["burn_table_id"],
+            customer_id=body["customer_id"],
+            name=body["name"],
+            version=body["version"],
+            effective_from=_time(body["effective_from"]),
+            rules=parse_rules(body["rules"]),
+        )
+        return BurnTableRecord(table, _time(body["created_at"]), _time(body["table_created_at"]))
+    if kind == "price":
+        price = ProviderPrice(
+            provider=body["provider"],
+            model=body["model"],
+            effective_from=_time(body["effective_from"]),
+            version=body["version"],
+            **{name: _decimal_or_none(body.get(name)) for name in PRICE_FIELDS},
+        )
+        return PriceRecord(price, body.get("customer_id"))
+    raise ValueError(f"unknown catalog record kind {kind!r}")
+
+
+def _text_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_text(value)
+
+
+def _decimal_or_none(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"time without a timezone: {text!r}")
+    return value
+
+
+# --- writing -------------------------------------------------------------------------------
+class CatalogPublishError(RuntimeError):
+    """Kafka did not acknowledge every record in time."""
+
+
+class CatalogPublisher:
+    """Publishes catalog records and waits for Kafka's acknowledgement (acks=all, idempotent)."""
+
+    def __init__(self, settings: Settings, timeout_s: float | None = None):
+        self.topic = topics(settings).billing_catalog.name
+        self.timeout_s = timeout_s if timeout_s is not None else settings.kafka_producer_timeout_ms / 1000
+        self._producer = Producer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 1,
+            "message.timeout.ms": int(self.timeout_s * 1000),
+        })
+
+    def publish(self, records: Iterable[Record]) -> int:
+        """Publish the records; return how many once all are acknowledged, else raise."""
+        errors: list = []
+        done = [0]
+
+        def delivered(err, _msg) -> None:
+            done[0] += 1
+            if err is not None:
+                errors.append(err)
+
+        count = 0
+        for record in records:
+            self._produce(key_of(record).encode(), encode(record), delivered)
+            count += 1
+        deadline = time.monotonic() + self.timeout_s + 1
+        while done[0] < count:
+            if time.monotonic() > deadline:
+                raise CatalogPublishError(f"{count - done[0]} of {count} catalog records not acknowledged in time")
+            self._producer.poll(0.05)  # another thread's poll may serve our callbacks: we only count them
+        if errors:
+            raise CatalogPublishError(f"{len(errors)} of {count} catalog records not delivered: {errors[0]}")
+        return count
+
+    def _produce(self, key: bytes, value: bytes, on_delivery) -> None:
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full (a large sync): let deliveries drain it
+                self._producer.poll(0.1)
+
+    def close(self) -> None:
+        self._producer.flush(self.timeout_s)
+
+
+# --- reading -------------------------------------------------------------------------------
+_PriceGroup = tuple[str | None, str, str]  # (customer_id or None for the dataset, provider, model)
+
+
+class CatalogIndex:
+    """The catalog's lookup indexes, fed record by record (`apply`); pure, no Kafka.
+
+    One writer (the view's thread) and many readers: the writer replaces each index entry with
+    a new immutable tuple, so lookups take no lock and always see a consistent group.
+    """
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, TenantSettings] = {}
+        self._groups: dict[str, tuple[str, object]] = {}  # key → (kind, group) to undo it on a tombstone
+        self._burn_records: dict[str, dict[str, BurnTableRecord]] = {}  # customer → key → record
+        self._burn_tables: dict[str, tuple[tuple[BurnTable, ...], ...]] = {}  # customer → tables, newest first
+        self._price_records: dict[_PriceGroup, dict[str, ProviderPrice]] = {}
+        self._prices: dict[_PriceGroup, tuple[ProviderPrice, ...]] = {}
+        self._listing = threading.Lock()
+
+    def apply(self, key: str, record: Record | None) -> None:
+        """A record published under `key`, or None (a tombstone) to forget the key."""
+        with self._listing:
+            if record is None:
+                kind, group = self._groups.pop(key, (None, None))
+            elif isinstance(record, TenantSettings):
+                kind, group = "tenant", record.customer_id
+            elif isinstance(record, BurnTableRecord):
+                kind, group = "burn_table", record.table.customer_id
+            else:
+                kind, group = "price", (record.customer_id, record.price.provider, record.price.model)
+            if kind is None:
+                return
+            if record is not None:
+                self._groups[key] = (kind, group)
+            if kind == "tenant":
+                self._apply_tenant(group, record)
+            elif kind == "burn_table":
+                self._apply_burn_table(group, key, record)
+            else:
+                self._apply_price(group, key, record)
+
+    def _apply_tenant(self, customer_id, record) -> None:
+        if record is None:
+            self._tenants.pop(customer_id, None)
+        else:
+            self._tenants[customer_id] = record
+
+    def _apply_burn_table(self, customer_id, key, record) -> None:
+        records = self._burn_records.setdefault(customer_id, {})
+        if record is None:
+            records.pop(key, None)
+        else:
+            records[key] = record
+        by_table: dict[str, list[BurnTableRecord]] = {}
+        for item in records.values():
+            by_table.setdefault(item.table.burn_table_id, []).append(item)
+        ordered = sorted(by_table.values(), key=lambda v: (v[0].table_created_at, v[0].table.burn_table_id), reverse=True)
+        self._burn_tables[customer_id] = tuple(tuple(item.table for item in versions) for versions in ordered)
+
+    def _apply_price(self, group, key, record) -> None:
+        records = self._price_records.setdefault(group, {})
+        if record is None:
+            records.pop(key, None)
+        else:
+            records[key] = record.price
+        # Newest first, so that prices.in_force (strictly later wins) takes the latest of equal dates.
+        self._prices[group] = tuple(
+            sorted(records.values(), key=lambda p: (p.effective_from, len(p.version), p.version), reverse=True)
+        )
+
+    # --- lookups (what the workers call per event) --------------------------------------------
+    def tenant(self, customer_id: str) -> TenantSettings:
+        return self._tenants.get(customer_id) or TenantSettings(customer_id)
+
+    def burn_table_at(self, customer_id: str, at: datetime) -> BurnTable | None:
+        for versions in self._burn_tables.get(customer_id, ()):
+            found = burn_tables.in_force(versions, at)
+            if found is not None:
+                return found
+        return None
+
+    def price_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> ProviderPrice | None:
+        found = self.price_record_at(customer_id, provider, model, at)
+        return found.price if found is not None else None
+
+    def price_record_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> PriceRecord | None:
+        """The price in force with where it came from: the tenant's override, else the dataset."""
+        if provider is None or model is None:
+            return None
+        for owner in (customer_id, None):
+            found = prices.in_force(self._prices.get((owner, provider, model), ()), at)
+            if found is not None:
+                return PriceRecord(found, owner)
+        return None
+
+    def prices_in_force(
+        self, customer_id: str, at: datetime, provider: str | None = None, model: str | None = None
+    ) -> list[PriceRecord]:
+        """Every model's price in force at `at` for a tenant (overrides applied), sorted."""
+        with self._listing:
+            models = {
+                (p, m)
+                for owner, p, m in self._prices
+                if owner in (None, customer_id) and provider in (None, p) and model in (None, m)
+            }
+        found = (self.price_record_at(customer_id, p, m, at) for p, m in sorted(models))
+        return [record for record in found if record is not None]
+
+
+class Catalog(CatalogIndex):
+    """The whole catalog in memory, kept current from the billing.catalog topic.
+
+    `start()`, then `wait_until_current()` before serving: lookups answer from what has been
+    read so far.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._view = CompactedView(
+            settings.kafka_bootstrap, topics(settings).billing_catalog.name, decode, on_update=self.apply
+        )
+
+    def start(self) -> Catalog:
+        self._view.start()
+        return self
+
+    def wait_until_current(self, timeout_s: float = 30.0) -> bool:
+        return self._view.wait_until_current(timeout_s)
+
+    @property
+    def decode_errors(self) -> int:
+        return self._view.decode_errors
+
+    def close(self) -> None:
+        self._view.close()

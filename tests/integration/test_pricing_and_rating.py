@@ -1,0 +1,90 @@
+"""Provider prices (dataset snapshot and tenant overrides) and the rating preview."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+
+from tests.conftest import eventually
+from tests.integration.support import new_tenant
+
+RULES = {"gpt-4o": {"input_tokens": 2.5, "output_tokens": 10.0, "per_unit": 1000},
+         "CUSTOM:requests": {"unit": "0.5"}}
+EVENT = {"event_type": "TOKEN_USAGE", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100}
+
+
+def call(settings, method, key, path, body=None):
+    return httpx.request(method, f"{settings.api_url}{path}", json=body, headers={"X-OM-Api-Key": key}, timeout=30)
+
+
+def rate(settings, key, event):
+    return call(settings, "POST", key, "/v1/rating/calculate", event)
+
+
+def test_the_dataset_snapshot_is_listed(settings, tenant):
+    response = call(settings, "GET", tenant.api_key, "/v1/providers/pricing?provider=openai&model=gpt-4o")
+    assert response.status_code == 200, response.text
+    [row] = response.json()["prices"]
+    assert (row["source"], row["input_mtok"], row["output_mtok"]) == ("dataset", "2.5", "10")
+    assert row["version"].startswith("genai-")
+
+
+def test_rating_a_known_event_gives_the_hand_computed_figures(settings, tenant):
+    assert call(settings, "POST", tenant.api_key, "/v1/burn-tables", {"name": "std", "rules": RULES}).status_code == 201
+    result = eventually(lambda: (r := rate(settings, tenant.api_key, EVENT)).status_code == 200 and r.json(),
+                        timeout_s=5, what="the new burn table in the API's catalog")
+    # 1000 x 2.5/1000 + 100 x 10/1000 credits; 1000 x 2.5/1M + 100 x 10/1M USD; revenue at 0.01 USD per credit
+    assert Decimal(result["credits"]) == Decimal("3.5")
+    assert Decimal(result["usd_cost"]) == Decimal("0.0035")
+    assert Decimal(result["revenue_usd"]) == Decimal("0.035")
+    assert Decimal(result["margin_percent"]) == Decimal("90")
+    assert (result["burn_table_version"], result["price_source"]) == (1, "dataset")
+    assert result["price_version"].startswith("genai-")
+
+    custom = rate(settings, tenant.api_key, {"event_type": "CUSTOM", "unit_type": "requests", "quantity": 3})
+    assert Decimal(custom.json()["credits"]) == Decimal("1.5") and custom.json()["price_version"] is None
+
+
+def test_an_override_changes_the_listing_and_rating_within_a_deadline(settings, tenant):
+    call(settings, "POST", tenant.api_key, "/v1/burn-tables", {"name": "std", "rules": RULES})
+    put = call(settings, "PUT", tenant.api_key, "/v1/providers/pricing/openai/gpt-4o",
+               {"input_mtok": 5, "output_mtok": 20.5})
+    assert put.status_code == 200, put.text
+    assert (put.json()["source"], put.json()["version"], put.json()["output_mtok"]) == ("override", "override-1", "20.5")
+
+    def listed():
+        [row] = call(settings, "GET", tenant.api_key, "/v1/providers/pricing?provider=openai&model=gpt-4o").json()["prices"]
+        return row["source"] == "override" and row
+
+    assert eventually(listed, timeout_s=5, what="the override listed")["input_mtok"] == "5"
+    rated = eventually(lambda: (r := rate(settings, tenant.api_key, EVENT).json()).get("price_source") == "override" and r,
+                       timeout_s=5, what="rating with the override")
+    assert Decimal(rated["usd_cost"]) == Decimal("0.00705")  # 1000 x 5/1M + 100 x 20.5/1M
+    # Another tenant still sees the dataset price.
+    other = new_tenant(settings)
+    [row] = call(settings, "GET", other.api_key, "/v1/providers/pricing?provider=openai&model=gpt-4o").json()["prices"]
+    assert row["source"] == "dataset"
+
+
+def test_rating_errors(settings, tenant):
+    nothing = rate(settings, tenant.api_key, EVENT)
+    assert (nothing.status_code, nothing.json()["error"]["code"]) == (422, "no_rate")
+    assert "no burn table" in nothing.json()["error"]["message"]
+    foreign = rate(settings, tenant.api_key, {**EVENT, "customer_id": "cus_someoneelse"})
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (403, "foreign_customer")
+    bad = rate(settings, tenant.api_key, {**EVENT, "input_tokens": "many"})
+    assert (bad.status_code, bad.json()["error"]["field"]) == (422, "input_tokens")
+    assert httpx.post(f"{settings.api_url}/v1/rating/calculate", json=EVENT).status_code == 401
+
+
+def test_an_override_is_validated(settings, tenant):
+    response = call(settings, "PUT", tenant.api_key, "/v1/providers/pricing/openai/gpt-4o",
+                    {"input_mtok": -1, "output_mtok": "0.0000000000001"})
+    assert response.status_code == 422
+    assert {p["field"] for p in response.json()["error"]["problems"]} == {"input_mtok", "output_mtok"}
+    empty = call(settings, "PUT", tenant.api_key, "/v1/providers/pricing/openai/gpt-4o", {})
+    assert empty.status_code == 422 and empty.json()["error"]["code"] == "invalid_price"
+    foreign = call(settings, "PUT", tenant.api_key, "/v1/providers/pricing/openai/gpt-4o",
+                   {"input_mtok": 1, "customer_id": "cus_someoneelse"})
+    assert foreign.status_code == 403

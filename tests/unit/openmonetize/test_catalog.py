@@ -1,0 +1,110 @@
+"""The catalog's JSON codec and its lookup indexes (pure: fed record by record, no Kafka)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from openmonetize.billing.burn_tables import BurnTable, parse_rules
+from openmonetize.billing.prices import ProviderPrice
+from openmonetize.catalog import (
+    BurnTableRecord,
+    CatalogIndex,
+    PriceRecord,
+    TenantSettings,
+    decode,
+    encode,
+    key_of,
+    rules_json,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+RULES = {"gpt-4o": {"input_tokens": Decimal("2.5"), "output_tokens": "10.000", "per_unit": 1000},
+         "dall-e-3": {"images": {"1024x1024:hd": "0.000000000001"}, "image": "4"}}
+
+
+def table(table_id: str, version: int, effective: datetime, created: datetime, rate: str = "1") -> BurnTableRecord:
+    rules = parse_rules({"default": {"input_tokens": rate}})
+    return BurnTableRecord(BurnTable(table_id, "cus_a", "std", version, effective, rules), created, created)
+
+
+def price(version: str, effective: datetime, customer_id: str | None = None, input_mtok: str = "1") -> PriceRecord:
+    return PriceRecord(ProviderPrice("openai", "gpt-4o", effective, version, input_mtok=Decimal(input_mtok)), customer_id)
+
+
+def test_records_round_trip_exactly():
+    records = [
+        TenantSettings("cus_a", Decimal("0.012345678901"), ("team", "user"), "reject"),
+        BurnTableRecord(BurnTable("bt_1", "cus_a", "std", 3, T0, parse_rules(RULES)), T0 + timedelta(days=1), T0),
+        price("genai-1", T0, None, "2.500000000000"),
+        price("override-2", T0 + timedelta(hours=1, microseconds=5), "cus_a", "123456789012345678901234.5"),
+    ]
+    for record in records:
+        assert decode(encode(record)) == record
+    assert key_of(records[1]) == "burn_table:cus_a:bt_1:3"
+    assert key_of(records[2]) == "price:openai:gpt-4o:genai-1"
+    assert key_of(records[3]) == "price_override:cus_a:openai:gpt-4o:override-2"
+
+
+def test_amounts_are_plain_decimal_strings_and_times_rfc3339():
+    assert rules_json(parse_rules(RULES)) == {
+        "gpt-4o": {"per_unit": "1000", "input_tokens": "2.5", "output_tokens": "10"},
+        "dall-e-3": {"per_unit": "1", "image": "4", "images": {"1024x1024:hd": "0.000000000001"}},
+    }
+    assert b'"input_mtok":"2.5"' in encode(price("v", T0, None, "2.500000000000"))
+    assert b'"effective_from":"2026-01-01T00:00:00+00:00"' in encode(price("v", T0))
+
+
+def test_a_tenant_without_settings_gets_the_defaults():
+    index = CatalogIndex()
+    assert index.tenant("cus_a") == TenantSettings("cus_a", Decimal("0.01"), ("user", "team", "customer"))
+    index.apply("tenant:cus_a", TenantSettings("cus_a", Decimal("0.02")))
+    assert index.tenant("cus_a").credit_price_usd == Decimal("0.02")
+
+
+def test_the_newest_created_table_with_a_version_in_force_applies():
+    index = CatalogIndex()
+    for record in (
+        table("bt_old", 1, T0, T0),
+        table("bt_old", 2, T0 + timedelta(days=10), T0 + timedelta(days=10)),
+        table("bt_new", 1, T0 + timedelta(days=20), T0 + timedelta(days=5)),
+    ):
+        index.apply(key_of(record), record)
+    at = index.burn_table_at
+    assert at("cus_a", T0 - timedelta(seconds=1)) is None
+    assert (at("cus_a", T0).burn_table_id, at("cus_a", T0).version) == ("bt_old", 1)
+    assert (at("cus_a", T0 + timedelta(days=15)).burn_table_id, at("cus_a", T0 + timedelta(days=15)).version) == ("bt_old", 2)
+    assert at("cus_a", T0 + timedelta(days=20)).burn_table_id == "bt_new"
+    assert at("cus_b", T0 + timedelta(days=20)) is None
+
+
+def test_a_backdated_version_rebills_and_a_tombstone_removes_it():
+    index = CatalogIndex()
+    v1, v2 = table("bt", 1, T0, T0), table("bt", 2, T0 - timedelta(days=1), T0 + timedelta(days=1), rate="2")
+    index.apply(key_of(v1), v1)
+    index.apply(key_of(v2), v2)
+    assert index.burn_table_at("cus_a", T0 + timedelta(hours=1)).version == 1  # v1 is later in force
+    assert index.burn_table_at("cus_a", T0 - timedelta(hours=1)).version == 2
+    index.apply(key_of(v2), None)
+    assert index.burn_table_at("cus_a", T0 - timedelta(hours=1)) is None
+    index.apply(key_of(v1), v1)  # republished (catalog sync): still one version
+    assert index.burn_table_at("cus_a", T0).version == 1
+
+
+def test_override_first_then_dataset_and_the_latest_of_equal_dates_wins():
+    index = CatalogIndex()
+    for record in (
+        price("genai-1", T0),
+        price("override-9", T0 + timedelta(days=1), "cus_a", "5"),
+        price("override-10", T0 + timedelta(days=1), "cus_a", "6"),
+        price("override-1", T0, "cus_other", "7"),
+    ):
+        index.apply(key_of(record), record)
+    assert index.price_record_at("cus_a", "openai", "gpt-4o", T0).source == "dataset"
+    found = index.price_record_at("cus_a", "openai", "gpt-4o", T0 + timedelta(days=2))
+    assert (found.source, found.price.version, found.price.input_mtok) == ("override", "override-10", Decimal("6"))
+    assert index.price_at("cus_b", "openai", "gpt-4o", T0 + timedelta(days=2)).version == "genai-1"
+    assert index.price_at("cus_a", "openai", "unknown", T0) is None
+    assert index.price_at("cus_a", None, None, T0) is None
+    listed = index.prices_in_force("cus_a", T0 + timedelta(days=2), provider="openai")
+    assert [(r.price.model, r.price.version) for r in listed] == [("gpt-4o", "override-10")]
