@@ -5,7 +5,7 @@ Routes (JSON batches, CloudEvents) only parse their envelope into candidates: a 
 `UsageEventIn`, or an `Invalid` one carrying the decode error. `Intake.accept` applies the
 contract's rules (`schemas.usage_event.to_record`), refuses duplicates within the request,
 encodes (Confluent-framed Avro, the schema id the registry gave for `usage.events-value`),
-produces everything in one pass and awaits every acknowledgement (`api.kafka_producer`).
+produces everything in one pass and awaits every acknowledgement (`openmonetize.kafka_producer`).
 
 Partial batches — the decision:
 
@@ -37,7 +37,7 @@ from prometheus_client import Counter
 
 from api.auth import ApiKeys
 from api.errors import ApiError, json_response
-from api.kafka_producer import UsageProducer
+from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas import usage_event
@@ -87,7 +87,7 @@ def same_name(field: str | None) -> str | None:
 
 
 class Intake:
-    def __init__(self, settings: Settings, producer: UsageProducer):
+    def __init__(self, settings: Settings, producer: AckedProducer):
         self.settings = settings
         self.producer = producer
         self.topic = topics(settings).usage_events
@@ -234,7 +234,7 @@ def malformed_json(exc: msgspec.DecodeError) -> ApiError:
 async def lifespan(app):
     """Per API process: the Kafka producer, the API-key cache, the schema registration."""
     settings: Settings = app.state.settings
-    producer = UsageProducer(settings)
+    producer = AckedProducer(settings, client_id="openmonetize-api")
     producer.start()
     app.state.api_keys = ApiKeys(app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s)
     app.state.intake = intake = Intake(settings, producer)

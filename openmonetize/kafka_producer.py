@@ -1,4 +1,5 @@
-"""The API process's Kafka producer: one per process, acknowledged delivery awaited per request.
+"""A Kafka producer whose callers await acknowledgement: one per process (the API's ingest,
+the stream worker's outputs).
 
 `acks=all` with the idempotent producer: a record is acknowledged once every in-sync replica has
 it, and librdkafka's own retries can't duplicate or reorder it. A background thread polls the
@@ -87,12 +88,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class UsageProducer:
-    def __init__(self, settings: Settings):
+class AckedProducer:
+    def __init__(self, settings: Settings, client_id: str):
         self.settings = settings
         self.config = {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": "openmonetize-api",
+            "client.id": client_id,
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": settings.kafka_producer_linger_ms,
@@ -131,7 +132,8 @@ class UsageProducer:
         log.warning("kafka producer error", error=err.str(), fatal=err.fatal())
 
     async def produce(self, topic: str, records: Iterable[tuple[bytes, bytes]], count: int) -> Delivery:
-        """Produce `count` (key, value) records and wait until each is acknowledged or failed."""
+        """Produce `count` (key, value) records and wait until each is acknowledged or failed.
+        A request's work: the records go out in one pass and ONE future is awaited."""
         if count == 0:
             return Delivery(0)
         request = _Request(asyncio.get_running_loop(), count)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     topic_wallet_commands: str = "wallet.commands"
     topic_wallet_balances: str = "wallet.balances"
     topic_usage_dlq: str = "usage.dlq"
+    topic_wallet_debits: str = Field("wallet.debits", description="Rated usage routed to its wallet (internal, keyed by wallet).")
+    topic_billing_catalog: str = Field(
+        "billing.catalog", description="Compacted topic of burn tables, provider prices and tenant settings (JSON)."
+    )
 
     # --- usage events: what the edge accepts (schemas/usage_event.py) --------------------
     event_max_age_s: int = Field(35 * 24 * 3600, description="Oldest accepted event timestamp, seconds before now (35 days).")
@@ -72,9 +76,9 @@ class Settings(BaseSettings):
     )
     api_key_negative_cache_ttl_s: float = Field(5.0, description="How long an unknown or revoked key is remembered.")
     kafka_producer_timeout_ms: int = Field(
-        10_000, description="API producer's message.timeout.ms: how long a record may wait for its ack (then 503)."
+        10_000, description="Producers' message.timeout.ms (API ingest, worker outputs): how long a record may wait for its ack."
     )
-    kafka_producer_linger_ms: float = Field(5.0, description="API producer's linger.ms (batching delay).")
+    kafka_producer_linger_ms: float = Field(5.0, description="Producers' linger.ms (batching delay).")
     kafka_producer_compression: str = Field(
         "zstd", description="API producer's compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
     )
@@ -97,6 +101,10 @@ class Settings(BaseSettings):
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn workers); 1 runs in-process.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
+    worker_app_id: str = Field("openmonetize", description="Faust app id: the worker's consumer group and table prefix.")
+    worker_session_timeout_s: float = Field(
+        10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."
+    )
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")

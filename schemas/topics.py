@@ -5,6 +5,10 @@ Nobody else spells a topic string: code asks `topics(settings).usage_events.name
 partition counts are settings (see openmonetize/settings.py); the per-topic configuration here
 says what each topic is for (the raw stream is kept long because it is the replay source; the
 balances topic is compacted because readers only need the latest balance per wallet).
+
+Every topic carries Avro (`schema_file` in schemas/avro/) except the internal billing catalog,
+which carries JSON (`schema_file` empty; its codec is openmonetize/catalog.py): it is small,
+read whole by every process, and written and read only by this project.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int
-    schema_file: str
+    schema_file: str  # in schemas/avro/; "" for a topic that carries JSON (the billing catalog)
     config: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -38,6 +42,8 @@ class Topics:
     wallet_commands: TopicSpec
     wallet_balances: TopicSpec
     usage_dlq: TopicSpec
+    wallet_debits: TopicSpec
+    billing_catalog: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -47,6 +53,8 @@ class Topics:
             self.wallet_commands,
             self.wallet_balances,
             self.usage_dlq,
+            self.wallet_debits,
+            self.billing_catalog,
         ]
 
 
@@ -65,4 +73,10 @@ def topics(settings: Settings) -> Topics:
         ),
         wallet_balances=spec(settings.topic_wallet_balances, "wallet_balance.avsc", **{"cleanup.policy": "compact"}),
         usage_dlq=spec(settings.topic_usage_dlq, "dlq_record.avsc", **{"retention.ms": str(90 * DAY_MS)}),
+        # Co-partitioned with wallet.commands (same count, same key): one partition owns a wallet.
+        wallet_debits=spec(settings.topic_wallet_debits, "rated_usage.avsc", **{"retention.ms": str(7 * DAY_MS)}),
+        # One partition: every process reads all of it, and one partition keeps it in write order.
+        billing_catalog=TopicSpec(
+            settings.topic_billing_catalog, 1, settings.kafka_replication_factor, "", {"cleanup.policy": "compact"}
+        ),
     )

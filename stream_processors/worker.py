@@ -10,6 +10,7 @@ from stream_processors.app import create_app
 
 def run() -> None:
     settings = get_settings()
+    (settings.stack_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     app = create_app(settings)
     # Faust installs its own logging unless given a dictConfig; hand it ours.
     logging_config = {

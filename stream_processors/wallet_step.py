@@ -1,0 +1,152 @@
+"""The wallet agent's step, without Faust: one wallet's records in order → its new state and
+what to emit (ledger entries, rated usage, DLQ records).
+
+Two kinds of record reach a wallet, both keyed by wallet_id so one partition owns the wallet:
+commands from `wallet.commands` (purchases, grants, adjustments, manual consumption, holds)
+and rated usage events from `wallet.debits` (the usage agent's output, routed to this wallet).
+A record whose id the wallet already applied (`WalletState.seen`) is skipped: that is a
+re-delivery after a crash or rebalance, and applying it again would charge twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from openmonetize.billing import wallet
+from openmonetize.billing.wallet import InsufficientCredits, LedgerEntry, WalletError, WalletState
+
+CREDIT_KINDS = {"purchase": "purchase", "grant": "grant", "adjustment_credit": "adjustment"}
+DEBIT_KINDS = {"consume": "consume", "adjustment_debit": "adjustment"}
+HOLD_KINDS = ("reserve", "release")
+COMMAND_KINDS = (*CREDIT_KINDS, *DEBIT_KINDS, *HOLD_KINDS)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record the wallet refused: the DLQ reason and detail."""
+
+    reason: str
+    detail: str
+    source_id: str
+
+
+@dataclass
+class StepResult:
+    state: WalletState
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    rated: list[dict] = field(default_factory=list)
+    rejected: list[tuple[dict, Rejected]] = field(default_factory=list)
+    duplicates: int = 0
+    changed: bool = False
+
+
+def apply_records(
+    state: WalletState | None,
+    wallet_id: str,
+    records: list[tuple[str, dict]],
+    *,
+    policy: str,
+    now: datetime,
+) -> StepResult:
+    """Apply ("command" | "debit", record) pairs of ONE wallet, in order.
+
+    Lots whose expiry has passed lapse first (lazily: when the wallet is next touched).
+    """
+    customer_id = records[0][1]["customer_id"]
+    current = state or WalletState(wallet_id, customer_id)
+    current, lapsed = wallet.expire(current, now=now)
+    result = StepResult(current, ledger=list(lapsed), changed=bool(lapsed))
+    for kind, record in records:
+        source_id = record["command_id"] if kind == "command" else record["event_id"]
+        if result.state.seen(source_id):
+            result.duplicates += 1
+            continue
+        try:
+            if kind == "command":
+                _apply_command(result, record)
+            else:
+                _apply_debit(result, record, policy)
+        except InsufficientCredits as exc:
+            result.rejected.append((record, Rejected("insufficient_credits", str(exc), source_id)))
+        except WalletError as exc:
+            result.rejected.append((record, Rejected("invalid_command", str(exc), source_id)))
+    return result
+
+
+def _apply_command(result: StepResult, command: dict) -> None:
+    kind, amount, at = command["kind"], command["amount"], command["requested_at"]
+    source_id = command["command_id"]
+    if kind in CREDIT_KINDS:
+        state, entries = wallet.add_credits(
+            result.state, kind=CREDIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
+            expires_at=command.get("expires_at"), priority=command.get("priority") or 0,
+            event_id=command.get("event_id"), reason=command.get("reason"),
+        )
+    elif kind in DEBIT_KINDS:
+        state, entries = wallet.debit(
+            result.state, kind=DEBIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
+            policy="reject" if kind == "consume" else "allow_overdraft",  # a manual consume never overdraws
+            event_id=command.get("event_id"), reason=command.get("reason"),
+        )
+    elif kind == "reserve":
+        if command.get("expires_at") is None:
+            raise WalletError("reserve: expires_at is required")
+        state, entries = wallet.reserve(result.state, reservation_id=source_id, amount=amount,
+                                        expires_at=command["expires_at"]), []
+    elif kind == "release":
+        state, entries = wallet.release(result.state, reservation_id=command.get("event_id") or source_id), []
+    else:
+        raise WalletError(f"unknown command kind {kind!r}; one of {', '.join(COMMAND_KINDS)}")
+    result.state = state
+    result.ledger.extend(entries)
+    result.changed = True
+
+
+def _apply_debit(result: StepResult, rated: dict, policy: str) -> None:
+    state, entries = wallet.debit(
+        result.state, kind="usage_debit", amount=rated["credits"], source_id=rated["event_id"],
+        at=rated["timestamp"], policy=policy, reservation_id=rated.get("reservation_id"),
+        event_id=rated["event_id"],
+    )
+    result.state = state
+    result.ledger.extend(entries)
+    result.rated.append(replace_wallet(rated, state.wallet_id))
+    result.changed = True
+
+
+def replace_wallet(rated: dict, wallet_id: str) -> dict:
+    return rated if rated.get("wallet_id") == wallet_id else {**rated, "wallet_id": wallet_id}
+
+
+def balance_record(state: WalletState, now: datetime) -> dict:
+    """The wallet.balances value of a state."""
+    return {
+        "wallet_id": state.wallet_id,
+        "customer_id": state.customer_id,
+        "balance": state.balance,
+        "reserved": state.reserved,
+        "available": state.available,
+        "updated_at": now,
+        "version": state.version,
+    }
+
+
+def ledger_record(entry: LedgerEntry, now: datetime) -> dict:
+    """The ledger.entries value of an entry."""
+    return {
+        "entry_id": entry.entry_id,
+        "customer_id": entry.customer_id,
+        "wallet_id": entry.wallet_id,
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "event_id": entry.event_id,
+        "command_id": entry.command_id,
+        "grant_id": entry.grant_id,
+        "reason": entry.reason,
+        "occurred_at": entry.occurred_at,
+        "recorded_at": now,
+        "metadata": None,
+    }
+

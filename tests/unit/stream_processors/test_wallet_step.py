@@ -1,0 +1,63 @@
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from openmonetize.billing.wallet import WalletState
+from stream_processors import wallet_state_codec
+from stream_processors.wallet_step import apply_records, balance_record
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+W, C = "w:cus_a:user:u1", "cus_a"
+
+
+def command(command_id: str, kind: str, amount: str, **extra) -> tuple[str, dict]:
+    record = {"command_id": command_id, "customer_id": C, "wallet_id": W, "kind": kind, "amount": Decimal(amount),
+              "expires_at": None, "priority": None, "event_id": None, "reason": None, "requested_at": NOW}
+    return "command", {**record, **extra}
+
+
+def debit(event_id: str, credits: str, **extra) -> tuple[str, dict]:
+    return "debit", {"event_id": event_id, "customer_id": C, "user_id": "u1", "wallet_id": W,
+                     "credits": Decimal(credits), "timestamp": NOW, "reservation_id": None, **extra}
+
+
+def test_records_apply_in_order_and_repeats_are_skipped():
+    result = apply_records(None, W, [command("p1", "purchase", "10"), debit("e1", "4"), debit("e1", "4"),
+                                      command("p1", "purchase", "10")], policy="allow_overdraft", now=NOW)
+    assert result.state.balance == Decimal(6) and result.duplicates == 2
+    assert [e.kind for e in result.ledger] == ["purchase", "usage_debit"]
+    assert [r["event_id"] for r in result.rated] == ["e1"] and result.changed
+
+
+def test_reject_policy_sends_an_unfunded_debit_to_the_dlq_uncharged():
+    result = apply_records(None, W, [command("p1", "purchase", "3"), debit("e1", "4")], policy="reject", now=NOW)
+    assert result.state.balance == Decimal(3) and result.rated == []
+    [(record, rejected)] = result.rejected
+    assert record["event_id"] == "e1" and rejected.reason == "insufficient_credits"
+
+
+def test_a_manual_consume_never_overdraws_and_a_bad_command_is_refused():
+    result = apply_records(None, W, [command("p1", "purchase", "3"), command("c1", "consume", "5"),
+                                      command("x1", "purchase", "0"), command("y1", "teleport", "1")],
+                           policy="allow_overdraft", now=NOW)
+    assert result.state.balance == Decimal(3)
+    assert [r.reason for _, r in result.rejected] == ["insufficient_credits", "invalid_command", "invalid_command"]
+
+
+def test_lapsed_lots_expire_when_the_wallet_is_next_touched():
+    first = apply_records(None, W, [command("g1", "grant", "5", expires_at=NOW + timedelta(hours=1))],
+                          policy="allow_overdraft", now=NOW)
+    later = apply_records(first.state, W, [debit("e1", "1")], policy="allow_overdraft", now=NOW + timedelta(hours=2))
+    assert [e.kind for e in later.ledger] == ["expiry", "usage_debit"]
+    assert later.state.balance == Decimal(-1)
+
+
+def test_state_codec_round_trips_exactly():
+    result = apply_records(None, W, [command("g1", "grant", "5.000000000001", expires_at=NOW + timedelta(days=1),
+                                             priority=2), command("r1", "reserve", "1", expires_at=NOW + timedelta(minutes=5)),
+                                     debit("e1", "7.5")], policy="allow_overdraft", now=NOW)
+    restored = wallet_state_codec.loads(wallet_state_codec.dumps(result.state))
+    assert restored == result.state
+    assert isinstance(restored, WalletState) and restored.seen("e1")
+    record = balance_record(restored, NOW)
+    assert (record["balance"], record["reserved"], record["available"]) == (
+        Decimal("-2.499999999999"), Decimal(1), Decimal("-3.499999999999"))
