@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test clean-test venv bench bench-ingest
+.PHONY: help up down status env test chaos clean-test venv bench bench-ingest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
 
 test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
 	deploy/run-tests.sh $(PYTEST_ARGS)
+
+chaos: venv  ## fault-injection tests (kill -9 workers) on a separate test stack; slow
+	deploy/run-tests.sh -m chaos $(PYTEST_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down

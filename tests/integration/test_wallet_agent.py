@@ -181,10 +181,7 @@ def test_commands_and_debits_move_the_balance_once(pipeline):
     assert kinds.count("purchase") == 1 and kinds.count("usage_debit") == 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open problem: kill -9 loses ~2% of debits (docs/stream-processing.md); strict, so a fix shows up",
-)
+@pytest.mark.chaos  # intermittently loses ~2% of debits: the open problem in docs/stream-processing.md
 def test_kill_9_mid_stream_charges_every_debit_exactly_once(pipeline):
     rng = random.Random(7)
     wallets = [f"w:cus_k:user:u{i}" for i in range(20)]
