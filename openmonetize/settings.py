@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     )
     kafka_producer_linger_ms: float = Field(5.0, description="Producers' linger.ms (batching delay).")
     kafka_producer_compression: str = Field(
-        "zstd", description="API producer's compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
+        "zstd", description="Producers' compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
     )
 
     # --- Postgres ------------------------------------------------------------------------

@@ -32,7 +32,6 @@ LOW_CARDINALITY_FIELDS = (
     "customer_id", "team_id", "event_type", "feature_id", "provider", "model",
     "image_size", "quality", "unit_type", "source",
 )
-SOURCES = ("http", "cloudevents", "kafka", "proxy")
 QUANTITY_SCALE = 12  # matches the Avro decimal(38, 12) of `quantity`
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 1024

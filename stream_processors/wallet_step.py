@@ -95,7 +95,9 @@ def _apply_command(result: StepResult, command: dict) -> None:
         state, entries = wallet.reserve(result.state, reservation_id=source_id, amount=amount,
                                         expires_at=command["expires_at"]), []
     elif kind == "release":
-        state, entries = wallet.release(result.state, reservation_id=command.get("event_id") or source_id), []
+        if command.get("reservation_id") is None:
+            raise WalletError("release: reservation_id is required")
+        state, entries = wallet.release(result.state, reservation_id=command["reservation_id"]), []
     else:
         raise WalletError(f"unknown command kind {kind!r}; one of {', '.join(COMMAND_KINDS)}")
     result.state = state

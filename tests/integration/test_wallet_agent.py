@@ -91,7 +91,8 @@ class IsolatedPipeline:
         record = {
             "command_id": command_id or unique("cmd"), "customer_id": customer_id, "wallet_id": wallet_id,
             "kind": kind, "amount": Decimal(amount), "expires_at": None, "priority": None, "event_id": None,
-            "run_id": None, "reason": None, "requested_at": datetime.now(timezone.utc), "metadata": None,
+            "run_id": None, "reservation_id": None, "reason": None, "requested_at": datetime.now(timezone.utc),
+            "metadata": None,
         }
         self.producer.produce(self.topics.wallet_commands.name, key=wallet_id.encode(),
                               value=self.codecs.wallet_command.encode(record))

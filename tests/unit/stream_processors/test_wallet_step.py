@@ -61,3 +61,15 @@ def test_state_codec_round_trips_exactly():
     record = balance_record(restored, NOW)
     assert (record["balance"], record["reserved"], record["available"]) == (
         Decimal("-2.499999999999"), Decimal(1), Decimal("-3.499999999999"))
+
+
+def test_a_hold_is_placed_and_released_by_its_reservation_id():
+    held = apply_records(None, W, [command("p1", "purchase", "10"),
+                                   command("r1", "reserve", "4", expires_at=NOW + timedelta(minutes=5))],
+                         policy="allow_overdraft", now=NOW)
+    assert held.state.reserved == Decimal(4)
+    released = apply_records(held.state, W, [command("x1", "release", "1", reservation_id="r1")],
+                             policy="allow_overdraft", now=NOW)
+    assert released.state.reserved == 0 and released.state.balance == Decimal(10)
+    missing = apply_records(held.state, W, [command("x2", "release", "1")], policy="allow_overdraft", now=NOW)
+    assert [r.reason for _, r in missing.rejected] == ["invalid_command"]
