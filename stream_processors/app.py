@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
     catalog = Catalog(settings).start()  # tenant settings (the unfunded policy); burn tables and prices next
 
     wallets = WalletAgent(
-        app, registry_topics, codecs, producer, policy_for=lambda customer_id: catalog.tenant(customer_id).unfunded_policy
+        app, registry_topics, codecs, producer,
+        policy_for=lambda customer_id: catalog.tenant(customer_id).unfunded_policy,
+        bootstrap=settings.kafka_bootstrap,
     )
     app.agent(wallets.source, name="wallets")(wallets.run)
 

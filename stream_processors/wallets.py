@@ -7,13 +7,14 @@ with the pure step (`wallet_step.apply_records`), and then, in this order:
 1. sends every output (ledger entries, rated usage, balances, DLQ records) and waits until
    Kafka has ACKNOWLEDGED all of them;
 2. writes each changed wallet's state to the `wallets` table once per batch;
-3. lets Faust commit the source offsets (Faust flushes the table's changelog first).
+3. writes, in the same table, the next offset to apply for each source partition of the batch
+   (`applied_offsets`): where the consumer resumes after a crash or rebalance, instead of the
+   group's committed offset, which Faust was seen to move past unapplied records.
 
 A crash between 1 and 2 re-delivers the batch: the state does not have it, so it is applied
 again and produces the same outputs with the same deterministic ids, which the sinks drop. A
-crash between 2 and 3 re-delivers records the state has: `WalletState.seen` skips them. That
-is the design; the kill -9 test shows it does not hold yet (about 2% of debits lost across
-five kills): see "Open problem" in docs/stream-processing.md. The table uses the producer's partitioner on the wallet_id key
+record below its partition's marker, or whose id the wallet's `recent_ids` holds, is skipped
+as already applied. The table uses the producer's partitioner on the wallet_id key
 (`use_partitioner`): with the same key bytes, partitioner (murmur2) and partition count as the
 source topics, a wallet's changelog partition is its source partition, and no event context is
 needed to write it from a batch (faust #497).
@@ -34,6 +35,7 @@ from openmonetize.logs import get_logger
 from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors import wallet_state_codec
+from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
@@ -41,6 +43,11 @@ log = get_logger(__name__)
 
 RECORDS = Counter("openmonetize_wallet_records_total", "Records the wallet agent read, by kind", ["kind"])
 DUPLICATES = Counter("openmonetize_wallet_duplicates_total", "Re-delivered records the wallet agent skipped")
+SKIPPED = Counter(
+    "openmonetize_wallet_source_out_of_order_total",
+    "Records Faust delivered out of order: below the applied offset (duplicate), or missing and read directly",
+    ["why"],
+)
 REFUSED = Counter("openmonetize_wallet_refused_total", "Records the wallet agent sent to the DLQ", ["reason"])
 OUTPUT_FAILURE_EXIT = 70  # the worker exits and its supervisor restarts it: the batch is re-delivered
 
@@ -53,6 +60,7 @@ class WalletAgent:
         codecs: Codecs,
         producer: AckedProducer,
         policy_for: Callable[[str], str],
+        bootstrap: str,
         batch_size: int = 1000,
         batch_within_s: float = 0.05,
     ):
@@ -73,6 +81,10 @@ class WalletAgent:
             key_type=bytes,  # bytes types make Faust use the raw serializer, changelog recovery included
             value_type=bytes,
         )
+        self.applied = AppliedOffsets(
+            app, self.table, {commands.name, registry_topics.wallet_debits.name}, commands.partitions, bootstrap
+        )
+        self.applied.install(app.consumer)
 
     def state(self, wallet_id: str):
         raw = self.table.get(wallet_id.encode())
@@ -87,7 +99,14 @@ class WalletAgent:
         per_wallet: dict[str, list[tuple[str, dict]]] = {}
         origin: dict[str, object] = {}
         dlq: list[tuple[bytes, bytes]] = []
+        if not self.applied.ready:
+            return  # read again after recovery: from the seek that ends it, or as a gap
+        messages, duplicates, filled = await self.applied.in_order(messages)
+        SKIPPED.labels("duplicate").inc(duplicates)
+        SKIPPED.labels("gap_read").inc(filled)
+        advanced: dict[tuple[str, int], int] = {}
         for message in messages:
+            advanced[message.topic, message.partition] = message.offset + 1
             kind = "command" if message.topic == self.topics.wallet_commands.name else "debit"
             codec = self.codecs.wallet_command if kind == "command" else self.codecs.rated
             RECORDS.labels(kind).inc()
@@ -124,6 +143,7 @@ class WalletAgent:
         ])
         for key, state in states.items():
             self.table[key] = wallet_state_codec.dumps(state)
+        self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order
 
     async def _send_all(self, outputs: list[tuple[str, list[tuple[bytes, bytes]]]]) -> None:
         pending = [(topic, records) for topic, records in outputs if records]

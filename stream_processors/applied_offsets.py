@@ -1,0 +1,165 @@
+"""How far the wallet agent's STATE has applied each source partition, kept in the state itself.
+
+Faust commits the consumer group's offsets on its own schedule, and under kill -9 the group's
+offset was seen AHEAD of what the wallet states had applied: debits were skipped, never
+charged (docs/stream-processing.md). So the group's offset is not trusted. After writing a
+batch's wallet states, the agent writes one marker per source partition into the same table:
+the next offset to apply. Every time Faust seeks to the committed offsets (after recovery, on
+every rebalance) the consumer is moved to the markers instead, and records below a marker are
+skipped as already applied.
+
+The table places keys with the producer's partitioner, so each marker key is chosen to hash
+(murmur2, like the wallet ids) into its own source partition's changelog partition: recovering a
+partition recovers its wallets and its marker together, and since one producer writes a
+partition in order, a marker is never durable before the states it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import lru_cache
+from typing import NamedTuple
+
+from aiokafka.partitioner import murmur2
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from openmonetize.logs import get_logger
+
+log = get_logger(__name__)
+
+PREFIX = b"\x00applied\x1f"  # wallet ids start with "w:", so no wallet key can collide
+
+
+@lru_cache(maxsize=None)
+def marker_key(topic: str, partition: int, partitions: int) -> bytes:
+    """The first key for (topic, partition) that the murmur2 partitioner puts in `partition`."""
+    for salt in range(1_000_000):
+        key = PREFIX + f"{topic}\x1f{partition}\x1f{salt}".encode()
+        if (murmur2(key) & 0x7FFFFFFF) % partitions == partition:
+            return key
+    raise AssertionError("no marker key found")  # pragma: no cover: 1/partitions of keys qualify
+
+
+def encode(next_offset: int) -> bytes:
+    return next_offset.to_bytes(8, "big")
+
+
+def decode(raw: bytes | None) -> int | None:
+    return int.from_bytes(raw, "big") if raw else None
+
+
+class SourceRecord(NamedTuple):
+    """A record read directly from Kafka to fill a gap: the fields the agent uses of a Faust message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class GapReader:
+    """Reads [first, end) of one partition straight from the broker (its own consumer, no group)."""
+
+    def __init__(self, bootstrap: str):
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "openmonetize-gap-reader", "enable.auto.commit": False,
+            "enable.partition.eof": True, "isolation.level": "read_committed",
+        })
+
+    def read(self, topic: str, partition: int, first: int, end: int, timeout_s: float = 30.0) -> list[SourceRecord]:
+        self.consumer.assign([TopicPartition(topic, partition, first)])
+        records: list[SourceRecord] = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                message = self.consumer.poll(0.5)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        return records
+                    raise KafkaException(message.error())
+                if message.offset() >= end:
+                    return records
+                records.append(SourceRecord(topic, partition, message.offset(), message.key(), message.value()))
+            raise TimeoutError(f"reading {topic}[{partition}] {first}..{end} took over {timeout_s}s")
+        finally:
+            self.consumer.unassign()
+
+
+class AppliedOffsets:
+    """The markers of one table, the consumer moved to them, and every batch put in order by them.
+
+    Faust does not deliver a partition's records contiguously: records fetched while a
+    rebalance or recovery is under way arrive (or are dropped) around the seek that ends it,
+    and some records of a partition never reach the stream at all. So each batch is checked
+    against the next offset of each partition: a record below it is a duplicate, and a record
+    above it means a gap, which is read straight from the broker (`GapReader`) and applied first.
+    A gap with no records in it (retention deleted them, or transaction markers) is skipped.
+    """
+
+    def __init__(self, app, table, topics: set[str], partitions: int, bootstrap: str):
+        self.app = app
+        self.table = table
+        self.topics = topics
+        self.partitions = partitions
+        self.gaps = GapReader(bootstrap)
+        self.next: dict[tuple[str, int], int] = {}  # in memory; forgotten on every seek
+
+    def stored(self, topic: str, partition: int) -> int | None:
+        return decode(self.table.get(marker_key(topic, partition, self.partitions)))
+
+    @property
+    def ready(self) -> bool:
+        """False while Faust recovers the table: nothing can be applied to a state not yet current."""
+        return not self.app.in_recovery
+
+    async def in_order(self, messages) -> tuple[list, int, int]:
+        """(records to apply, contiguous per partition; duplicates dropped; gap records read)."""
+        admitted, duplicates, filled = [], 0, 0
+        for message in messages:
+            source = (message.topic, message.partition)
+            expected = self.next.get(source)
+            if expected is None:
+                expected = self.stored(*source) or 0
+            if message.offset < expected:
+                duplicates += 1
+                continue
+            if message.offset > expected:
+                missing = await asyncio.to_thread(self.gaps.read, *source, expected, message.offset)
+                log.warning("records missing from the stream; read from the broker", topic=message.topic,
+                            partition=message.partition, first=expected, end=message.offset, read=len(missing))
+                admitted += missing
+                filled += len(missing)
+            admitted.append(message)
+            self.next[source] = message.offset + 1
+        return admitted, duplicates, filled
+
+    def save(self, advanced: dict[tuple[str, int], int]) -> None:
+        """Write a batch's next offsets per partition: after its wallet states, never before."""
+        for (topic, partition), offset in advanced.items():
+            self.table[marker_key(topic, partition, self.partitions)] = encode(offset)
+
+    def install(self, consumer) -> None:
+        """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after recovery."""
+        seek_to_committed = consumer.seek_to_committed
+
+        async def seek_to_applied():
+            offsets = dict(await seek_to_committed())
+            self.next.clear()
+            for tp, committed in offsets.items():
+                if tp.topic not in self.topics:
+                    continue
+                applied = self.stored(tp.topic, tp.partition)
+                if applied is None or applied == committed:
+                    continue
+                if committed is not None and applied < committed:
+                    log.warning("group offset ahead of the applied state; rewinding",
+                                topic=tp.topic, partition=tp.partition, committed=committed, applied=applied)
+                await consumer.seek_wait({tp: applied})  # on the consumer's thread: seek() races its fetcher
+                offsets[tp] = applied
+            return offsets
+
+        consumer.seek_to_committed = seek_to_applied
