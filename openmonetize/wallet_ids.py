@@ -1,0 +1,41 @@
+"""Wallet ids: one place that spells them, for the usage agent's routing, the credits routes and reports.
+
+A wallet belongs to a user, a team (pooled credits) or the customer (tenant) itself:
+
+    w:{customer_id}:user:{user_id}    w:{customer_id}:team:{team_id}    w:{customer_id}:customer
+
+Ids are only ever built from their parts here, never parsed, so a ':' inside a user id is harmless.
+"""
+
+from __future__ import annotations
+
+
+def user_wallet(customer_id: str, user_id: str) -> str:
+    return f"w:{customer_id}:user:{user_id}"
+
+
+def team_wallet(customer_id: str, team_id: str) -> str:
+    return f"w:{customer_id}:team:{team_id}"
+
+
+def customer_wallet(customer_id: str) -> str:
+    return f"w:{customer_id}:customer"
+
+
+def wallet_for(customer_id: str, user_id: str | None = None, team_id: str | None = None) -> str:
+    """The wallet a command names: the user's, else the team's, else the customer's."""
+    if user_id:
+        return user_wallet(customer_id, user_id)
+    if team_id:
+        return team_wallet(customer_id, team_id)
+    return customer_wallet(customer_id)
+
+
+def candidates(customer_id: str, user_id: str | None, team_id: str | None, order: tuple[str, ...]) -> list[str]:
+    """The wallets an event may be charged to, in the tenant's routing order."""
+    ids = {
+        "user": user_wallet(customer_id, user_id) if user_id else None,
+        "team": team_wallet(customer_id, team_id) if team_id else None,
+        "customer": customer_wallet(customer_id),
+    }
+    return [ids[level] for level in order if ids.get(level)]
