@@ -19,7 +19,8 @@ def dumps(state: WalletState) -> bytes:
         "w": state.wallet_id,
         "c": state.customer_id,
         "g": [[g.grant_id, str(g.remaining), g.created_at.isoformat(),
-               g.expires_at.isoformat() if g.expires_at else None, g.priority] for g in state.grants],
+               g.expires_at.isoformat() if g.expires_at else None, g.priority, g.kind,
+               None if g.granted is None else str(g.granted)] for g in state.grants],
         "o": str(state.overdraft),
         "r": [[r.reservation_id, str(r.amount), r.expires_at.isoformat()] for r in state.reservations],
         "v": state.version,
@@ -32,12 +33,17 @@ def loads(data: bytes) -> WalletState:
     return WalletState(
         wallet_id=raw["w"],
         customer_id=raw["c"],
-        grants=tuple(
-            Grant(gid, Decimal(rem), datetime.fromisoformat(created), datetime.fromisoformat(exp) if exp else None, prio)
-            for gid, rem, created, exp, prio in raw["g"]
-        ),
+        grants=tuple(_grant(*g) for g in raw["g"]),
         overdraft=Decimal(raw["o"]),
         reservations=tuple(Reservation(rid, Decimal(amt), datetime.fromisoformat(exp)) for rid, amt, exp in raw["r"]),
         version=raw["v"],
         recent_ids=tuple(raw["i"]),
+    )
+
+
+def _grant(gid, rem, created, exp, prio, kind="purchase", granted=None) -> Grant:
+    """A stored lot; lots stored before kind and granted were recorded take the defaults."""
+    return Grant(
+        gid, Decimal(rem), datetime.fromisoformat(created), datetime.fromisoformat(exp) if exp else None, prio,
+        kind, None if granted is None else Decimal(granted),
     )

@@ -10,11 +10,12 @@ re-delivery after a crash or rebalance, and applying it again would charge twice
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from openmonetize.billing import wallet
-from openmonetize.billing.wallet import InsufficientCredits, LedgerEntry, WalletError, WalletState
+from openmonetize.billing.wallet import Grant, InsufficientCredits, LedgerEntry, WalletError, WalletState
 
 CREDIT_KINDS = {"purchase": "purchase", "grant": "grant", "adjustment_credit": "adjustment"}
 DEBIT_KINDS = {"consume": "consume", "adjustment_debit": "adjustment"}
@@ -37,6 +38,7 @@ class StepResult:
     ledger: list[LedgerEntry] = field(default_factory=list)
     rated: list[dict] = field(default_factory=list)
     rejected: list[tuple[dict, Rejected]] = field(default_factory=list)
+    applied_ids: list[str] = field(default_factory=list)  # command and event ids applied, in order
     duplicates: int = 0
     changed: bool = False
 
@@ -67,6 +69,7 @@ def apply_records(
                 _apply_command(result, record)
             else:
                 _apply_debit(result, record, policy)
+            result.applied_ids.append(source_id)
         except InsufficientCredits as exc:
             result.rejected.append((record, Rejected("insufficient_credits", str(exc), source_id)))
         except WalletError as exc:
@@ -121,8 +124,9 @@ def replace_wallet(rated: dict, wallet_id: str) -> dict:
     return rated if rated.get("wallet_id") == wallet_id else {**rated, "wallet_id": wallet_id}
 
 
-def balance_record(state: WalletState, now: datetime) -> dict:
-    """The wallet.balances value of a state."""
+def balance_record(state: WalletState, now: datetime, applied_ids: Iterable[str] = ()) -> dict:
+    """The wallet.balances value of a state. `applied_ids` are the command and event ids this
+    change applied: an API request waiting for its command watches for its id there."""
     return {
         "wallet_id": state.wallet_id,
         "customer_id": state.customer_id,
@@ -131,6 +135,19 @@ def balance_record(state: WalletState, now: datetime) -> dict:
         "available": state.available,
         "updated_at": now,
         "version": state.version,
+        "grants": [
+            {
+                "id": g.grant_id,
+                "kind": g.kind,
+                "granted": g.remaining if g.granted is None else g.granted,
+                "remaining": g.remaining,
+                "expires_at": g.expires_at,
+                "priority": g.priority,
+                "granted_at": g.created_at,
+            }
+            for g in sorted(state.grants, key=Grant.burn_order)
+        ],
+        "applied_ids": list(applied_ids),
     }
 
 

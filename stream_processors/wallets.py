@@ -133,7 +133,7 @@ class WalletAgent:
             rated += [(f"{r['customer_id']}:{r['user_id']}".encode(), self.codecs.rated.encode(r)) for r in result.rated]
             if result.changed:
                 states[key] = result.state
-                balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now))))
+                balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
         await self._send_all([
             (self.topics.ledger_entries.name, ledger),

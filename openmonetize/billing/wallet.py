@@ -41,11 +41,17 @@ class WalletError(ValueError):
 
 @dataclass(frozen=True)
 class Grant:
+    """A credit lot. `kind` is the ledger kind that created it (purchase, grant, adjustment);
+    `granted` is what it held when created, after repaying any overdraft (None: a lot stored
+    before lots recorded it)."""
+
     grant_id: str
     remaining: Decimal
     created_at: datetime
     expires_at: datetime | None = None
     priority: int = 0
+    kind: str = "purchase"
+    granted: Decimal | None = None
 
     def burn_order(self) -> tuple:
         return (self.expires_at is None, self.expires_at or self.created_at, self.priority, self.created_at, self.grant_id)
@@ -129,7 +135,7 @@ def add_credits(
     _positive(amount)
     repaid = min(state.overdraft, amount)
     lot = amount - repaid
-    grants = state.grants + ((Grant(source_id, lot, at, expires_at, priority),) if lot > 0 else ())
+    grants = state.grants + ((Grant(source_id, lot, at, expires_at, priority, kind, lot),) if lot > 0 else ())
     new = replace(state, grants=grants, overdraft=state.overdraft - repaid)
     entry = _entry(new, kind, amount, source_id, at, event_id=event_id, grant_id=source_id, reason=reason)
     return _record(new, source_id), [entry]

@@ -1,5 +1,8 @@
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+
+import orjson
 
 from openmonetize.billing.wallet import WalletState
 from stream_processors import wallet_state_codec
@@ -73,3 +76,53 @@ def test_a_hold_is_placed_and_released_by_its_reservation_id():
     assert released.state.reserved == 0 and released.state.balance == Decimal(10)
     missing = apply_records(held.state, W, [command("x2", "release", "1")], policy="allow_overdraft", now=NOW)
     assert [r.reason for _, r in missing.rejected] == ["invalid_command"]
+
+
+def test_applied_ids_name_what_applied_and_leave_out_repeats_and_refusals():
+    result = apply_records(None, W, [command("p1", "purchase", "3"), debit("e1", "1"), command("p1", "purchase", "3"),
+                                     command("c1", "consume", "50")], policy="allow_overdraft", now=NOW)
+    assert result.applied_ids == ["p1", "e1"]
+    assert balance_record(result.state, NOW, result.applied_ids)["applied_ids"] == ["p1", "e1"]
+
+
+def test_the_balance_record_lists_the_lots_in_burn_order_with_what_they_started_with():
+    later = NOW + timedelta(days=30)
+    result = apply_records(None, W, [debit("e0", "2"), command("p1", "purchase", "10"),
+                                     command("g1", "grant", "5", expires_at=later, priority=3), debit("e1", "1")],
+                           policy="allow_overdraft", now=NOW)
+    grants = balance_record(result.state, NOW, result.applied_ids)["grants"]
+    assert grants == [
+        {"id": "g1", "kind": "grant", "granted": Decimal(5), "remaining": Decimal(4), "expires_at": later,
+         "priority": 3, "granted_at": NOW},
+        {"id": "p1", "kind": "purchase", "granted": Decimal(8), "remaining": Decimal(8), "expires_at": None,
+         "priority": 0, "granted_at": NOW},  # 2 of the 10 repaid the overdraft
+    ]
+
+
+def test_the_balance_record_encodes_with_the_topic_schema_and_old_records_still_decode():
+    from schemas.codec import AvroCodec, schema_json
+    from schemas.compatibility import check
+
+    schema = schema_json("wallet_balance.avsc")
+    v1 = {**schema, "fields": [f for f in schema["fields"] if f["name"] not in ("grants", "applied_ids")]}
+    assert check("BACKWARD", schema, [v1]) == []
+    result = apply_records(None, W, [command("g1", "grant", "5.5", expires_at=NOW + timedelta(days=1))],
+                           policy="allow_overdraft", now=NOW)
+    record = balance_record(result.state, NOW, result.applied_ids)
+    assert AvroCodec(schema, 1).decode(AvroCodec(schema, 1).encode(record)) == record
+
+    class Registry:
+        def schema_by_id(self, schema_id):
+            return json.dumps(v1)
+
+    old = AvroCodec(v1, 7).encode(balance_record(result.state, NOW))
+    decoded = AvroCodec(schema, 1, Registry()).decode(old)
+    assert (decoded["grants"], decoded["applied_ids"], decoded["balance"]) == (None, None, Decimal("5.5"))
+
+
+def test_lots_stored_before_kind_and_granted_were_recorded_still_load():
+    legacy = orjson.dumps({"w": W, "c": C, "g": [["p1", "7", NOW.isoformat(), None, 0]], "o": "0", "r": [],
+                           "v": 1, "i": ["p1"]})
+    [lot] = wallet_state_codec.loads(legacy).grants
+    assert (lot.kind, lot.granted, lot.remaining) == ("purchase", None, Decimal(7))
+    assert balance_record(wallet_state_codec.loads(legacy), NOW)["grants"][0]["granted"] == Decimal(7)
