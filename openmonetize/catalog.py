@@ -324,6 +324,10 @@ class CatalogIndex:
     def tenant(self, customer_id: str) -> TenantSettings:
         return self._tenants.get(customer_id) or TenantSettings(customer_id)
 
+    def knows(self, customer_id: str) -> bool:
+        """A tenant is known once its settings or a burn table of its own were published."""
+        return customer_id in self._tenants or customer_id in self._burn_tables
+
     def burn_table_at(self, customer_id: str, at: datetime) -> BurnTable | None:
         for versions in self._burn_tables.get(customer_id, ()):
             found = burn_tables.in_force(versions, at)

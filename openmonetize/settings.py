@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         "zstd", description="Producers' compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
     )
 
+    # --- credits routes (api/routes/credits.py) -------------------------------------------
+    credits_max_amount: Decimal = Field(
+        Decimal("1000000000"), gt=0, description="Largest amount of one credits purchase, grant or consume (422 above)."
+    )
+    credits_wait_timeout_s: float = Field(
+        5.0, gt=0, description="How long `?wait=true` waits for the wallet agent to apply a command before answering 202 pending."
+    )
+
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")
     postgres_db: str = "openmonetize"
@@ -101,6 +109,9 @@ class Settings(BaseSettings):
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn workers); 1 runs in-process.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
+    dedupe_store: str = Field(
+        "rocksdb://", description="Faust store of the usage dedupe table: rocksdb:// (on disk) or memory://."
+    )
     worker_app_id: str = Field("openmonetize", description="Faust app id: the worker's consumer group and table prefix.")
     worker_session_timeout_s: float = Field(
         10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."

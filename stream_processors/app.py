@@ -2,17 +2,17 @@
 
 - `wallets` (stream_processors/wallets.py): the single writer of every wallet, fed by
   `wallet.commands` and `wallet.debits`.
-- `observe-usage-events`: counts what arrives on `usage.events`. It stands where the usage
-  agent (dedupe → rate → route, docs/stream-processing.md) will feed `wallet.debits`.
+- `usage` (stream_processors/usage.py): decodes, deduplicates, rates and routes `usage.events`
+  into `wallet.debits`.
 
-Creating the app registers the topics' schemas in the schema registry (Postgres) and starts the
-process's acknowledged producer for the agents' outputs.
+Creating the app registers the topics' schemas in the schema registry (Postgres), starts the
+process's acknowledged producer for the agents' outputs, and waits until its views of the
+billing catalog and of `wallet.balances` (which wallets exist, for routing) are current.
 """
 
 from __future__ import annotations
 
 import faust
-from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
 
 from openmonetize import metrics
@@ -22,9 +22,13 @@ from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
+from openmonetize.compacted_view import CompactedView
+from openmonetize.logs import get_logger
+from stream_processors.usage import UsageAgent
 from stream_processors.wallets import WalletAgent
 
-EVENTS_SEEN = Counter("openmonetize_worker_usage_events_seen_total", "Records read from usage.events")
+log = get_logger(__name__)
+VIEW_WARMUP_S = 60.0
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -34,7 +38,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        datadir=str(settings.stack_dir / "worker"),
+        # One directory per worker process (RocksDB locks its files): the web port is unique per host.
+        datadir=str(settings.stack_dir / f"worker-{settings.worker_web_port}"),
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.kafka_partitions,
         web_host="127.0.0.1",
@@ -51,7 +56,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
     producer = AckedProducer(settings, client_id=f"{app_id}-worker")
     producer.start()
 
-    catalog = Catalog(settings).start()  # tenant settings (the unfunded policy); burn tables and prices next
+    catalog = Catalog(settings).start()
+    balances = CompactedView(settings.kafka_bootstrap, registry_topics.wallet_balances.name, decode=lambda _: True).start()
+    for view in (catalog, balances):
+        if not view.wait_until_current(VIEW_WARMUP_S):
+            log.warning("view not current at start; rating and routing use what was read so far", view=type(view).__name__)
 
     wallets = WalletAgent(
         app, registry_topics, codecs, producer,
@@ -60,12 +69,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     app.agent(wallets.source, name="wallets")(wallets.run)
 
-    usage_events = app.topic(registry_topics.usage_events.name, value_type=bytes, value_serializer="raw")
-
-    @app.agent(usage_events, name="observe-usage-events")
-    async def observe(stream):
-        async for batch in stream.take(1000, within=1.0):
-            EVENTS_SEEN.inc(len(batch))
+    usage = UsageAgent(
+        app, registry_topics, codecs, producer, catalog,
+        wallet_exists=lambda wallet_id: balances.get(wallet_id) is not None,
+        settings=settings,
+    )
+    app.agent(usage.source, name="usage")(usage.run)
 
     @app.page("/metrics")
     async def prometheus(web, request):

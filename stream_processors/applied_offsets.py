@@ -8,21 +8,28 @@ the next offset to apply. Every time Faust seeks to the committed offsets (after
 every rebalance) the consumer is moved to the markers instead, and records below a marker are
 skipped as already applied.
 
-The table places keys with the producer's partitioner, so each marker key is chosen to hash
-(murmur2, like the wallet ids) into its own source partition's changelog partition: recovering a
-partition recovers its wallets and its marker together, and since one producer writes a
-partition in order, a marker is never durable before the states it covers.
+A marker must live in its own source partition's changelog partition, so that recovering a
+partition recovers its state and its marker together (and since one producer writes a
+partition in order, a marker is never durable before the state it covers). Two ways:
+- a table placed by the producer's partitioner (`use_partitioner`, the wallets): the marker
+  key is chosen to hash (murmur2, like the wallet ids) into that partition (`marker_key`);
+- a table placed by the source event (the dedupe table): write inside `writing_for(event)`
+  with an event of that partition, and any fixed key per partition will do (`plain_marker_key`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import NamedTuple
 
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.streams import _current_event
 
 from openmonetize.logs import get_logger
 
@@ -39,6 +46,21 @@ def marker_key(topic: str, partition: int, partitions: int) -> bytes:
         if (murmur2(key) & 0x7FFFFFFF) % partitions == partition:
             return key
     raise AssertionError("no marker key found")  # pragma: no cover: 1/partitions of keys qualify
+
+
+def plain_marker_key(topic: str, partition: int, partitions: int) -> bytes:
+    return PREFIX + f"{topic}\x1f{partition}".encode()
+
+
+@contextmanager
+def writing_for(event):
+    """Table writes inside land in `event`'s partition: Faust reads it from this contextvar,
+    which is unset in a `take_events` batch (faust #497)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def encode(next_offset: int) -> bytes:
@@ -100,16 +122,20 @@ class AppliedOffsets:
     A gap with no records in it (retention deleted them, or transaction markers) is skipped.
     """
 
-    def __init__(self, app, table, topics: set[str], partitions: int, bootstrap: str):
+    def __init__(
+        self, app, table, topics: set[str], partitions: int, bootstrap: str,
+        key_for: Callable[[str, int, int], bytes] = marker_key,
+    ):
         self.app = app
         self.table = table
         self.topics = topics
         self.partitions = partitions
+        self.key_for = key_for
         self.gaps = GapReader(bootstrap)
         self.next: dict[tuple[str, int], int] = {}  # in memory; forgotten on every seek
 
     def stored(self, topic: str, partition: int) -> int | None:
-        return decode(self.table.get(marker_key(topic, partition, self.partitions)))
+        return decode(self.table.get(self.key_for(topic, partition, self.partitions)))
 
     @property
     def ready(self) -> bool:
@@ -140,7 +166,7 @@ class AppliedOffsets:
     def save(self, advanced: dict[tuple[str, int], int]) -> None:
         """Write a batch's next offsets per partition: after its wallet states, never before."""
         for (topic, partition), offset in advanced.items():
-            self.table[marker_key(topic, partition, self.partitions)] = encode(offset)
+            self.table[self.key_for(topic, partition, self.partitions)] = encode(offset)
 
     def install(self, consumer) -> None:
         """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after recovery."""
@@ -154,6 +180,9 @@ class AppliedOffsets:
                     continue
                 applied = self.stored(tp.topic, tp.partition)
                 if applied is None or applied == committed:
+                    # No marker yet (a first run, or an upgrade): the group's offset is all we have.
+                    if committed is not None and committed >= 0:
+                        self.next[tp.topic, tp.partition] = committed
                     continue
                 if committed is not None and applied < committed:
                     log.warning("group offset ahead of the applied state; rewinding",

@@ -22,8 +22,6 @@ needed to write it from a batch (faust #497).
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -37,6 +35,7 @@ from schemas.topics import Topics
 from stream_processors import wallet_state_codec
 from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
+from stream_processors.outputs import dlq_record, send_all
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -49,7 +48,6 @@ SKIPPED = Counter(
     ["why"],
 )
 REFUSED = Counter("openmonetize_wallet_refused_total", "Records the wallet agent sent to the DLQ", ["reason"])
-OUTPUT_FAILURE_EXIT = 70  # the worker exits and its supervisor restarts it: the batch is re-delivered
 
 
 class WalletAgent:
@@ -135,7 +133,7 @@ class WalletAgent:
                 states[key] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
-        await self._send_all([
+        await send_all(self.producer, [
             (self.topics.ledger_entries.name, ledger),
             (self.topics.usage_rated.name, rated),
             (self.topics.wallet_balances.name, balances),
@@ -145,27 +143,5 @@ class WalletAgent:
             self.table[key] = wallet_state_codec.dumps(state)
         self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order
 
-    async def _send_all(self, outputs: list[tuple[str, list[tuple[bytes, bytes]]]]) -> None:
-        pending = [(topic, records) for topic, records in outputs if records]
-        deliveries = await asyncio.gather(*(self.producer.produce(t, r, len(r)) for t, r in pending))
-        for (topic, _), delivery in zip(pending, deliveries):
-            if delivery.error is not None:
-                # Never record a state whose outputs may be lost: exit, and the batch comes again.
-                log.error("wallet outputs not acknowledged; exiting", topic=topic, error=delivery.error)
-                os._exit(OUTPUT_FAILURE_EXIT)
-
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
-        value = {
-            "reason": reason,
-            "detail": detail,
-            "stage": "debit",
-            "source_topic": message.topic,
-            "source_partition": message.partition,
-            "source_offset": message.offset,
-            "key": message.key,
-            "value": message.value,
-            "event_id": (record or {}).get("event_id"),
-            "customer_id": (record or {}).get("customer_id"),
-            "failed_at": now,
-        }
-        return message.key or b"", self.codecs.dlq.encode(value)
+        return dlq_record(self.codecs, message, reason, "debit", detail, record, now)

@@ -29,6 +29,7 @@ from schemas.registry import SchemaRegistry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 from tests.conftest import eventually, unique
+from tests.integration.support import read_topic
 
 ROOT = Path(__file__).parents[2]
 
@@ -118,23 +119,7 @@ class IsolatedPipeline:
 
     # --- outputs -------------------------------------------------------------------------
     def read_all(self, topic: str) -> list:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": unique("read"),
-                             "enable.auto.commit": False, "fetch.wait.max.ms": 20})
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        messages, done = [], {p for p, end in ends.items() if end == 0}
-        while len(done) < len(ends):
-            for message in consumer.consume(1000, timeout=0.2):
-                if message.error() is None:
-                    messages.append(message)
-                    if message.offset() + 1 >= ends[message.partition()]:
-                        done.add(message.partition())
-            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    done.add(tp.partition)
-        consumer.close()
-        return messages
+        return read_topic(self.bootstrap, topic)
 
     def balances(self) -> dict[str, dict]:
         latest: dict[str, dict] = {}

@@ -1,0 +1,49 @@
+"""What both agents do with their outputs: DLQ records, and sending a batch's outputs acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+
+from openmonetize.kafka_producer import AckedProducer
+from openmonetize.logs import get_logger
+from stream_processors.codecs import Codecs
+
+log = get_logger(__name__)
+
+OUTPUT_FAILURE_EXIT = 70  # the worker exits and its supervisor restarts it: the batch is re-delivered
+
+
+async def send_all(producer: AckedProducer, outputs: list[tuple[str, list[tuple[bytes, bytes]]]]) -> None:
+    """Send every (topic, records) and return once Kafka acknowledged all of them.
+
+    A batch whose outputs may be lost must never be recorded as applied: on any failure the
+    process exits, and the batch is read again from the last applied offsets.
+    """
+    pending = [(topic, records) for topic, records in outputs if records]
+    deliveries = await asyncio.gather(*(producer.produce(t, r, len(r)) for t, r in pending))
+    for (topic, _), delivery in zip(pending, deliveries):
+        if delivery.error is not None:
+            log.error("outputs not acknowledged; exiting", topic=topic, error=delivery.error)
+            os._exit(OUTPUT_FAILURE_EXIT)
+
+
+def dlq_record(
+    codecs: Codecs, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime
+) -> tuple[bytes, bytes]:
+    """(key, value) for usage.dlq: the reason, the stage and the ORIGINAL bytes, for `openmonetize dlq retry`."""
+    value = {
+        "reason": reason,
+        "detail": detail,
+        "stage": stage,
+        "source_topic": message.topic,
+        "source_partition": message.partition,
+        "source_offset": message.offset,
+        "key": message.key,
+        "value": message.value,
+        "event_id": (record or {}).get("event_id"),
+        "customer_id": (record or {}).get("customer_id"),
+        "failed_at": now,
+    }
+    return message.key or b"", codecs.dlq.encode(value)

@@ -1,0 +1,223 @@
+"""The usage agent: `usage.events` → decode → time window → dedupe → rate → route → `wallet.debits`.
+
+Per batch (`take_events`), in this order, like the wallet agent:
+1. each record is decoded, checked, deduplicated, rated and routed; what cannot be charged
+   goes to `usage.dlq` with the reason and the original bytes;
+2. the rated events (keyed by wallet id, for the wallet agent) and DLQ records are sent and
+   ACKNOWLEDGED;
+3. the dedupe entries and each partition's next offset (`applied_offsets`) are written to the
+   `usage-seen` table.
+A crash between 2 and 3 forwards the batch again; the wallet agent skips the re-delivered
+event ids (`WalletState.seen`), so nothing is charged twice.
+
+Dedupe lives here, co-partitioned with `usage.events` (key `customer:user`): a client retry has
+the same body, so the same key and partition. Limit: a reused event_id with a different
+user_id lands on another partition and is charged as a new event, not flagged as a conflict.
+
+The table holds, per event, 16 bytes of key (BLAKE2b of customer and event id) and 12 of value
+(8 bytes of body hash, the event time in 4), in RocksDB. Its changelog is compacted AND deleted
+after the accepted age plus a day: an event older than the window is refused as `too_old`
+before dedupe, so an entry past it is never needed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from prometheus_client import Counter
+
+from openmonetize import wallet_ids
+from openmonetize.billing.rating import NoRate, RateParams, rate
+from openmonetize.catalog import CatalogIndex
+from openmonetize.kafka_producer import AckedProducer
+from openmonetize.logs import get_logger
+from openmonetize.settings import Settings
+from schemas.codec import DecodeError
+from schemas.topics import Topics
+from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key, writing_for
+from stream_processors.codecs import Codecs
+from stream_processors.outputs import dlq_record, send_all
+
+log = get_logger(__name__)
+
+EVENTS = Counter("openmonetize_usage_events_total", "Usage events by outcome", ["outcome"])
+OUT_OF_ORDER = Counter(
+    "openmonetize_usage_source_out_of_order_total",
+    "usage.events records Faust delivered out of order: duplicate deliveries, or missing and read directly",
+    ["why"],
+)
+CATALOG_MISSES = ("unknown_customer", "no_rate")
+CATALOG_CATCH_UP_S = 2.0
+NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
+
+
+def dedupe_key(customer_id: str, event_id: str) -> bytes:
+    return hashlib.blake2b(f"{customer_id}\x1f{event_id}".encode(), digest_size=16).digest()
+
+
+def body_hash(record: dict) -> bytes:
+    """8 bytes that differ when a client reuses an event id for different usage."""
+    body = {k: v for k, v in record.items() if k not in NOT_IN_BODY_HASH}
+    return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).digest()
+
+
+def seen_value(record: dict) -> bytes:
+    return body_hash(record) + int(record["timestamp"].timestamp()).to_bytes(4, "big")
+
+
+class UsageAgent:
+    def __init__(
+        self,
+        app,
+        registry_topics: Topics,
+        codecs: Codecs,
+        producer: AckedProducer,
+        catalog: CatalogIndex,
+        wallet_exists: Callable[[str], bool],
+        settings: Settings,
+        batch_size: int = 2000,
+        batch_within_s: float = 0.05,
+    ):
+        spec = registry_topics.usage_events
+        self.topics = registry_topics
+        self.codecs = codecs
+        self.producer = producer
+        self.catalog = catalog
+        self.wallet_exists = wallet_exists
+        self.max_age = timedelta(seconds=settings.event_max_age_s)
+        self.max_future = timedelta(seconds=settings.event_max_future_s)
+        self.batch_size = batch_size
+        self.batch_within_s = batch_within_s
+        self.topic_name = spec.name
+        self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
+        self.seen = app.Table(
+            "usage-seen",
+            partitions=spec.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            store=settings.dedupe_store,
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str((settings.event_max_age_s + 86_400) * 1000),
+            },
+        )
+        self.applied = AppliedOffsets(
+            app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key
+        )
+        self.applied.install(app.consumer)
+
+    async def run(self, stream) -> None:
+        async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
+            await self.handle(events)
+
+    async def handle(self, events) -> None:
+        if not self.applied.ready:
+            return  # read again after recovery: from the seek that ends it, or as a gap
+        messages, duplicates, filled = await self.applied.in_order([event.message for event in events])
+        OUT_OF_ORDER.labels("duplicate").inc(duplicates)
+        OUT_OF_ORDER.labels("gap_read").inc(filled)
+        now = datetime.now(timezone.utc)
+        debits: list[tuple[bytes, bytes]] = []
+        dlq: list[tuple[bytes, bytes]] = []
+        writes: dict[int, dict[bytes, bytes]] = {}  # partition -> dedupe entries of this batch
+        refreshed = False
+        for message in messages:
+            batch_seen = writes.setdefault(message.partition, {})
+            outcome, output, record = self._one(message, batch_seen, now)
+            if outcome in CATALOG_MISSES and not refreshed:
+                # A tenant or burn table created a moment ago may not have reached this worker's
+                # view yet: catch up once per batch before refusing anything for it.
+                refreshed = True
+                await asyncio.to_thread(self.catalog.wait_until_current, CATALOG_CATCH_UP_S)
+                outcome, output = self._rate(message, record, now)
+            EVENTS.labels(outcome).inc()
+            if outcome == "rated":
+                debits.append(output)
+            elif outcome != "duplicate":
+                dlq.append(output)
+
+        await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
+
+        last_event = {event.message.partition: event for event in events}
+        next_offsets = {}
+        for message in messages:
+            next_offsets[message.partition] = message.offset + 1
+        for partition, offset in next_offsets.items():
+            with writing_for(last_event[partition]):
+                for key, value in writes.get(partition, {}).items():
+                    self.seen[key] = value
+                self.applied.save({(self.topic_name, partition): offset})
+
+    def _one(self, message, batch_seen: dict[bytes, bytes], now: datetime) -> tuple[str, tuple[bytes, bytes] | None, dict | None]:
+        """(outcome, output, decoded record): ("rated", debit) | ("duplicate", None) | (reason, DLQ record)."""
+        try:
+            record = self.codecs.usage_event.decode(message.value)
+        except DecodeError as exc:
+            return "decode_error", self._dlq(message, "decode_error", "decode", str(exc), None, now), None
+        customer_id, event_id, at = record["customer_id"], record["event_id"], record["timestamp"]
+        if at < now - self.max_age:
+            return "too_old", self._dlq(message, "too_old", "dedupe", f"timestamp {at.isoformat()} is older "
+                                        f"than the accepted window ({self.max_age.days} days)", record, now), record
+        if at > now + self.max_future:
+            return "too_new", self._dlq(message, "too_new", "dedupe", f"timestamp {at.isoformat()} is more than "
+                                        f"{int(self.max_future.total_seconds())} s in the future", record, now), record
+        key = dedupe_key(customer_id, event_id)
+        value = seen_value(record)
+        prior = batch_seen.get(key) or self.seen.get(key)
+        if prior is not None:
+            if prior[:8] == value[:8]:
+                return "duplicate", None, record
+            return "conflicting_duplicate", self._dlq(
+                message, "conflicting_duplicate", "dedupe",
+                f"event_id {event_id!r} was already charged with a different body", record, now), record
+        batch_seen[key] = value  # from here on the event is decided: charged or refused
+        return (*self._rate(message, record, now), record)
+
+    def _rate(self, message, record: dict, now: datetime) -> tuple[str, tuple[bytes, bytes]]:
+        """("rated", debit) | (reason, dlq record) for an event that passed the checks."""
+        customer_id, at = record["customer_id"], record["timestamp"]
+        if not self.catalog.knows(customer_id):
+            return "unknown_customer", self._dlq(
+                message, "unknown_customer", "rate", f"customer_id {customer_id!r} is not a tenant", record, now)
+        tenant = self.catalog.tenant(customer_id)
+        try:
+            result = rate(
+                RateParams.from_record(record),
+                self.catalog.burn_table_at(customer_id, at),
+                self.catalog.price_at(customer_id, record["provider"], record["model"], at),
+                tenant.credit_price_usd,
+            )
+        except NoRate as exc:
+            return "no_rate", self._dlq(message, "no_rate", "rate", str(exc), record, now)
+        wallet_id = self.route(customer_id, record["user_id"], record["team_id"], tenant.routing_order)
+        rated = {
+            **record,
+            "wallet_id": wallet_id,
+            "credits": result.credits,
+            "usd_cost": result.usd_cost,
+            "revenue_usd": result.revenue_usd,
+            "margin_usd": result.margin_usd,
+            "burn_table_id": result.burn_table_id,
+            "burn_table_version": result.burn_table_version,
+            "price_version": result.price_version,
+            "rated_at": now,
+            "revision": 0,
+        }
+        return "rated", (wallet_id.encode(), self.codecs.rated.encode(rated))
+
+    def route(self, customer_id: str, user_id: str, team_id: str | None, order: tuple[str, ...]) -> str:
+        """The first wallet in the tenant's order that exists; if none does, the customer's wallet
+        (when it is in the order), else the first candidate: the charge then opens that wallet."""
+        candidates = wallet_ids.candidates(customer_id, user_id, team_id, order)
+        for wallet_id in candidates:
+            if self.wallet_exists(wallet_id):
+                return wallet_id
+        fallback = wallet_ids.customer_wallet(customer_id)
+        return fallback if fallback in candidates else candidates[0]
+
+    def _dlq(self, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime):
+        return dlq_record(self.codecs, message, reason, stage, detail, record, now)
