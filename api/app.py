@@ -14,8 +14,8 @@ from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
-from api import catalog_state, errors
-from api.routes import burn_tables, cloudevents, ingest, pricing, rating, schema_registry
+from api import balances_state, catalog_state, errors
+from api.routes import burn_tables, cloudevents, credits, ingest, pricing, rating, schema_registry
 from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(burn_tables.router)
     app.include_router(pricing.router)
     app.include_router(rating.router)
+    app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
+    app.include_router(credits.router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -84,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/ready",
         tags=["operations"],
-        summary="Dependencies answer (Postgres, Kafka), the usage event schema is registered, the catalog is loaded",
+        summary="Dependencies answer (Postgres, Kafka), the usage event schema is registered, the catalog and wallet balances are loaded",
         responses={503: {"description": "A dependency does not answer; `checks` says which"}},
     )
     async def ready() -> Response:
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = {"status": "ok", "checks": dict(zip(("postgres", "kafka"), checks))}
         body["checks"]["event_schema"] = app.state.intake.schema_status
         body["checks"]["catalog"] = app.state.catalog_status
+        body["checks"]["wallet_balances"] = app.state.wallets_status
         if any(value != "ok" for value in body["checks"].values()):
             body["status"] = "unavailable"
             return ORJSONResponse(body, status_code=503)

@@ -9,7 +9,8 @@ def test_health_and_ready(settings):
     assert httpx.get(f"{settings.api_url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{settings.api_url}/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok", "event_schema": "ok", "catalog": "ok"}}
+    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok", "event_schema": "ok", "catalog": "ok",
+                                                  "wallet_balances": "ok"}}
 
 
 def test_metrics_count_requests(settings):
