@@ -28,6 +28,17 @@ def credits(settings, tenant, customer_id=None, **wallet):
     )
 
 
+def read_at(settings, tenant, version, **wallet) -> dict:
+    """The wallet once it shows `version`: the API process that answers a read may not be the one
+    that saw the write, and each process's view follows wallet.balances on its own."""
+    def current():
+        read = credits(settings, tenant, **wallet)
+        assert read.status_code == 200, read.text
+        return read.json()["version"] >= version and read.json()
+
+    return eventually(current, timeout_s=10, what=f"version {version} of {wallet or 'the customer wallet'}")
+
+
 def body(tenant, amount, **fields):
     return {"customer_id": tenant.customer_id, "amount": amount, **fields}
 
@@ -44,9 +55,7 @@ def test_a_purchase_waited_for_is_applied_and_read_back(settings, tenant):
     assert (answer["balance"], answer["available"], answer["reserved"], answer["version"]) == ("100", "100", "0", 1)
     assert answer["command_id"].startswith("cmd_")
 
-    read = credits(settings, tenant, user_id="u-42")
-    assert read.status_code == 200, read.text
-    wallet = read.json()
+    wallet = read_at(settings, tenant, 1, user_id="u-42")
     assert {k: wallet[k] for k in ("customer_id", "wallet_id", "balance", "reserved", "available", "version")} == {
         "customer_id": tenant.customer_id, "wallet_id": answer["wallet_id"],
         "balance": "100", "reserved": "0", "available": "100", "version": 1,
@@ -64,13 +73,11 @@ def test_a_purchase_is_accepted_at_once_and_the_balance_follows(settings, tenant
     assert answer.status_code == 202, answer.text
     assert answer.json() == {"command_id": answer.json()["command_id"], "status": "accepted",
                              "wallet_id": f"w:{tenant.customer_id}:team:research"}
-    team = eventually(lambda: credits(settings, tenant, team_id="research").json()["version"] == 1
-                      and credits(settings, tenant, team_id="research").json(), what="the team's purchase")
-    assert team["balance"] == "12.345678901234"
+    assert read_at(settings, tenant, 1, team_id="research")["balance"] == "12.345678901234"
     customer = post(settings, tenant, "/v1/credits/purchase", body(tenant, "3"))
     assert customer.json()["wallet_id"] == f"w:{tenant.customer_id}:customer"
-    eventually(lambda: credits(settings, tenant).json()["balance"] == "3", what="the customer's purchase")
-    assert credits(settings, tenant, team_id="research").json()["balance"] == "12.345678901234"
+    assert read_at(settings, tenant, 1)["balance"] == "3"
+    assert read_at(settings, tenant, 1, team_id="research")["balance"] == "12.345678901234"
 
 
 def test_a_grant_with_an_expiry_and_priority_is_listed_in_burn_order(settings, tenant):
@@ -80,14 +87,14 @@ def test_a_grant_with_an_expiry_and_priority_is_listed_in_burn_order(settings, t
                          body(tenant, 20, user_id="u1", expires_at=expires.isoformat(), priority=3,
                               reason="black friday"), wait=True))
     assert grant["balance"] == "70"
-    lots = credits(settings, tenant, user_id="u1").json()["grants"]
+    lots = read_at(settings, tenant, 2, user_id="u1")["grants"]
     assert [(lot["kind"], lot["granted"], lot["priority"]) for lot in lots] == [("grant", "20", 3), ("purchase", "50", 0)]
     assert lots[0]["id"] == grant["command_id"]
     assert datetime.fromisoformat(lots[0]["expires_at"].replace("Z", "+00:00")) == expires
 
     spent = applied(post(settings, tenant, "/v1/credits/consume", body(tenant, 25, user_id="u1"), wait=True))
     assert spent["balance"] == "45"
-    lots = credits(settings, tenant, user_id="u1").json()["grants"]
+    lots = read_at(settings, tenant, 3, user_id="u1")["grants"]
     assert [(lot["kind"], lot["remaining"]) for lot in lots] == [("purchase", "45")]  # the expiring grant burned first
 
 
@@ -96,7 +103,7 @@ def test_consume_lowers_the_balance_and_never_overdraws(settings, tenant):
     spent = applied(post(settings, tenant, "/v1/credits/consume",
                          body(tenant, "2.5", user_id="u1", reason="manual correction"), wait=True))
     assert (spent["balance"], spent["available"]) == ("7.5", "7.5")
-    assert credits(settings, tenant, user_id="u1").json()["balance"] == "7.5"
+    assert read_at(settings, tenant, 2, user_id="u1")["balance"] == "7.5"
 
     too_much = post(settings, tenant, "/v1/credits/consume", body(tenant, 100, user_id="u1"))
     assert too_much.status_code == 202, too_much.text  # accepted; the wallet agent refuses it (usage.dlq)
@@ -122,7 +129,7 @@ def test_a_replayed_idempotency_key_answers_the_first_body_and_credits_once(sett
 
     marker = applied(post(settings, tenant, "/v1/credits/purchase", body(tenant, 1, user_id="u1"), wait=True))
     assert marker["balance"] == "16"  # 10 once, 5 once, 1
-    assert len(credits(settings, tenant, user_id="u1").json()["grants"]) == 3
+    assert len(read_at(settings, tenant, 3, user_id="u1")["grants"]) == 3
 
 
 def test_identical_requests_racing_each_other_credit_once(settings, tenant):
@@ -160,7 +167,7 @@ def test_tenants_are_isolated(settings, tenant):
     read = credits(settings, other, tenant.customer_id, user_id="u1")
     assert (read.status_code, read.json()["error"]["code"]) == (403, "foreign_customer")
     assert credits(settings, other, user_id="u1").json()["balance"] == "0"  # the same user id, another tenant
-    assert credits(settings, tenant, user_id="u1").json()["balance"] == "10"
+    assert read_at(settings, tenant, 1, user_id="u1")["balance"] == "10"
 
     url = settings.api_url
     for request in (
