@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from api import credit_requests, idempotency, json_bodies
 from api.auth import tenant
-from api.balances_state import Wallets, wallets_of
+from api.balances_state import Codecs, balances_of, codecs_of
 from api.catalog_state import in_db
 from api.credit_requests import ConsumeIn, CreditRequest, CreditsIn, ForeignCustomer, RequestError
 from api.errors import ApiError
@@ -32,7 +32,7 @@ from api.idempotency import Outcome
 from openmonetize import wallet_ids
 from openmonetize.catalog import decimal_text
 from openmonetize.logs import get_logger
-from openmonetize.wallet_balances import Balance
+from openmonetize.wallet_balances import Balance, WalletBalances
 
 log = get_logger(__name__)
 router = APIRouter(tags=["credits"])
@@ -162,7 +162,7 @@ async def credits(
     if user_id is not None and team_id is not None:
         raise ApiError(422, "invalid_request", "give user_id or team_id, not both", "team_id")
     wallet_id = wallet_ids.wallet_for(caller, user_id, team_id)
-    found = wallets_of(request).balances.get(wallet_id)
+    found = balances_of(request).get(wallet_id)
     if found is None or found.customer_id != caller:
         found = Balance.empty(wallet_id, caller)
     balance = found.as_of(datetime.now(timezone.utc))
@@ -189,7 +189,8 @@ async def _submit(request: Request, kind: str, decoder, customer_id: str, wait: 
     except RequestError as exc:
         code = "invalid_amount" if exc.field == "amount" else "invalid_request"
         raise ApiError(422, code, str(exc), exc.field) from None
-    wallets = wallets_of(request)
+    codecs = codecs_of(request)
+    balances = balances_of(request) if wait else None  # 503 before anything is written
     command_id = credit.command_id()
     if credit.idempotency_key is not None:
         claimed = await _claim(request, credit, command_id)
@@ -202,7 +203,7 @@ async def _submit(request: Request, kind: str, decoder, customer_id: str, wait: 
             )
         if claimed.outcome is Outcome.REPLAY:
             return Response(claimed.body, claimed.status, {"Idempotent-Replayed": "true"}, media_type="application/json")
-    status, out = await _write(request, wallets, credit, command_id, now, wait)
+    status, out = await _write(request, codecs, balances, credit, command_id, now)
     encoded = orjson.dumps(msgspec.to_builtins(out))
     if credit.idempotency_key is not None:
         try:
@@ -225,15 +226,17 @@ async def _claim(request: Request, credit: CreditRequest, command_id: str) -> id
 
 
 async def _write(
-    request: Request, wallets: Wallets, credit: CreditRequest, command_id: str, now: datetime, wait: bool
+    request: Request, codecs: Codecs, balances: WalletBalances | None, credit: CreditRequest, command_id: str,
+    now: datetime,
 ) -> tuple[int, CommandOut]:
-    """Produce the command (watching for it first when the caller waits) and say what became of it."""
+    """Produce the command (watching for it first when the caller waits, i.e. gave `balances`)
+    and say what became of it."""
     settings = request.app.state.settings
-    record = wallets.command_codec.encode(credit.command(command_id, now))
-    watch = wallets.balances.watch(credit.wallet_id, command_id) if wait else None
+    record = codecs.command.encode(credit.command(command_id, now))
+    watch = balances.watch(credit.wallet_id, command_id) if balances is not None else None
     try:
         producer = request.app.state.intake.producer
-        delivery = await producer.produce(wallets.commands_topic, [(credit.wallet_id.encode(), record)], 1)
+        delivery = await producer.produce(codecs.commands_topic, [(credit.wallet_id.encode(), record)], 1)
         if delivery.error is not None:
             log.warning("credit_command_not_acknowledged", command_id=command_id, error=delivery.error)
             raise ApiError(

@@ -4,10 +4,15 @@ in Postgres, validation and tenant isolation."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 
 from tests.conftest import eventually
 from tests.integration.support import new_tenant
@@ -254,3 +259,52 @@ def test_the_openapi_spec_documents_the_credits_routes(settings):
     returned = read["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(returned["properties"]) == {"customer_id", "wallet_id", "balance", "reserved", "available", "grants",
                                            "version", "updated_at"}
+
+
+# --- Kafka down: a second API process whose broker is a closed port -------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def api_without_kafka(settings):
+    port = _free_port()
+    env = {
+        **os.environ, "OM_ENV_FILE": "/dev/null", "API_HOST": "127.0.0.1", "API_PORT": str(port), "API_URL": "",
+        "API_WORKERS": "1", "DATABASE_URL": settings.database_url, "KAFKA_BOOTSTRAP": f"127.0.0.1:{_free_port()}",
+        "KAFKA_PRODUCER_TIMEOUT_MS": "1500", "INGEST_RETRY_AFTER_S": "7", "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openmonetize", "run", "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: httpx.get(f"{url}/health", timeout=5).status_code == 200, what="the second API")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_kafka_down_is_503_with_retry_after_and_the_retry_with_the_key_applies_once(settings, tenant, api_without_kafka):
+    payload = body(tenant, 4, user_id="u1")
+    headers = {"X-OM-Api-Key": tenant.api_key, "Idempotency-Key": "retry-1"}
+
+    def attempt():
+        answer = httpx.post(f"{api_without_kafka}/v1/credits/purchase", json=payload, headers=headers, timeout=30)
+        return answer if answer.json()["error"]["code"] != "wallet_schemas_unavailable" else None
+
+    refused = eventually(attempt, what="the second API's wallet schemas")
+    assert refused.status_code == 503, refused.text
+    assert (refused.json()["error"]["code"], refused.headers["Retry-After"]) == ("kafka_unavailable", "7")
+    read = httpx.get(f"{api_without_kafka}/v1/customers/{tenant.customer_id}/credits", headers=headers, timeout=30)
+    assert (read.status_code, read.json()["error"]["code"], read.headers["Retry-After"]) == (503, "balances_unavailable", "7")
+
+    # The key was claimed but never answered: the retry (here on the stack's API) writes the command, once.
+    retried = applied(post(settings, tenant, "/v1/credits/purchase", payload, key="retry-1", wait=True))
+    assert retried["balance"] == "4"
+    assert post(settings, tenant, "/v1/credits/purchase", payload, key="retry-1").json() == retried
