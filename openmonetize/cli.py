@@ -247,6 +247,144 @@ def loadgen(rate: float, duration: float, tenants: int, users: int, duplicates: 
                   late=late, seed=seed, via=via, events_file_out=events_file_out, progress=progress))
 
 
+# --- dlq -----------------------------------------------------------------------------------
+from openmonetize.dlq import KNOWN_REASONS, KNOWN_STAGES  # noqa: E402 - the choices of the options below
+
+
+def _dlq_time():
+    from openmonetize.dlq_cli import TimeType
+
+    return TimeType()
+
+
+def _dlq_ids(values: tuple[str, ...]):
+    from openmonetize.dlq import parse_ids
+
+    try:
+        return parse_ids(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ID") from exc
+
+
+def _dlq_run(body, *args, **kwargs) -> None:
+    from openmonetize.dlq import DlqError
+
+    try:
+        code = body(get_settings(), *args, **kwargs)
+    except DlqError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+def _dlq_selection(reasons, customer, stage, since, until):
+    from openmonetize.dlq import Selection
+
+    if since and until and since >= until:
+        raise click.BadParameter(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    return Selection(frozenset(reasons), customer, stage, since, until)
+
+
+_TIME_HELP = "RFC 3339 (2026-11-26T12:00:00Z; a date is its midnight UTC) or an age (30m, 2h, 7d)."
+
+
+@main.group(cls=Group)
+def dlq() -> None:
+    """Inspect and re-drive the dead-letter queue (usage.dlq, TOPIC_USAGE_DLQ).
+
+    Every record the pipeline cannot process lands there with a reason, the stage that refused
+    it, where it came from and its original bytes. A DLQ record is named by its place in that
+    topic, PARTITION:OFFSET (the ID column of `dlq list`).
+
+    Exit codes: 0 ok, 1 some records failed or were not found (or Kafka/Postgres is out of
+    reach), 2 bad usage.
+    """
+
+
+@dlq.command("list")
+@click.option("--reason", "reasons", multiple=True, type=click.Choice(KNOWN_REASONS),
+              help="Only this reason; repeat for several.")
+@click.option("--customer", help="Only records of this customer_id.")
+@click.option("--stage", type=click.Choice(KNOWN_STAGES), help="Only records refused at this pipeline stage.")
+@click.option("--since", type=_dlq_time(), help=f"Only records that failed at or after this time: {_TIME_HELP}")
+@click.option("--until", type=_dlq_time(), help=f"Only records that failed before this time: {_TIME_HELP}")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
+              help="Show the N earliest matching records (0: all); the summary counts them all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record on stdout; the summary on stderr.")
+def dlq_list(reasons, customer, stage, since, until, limit: int, as_json: bool) -> None:
+    """List DLQ records: a table (id, failed_at, reason, stage, customer, event_id, source,
+    detail) or JSON lines, then the number of matching records per reason.
+
+    Reads every partition from the beginning (or from --since, by timestamp) up to the end it
+    had when the command started, then stops. Reads only: nothing is committed or changed.
+    """
+    from openmonetize.dlq_cli import list_records
+
+    _dlq_run(list_records, _dlq_selection(reasons, customer, stage, since, until), limit, as_json)
+
+
+@dlq.command("show")
+@click.argument("ids", metavar="ID [ID...]", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+def dlq_show(ids: tuple[str, ...], as_json: bool) -> None:
+    """Show DLQ records in full, by ID (PARTITION:OFFSET, from `dlq list`).
+
+    The original value is decoded with the schema registry when it is a usage event, a wallet
+    command or a routed debit; otherwise (e.g. a decode_error) it is shown in base64 and hex with
+    the reason it does not decode. Also shows whether the record has been retried before.
+    """
+    from openmonetize.dlq_cli import show_records
+
+    _dlq_run(show_records, _dlq_ids(ids), as_json)
+
+
+@dlq.command("retry")
+@click.argument("ids", metavar="[ID...]", nargs=-1)
+@click.option("--reason", "reasons", multiple=True, type=click.Choice(KNOWN_REASONS),
+              help="Retry every record with this reason (instead of IDs); repeat for several.")
+@click.option("--customer", help="With --reason: only records of this customer_id.")
+@click.option("--stage", type=click.Choice(KNOWN_STAGES), help="With --reason: only records refused at this stage.")
+@click.option("--since", type=_dlq_time(), help=f"With --reason: only records that failed at or after this time: {_TIME_HELP}")
+@click.option("--until", type=_dlq_time(), help=f"With --reason: only records that failed before this time: {_TIME_HELP}")
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Skip records already re-driven this many times.")
+@click.option("--dry-run", is_flag=True, help="Show what would be retried; produce nothing.")
+@click.option("--yes", is_flag=True, help="Really re-produce the records.")
+@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+def dlq_retry(ids, reasons, customer, stage, since, until, max_retries: int, dry_run: bool, yes: bool,
+              progress: bool | None, as_json: bool) -> None:
+    """Re-drive DLQ records into the pipeline: by ID, or every record matching --reason
+    (narrowed by --customer, --stage, --since, --until). Needs --dry-run or --yes.
+
+    Each record's ORIGINAL key and value bytes are produced again to its source topic (only the
+    pipeline's input topics: usage.events, wallet.commands, wallet.debits; others are refused),
+    acks=all, idempotent, partitioned by key like every producer of the project, with the
+    headers openmonetize-dlq-retry-of (the DLQ id) and openmonetize-dlq-retry-count. The command
+    waits for every acknowledgement, then prints how many were retried, failed and skipped.
+
+    Retrying is safe to repeat: the pipeline dedupes by event id and command id, so a record
+    that was in fact applied is not charged twice. A record that keeps failing comes back to the
+    DLQ; once it has been re-driven --max-retries times it is skipped, so it cannot loop forever.
+
+    Exit code 1 when a record could not be retried (not found, refused, not acknowledged);
+    records skipped at the retry limit do not count as failures.
+    """
+    from openmonetize.dlq_cli import progress_default, retry_records
+
+    if dry_run == yes:
+        raise click.UsageError("give --dry-run to see what would be retried, or --yes to retry")
+    if ids and reasons:
+        raise click.UsageError("give IDs or --reason, not both")
+    if not ids and not reasons:
+        raise click.UsageError("give the IDs to retry (see `openmonetize dlq list`) or --reason R to retry by reason")
+    if ids and (customer or stage or since or until):
+        raise click.UsageError("--customer, --stage, --since and --until narrow --reason; with IDs, give only IDs")
+    parsed = _dlq_ids(ids)
+    selection = _dlq_selection(reasons, customer, stage, since, until)
+    _dlq_run(retry_records, parsed, selection, max_retries, dry_run, progress_default(progress), as_json)
+
+
 # --- migrate -------------------------------------------------------------------------------
 @main.command()
 @click.option("--only", type=click.Choice(["postgres", "clickhouse"]), help="Migrate one database only.")

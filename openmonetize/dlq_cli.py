@@ -1,0 +1,380 @@
+"""The bodies of `openmonetize dlq list|show|retry` (options and help live in openmonetize/cli.py;
+the reading and re-driving in openmonetize/dlq.py). Each returns the process exit code:
+0 ok, 1 some records failed or were not found (bad usage, 2, is refused by click before)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+
+import click
+import orjson
+
+from openmonetize.dlq import (
+    REFUSE,
+    RETRY,
+    SKIP_LIMIT,
+    DlqEntry,
+    DlqError,
+    DlqId,
+    DlqReader,
+    Earliest,
+    OriginalDecoder,
+    Planned,
+    Redriver,
+    Selection,
+    parse_time,
+    plan,
+    retry_count,
+    RETRY_OF_HEADER,
+)
+from openmonetize.logs import get_logger
+from openmonetize.settings import Settings
+
+log = get_logger(__name__)
+
+DETAIL_WIDTH = 60
+ID_WIDTH = 28  # customer and event ids in the table
+HEX_BYTES = 64  # of an undecodable value, shown in hex
+PROGRESS_EVERY_S = 0.5
+
+
+class TimeType(click.ParamType):
+    """RFC 3339 / ISO 8601 or an age such as 30m, 2h, 7d (see dlq.parse_time)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Connection:
+    """One Postgres connection in the shape the schema registry takes (a pool's `connection()`)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @contextmanager
+    def connection(self):
+        yield self.conn
+
+
+@contextmanager
+def session(settings: Settings) -> Iterator[DlqReader]:
+    """A DLQ reader with the schema registry (Postgres) behind it. An unreachable Postgres raises
+    psycopg.OperationalError (one error line from the CLI), an unreachable Kafka DlqError."""
+    import psycopg
+
+    from schemas.registry import SchemaRegistry
+
+    with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
+        reader = DlqReader(settings, SchemaRegistry(_Connection(conn)))
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+
+# --- presentation -------------------------------------------------------------------------
+def _text(data: bytes | None) -> str | None:
+    """Bytes as text when they are UTF-8, else None."""
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _key_for_humans(key: bytes | None) -> str:
+    if key is None:
+        return "(none)"
+    text = _text(key)
+    return text if text is not None and text.isprintable() else f"base64:{base64.b64encode(key).decode()}"
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(obj) -> str:
+    return orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else "-"
+
+
+def _cut(text: str | None, width: int) -> str:
+    text = (text or "-").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def entry_json(entry: DlqEntry) -> dict:
+    """One DLQ record as a JSON object (the original value as its size; `show` adds it whole)."""
+    base = {"id": str(entry.id), "partition": entry.id.partition, "offset": entry.id.offset}
+    if entry.record is None:
+        return {**base, "error": entry.error}
+    r = entry.record
+    return {
+        **base,
+        "failed_at": r["failed_at"].isoformat(),
+        "reason": r["reason"],
+        "stage": r["stage"],
+        "customer_id": r["customer_id"],
+        "event_id": r["event_id"],
+        "source_topic": r["source_topic"],
+        "source_partition": r["source_partition"],
+        "source_offset": r["source_offset"],
+        "detail": r["detail"],
+        "key": _text(r["key"]),
+        "key_base64": base64.b64encode(r["key"]).decode() if r["key"] is not None else None,
+        "value_bytes": len(r["value"]),
+    }
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _list_row(entry: DlqEntry) -> list[str]:
+    if entry.record is None:
+        return [str(entry.id), "-", "(undecodable)", "-", "-", "-", "-", _cut(entry.error, DETAIL_WIDTH)]
+    r = entry.record
+    return [
+        str(entry.id), _when(r["failed_at"]), r["reason"], r["stage"], _cut(r["customer_id"], ID_WIDTH),
+        _cut(r["event_id"], ID_WIDTH), f"{r['source_topic']} {r['source_partition']}:{r['source_offset']}",
+        _cut(r["detail"], DETAIL_WIDTH),
+    ]
+
+
+# --- list ---------------------------------------------------------------------------------
+def list_records(settings: Settings, selection: Selection, limit: int, as_json: bool) -> int:
+    counts: Counter[str] = Counter()
+    kept = Earliest(limit)
+    read = 0
+    with session(settings) as reader:
+        topic = reader.topic
+        for entry in reader.scan(selection.since):
+            read += 1
+            if selection.matches(entry):
+                counts[entry.get("reason") or "(undecodable)"] += 1
+                kept.offer(entry)
+    shown = kept.entries()
+    matched = sum(counts.values())
+    if as_json:
+        for entry in shown:
+            click.echo(_dumps(entry_json(entry)))
+    elif shown:
+        _table(["ID", "FAILED_AT", "REASON", "STAGE", "CUSTOMER", "EVENT_ID", "SOURCE", "DETAIL"],
+               [_list_row(e) for e in shown])
+        click.echo()
+    # The summary: after the table on stdout; on stderr with --json, so stdout stays JSON lines.
+    err = as_json
+    if not matched:
+        click.echo(f"no matching DLQ records ({read:,} read from {topic})", err=err)
+        return 0
+    more = f"; the earliest {len(shown):,} shown, --limit 0 shows all" if len(shown) < matched else ""
+    click.echo(f"{matched:,} matching of {read:,} records read from {topic}{more}", err=err)
+    width = max(map(len, counts))
+    for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        click.echo(f"  {reason.ljust(width)}  {count:,}", err=err)
+    return 0
+
+
+# --- show ---------------------------------------------------------------------------------
+def show_records(settings: Settings, ids: list[DlqId], as_json: bool) -> int:
+    missing = 0
+    with session(settings) as reader:
+        originals = OriginalDecoder(reader.resolver, reader.topics)
+        for number, (dlq_id, entry) in enumerate(reader.fetch_many(ids).items()):
+            if isinstance(entry, DlqError):
+                click.secho(f"error: {entry}", fg="red", err=True)
+                missing += 1
+                continue
+            details = _details(reader, originals, entry)
+            if as_json:
+                click.echo(_dumps(details))
+            else:
+                if number:
+                    click.echo()
+                _print_details(reader.topic, details)
+    return 1 if missing else 0
+
+
+def _details(reader: DlqReader, originals: OriginalDecoder, entry: DlqEntry) -> dict:
+    details = entry_json(entry)
+    details["headers"] = {k: _text(v) if _text(v) is not None else base64.b64encode(v).decode()
+                          for k, v in entry.headers.items()}
+    if entry.record is None:
+        return details
+    value = entry.record["value"]
+    schema, decoded, error = originals.decode(entry.record["source_topic"], value)
+    details.update(value_base64=base64.b64encode(value).decode(), value_schema=schema, value=decoded,
+                   value_error=error)
+    source = reader.source_record(entry)
+    if source is None:
+        details["source_record"] = "not there: removed by retention, or never written"
+    elif not source.same_value:
+        details["source_record"] = "holds other bytes than this DLQ record's value"
+    else:
+        headers = source.header_map
+        details["source_record"] = "present"
+        details["retry_count"] = retry_count(headers)
+        details["retry_of"] = _text(headers.get(RETRY_OF_HEADER))
+    return details
+
+
+def _print_details(topic: str, d: dict) -> None:
+    click.secho(f"{topic} {d['id']}", bold=True)
+    if "error" in d:
+        click.echo(f"  error          {d['error']}")
+        return
+    rows = [
+        ("failed_at", d["failed_at"]), ("reason", d["reason"]), ("stage", d["stage"]), ("detail", d["detail"]),
+        ("customer_id", d["customer_id"] or "-"), ("event_id", d["event_id"] or "-"),
+        ("source", f"{d['source_topic']} {d['source_partition']}:{d['source_offset']} ({d['source_record']})"),
+        ("key", _key_for_humans(base64.b64decode(d["key_base64"]) if d["key_base64"] is not None else None)),
+    ]
+    if "retry_count" in d:
+        last = f", last from DLQ {d['retry_of']}" if d["retry_of"] else ""
+        rows.append(("retried", f"{d['retry_count']} time(s){last}" if d["retry_count"] else "never"))
+    for name, value in rows:
+        click.echo(f"  {name.ljust(13)}  {value}")
+    size = f"{d['value_bytes']:,} bytes"
+    if d["value"] is not None:
+        click.echo(f"  value          {size}, decoded with {d['value_schema']}:")
+        text = orjson.dumps(d["value"], default=_json_default, option=orjson.OPT_INDENT_2).decode()
+        for line in text.splitlines():
+            click.echo(f"    {line}")
+    else:
+        raw = base64.b64decode(d["value_base64"])
+        click.echo(f"  value          {size}, not decoded: {d['value_error']}")
+        click.echo(f"    base64  {d['value_base64']}")
+        click.echo(f"    hex     {raw[:HEX_BYTES].hex(' ')}" + (" …" if len(raw) > HEX_BYTES else ""))
+
+
+# --- retry --------------------------------------------------------------------------------
+def retry_records(settings: Settings, ids: list[DlqId], selection: Selection, max_retries: int, dry_run: bool,
+                  progress: bool, as_json: bool) -> int:
+    shown_at = [0.0]
+
+    def due() -> bool:  # a progress line at most every PROGRESS_EVERY_S
+        if not progress or time.monotonic() - shown_at[0] < PROGRESS_EVERY_S:
+            return False
+        shown_at[0] = time.monotonic()
+        return True
+
+    def show_reading(done: int) -> None:
+        if due():
+            click.echo(f"\rchecking retry counts: {done:,}/{len(entries):,}", err=True, nl=False)
+
+    not_found: list[tuple[DlqId, str]] = []
+    with session(settings) as reader:
+        topic = reader.topic
+        if ids:
+            entries = []
+            for dlq_id, found in reader.fetch_many(ids).items():
+                if isinstance(found, DlqError):
+                    not_found.append((dlq_id, str(found)))
+                else:
+                    entries.append(found)
+        else:
+            entries = sorted(reader.select(selection), key=lambda e: e.sort_key)  # re-driven in failure order
+        planned = plan(reader, entries, max_retries, show_reading)
+        if progress and entries:
+            click.echo(f"\rchecking retry counts: {len(entries):,}/{len(entries):,}", err=True)
+
+    to_retry = sum(1 for p in planned if p.decision.action == RETRY)
+    if not dry_run and to_retry:
+        redriver = Redriver(settings)
+
+        def show_sending(produced: int, acknowledged: int, final: bool = False) -> None:
+            if final or due():
+                click.echo(f"\rretrying: {produced:,}/{to_retry:,} produced, {acknowledged:,} acknowledged   ",
+                           err=True, nl=final)
+
+        try:
+            redriver.send(planned, show_sending)
+        finally:
+            redriver.close()
+        if progress:
+            show_sending(redriver.produced, redriver.acknowledged, final=True)
+
+    outcomes = [_outcome(p, dry_run) for p in planned] + [
+        {"id": str(i), "outcome": "failed", "why": why} for i, why in not_found
+    ]
+    counts = Counter(o["outcome"] for o in outcomes)
+    summary = {
+        "dry_run": dry_run,
+        "selected": len(outcomes),
+        ("would_retry" if dry_run else "retried"): counts["would retry" if dry_run else "retried"],
+        "failed": counts["failed"],
+        "skipped": counts["skipped"],
+    }
+    log.info("dlq_retry_done", topic=topic, max_retries=max_retries, **summary)
+    if as_json:
+        click.echo(_dumps({**summary, "records": outcomes}))
+    else:
+        _print_retry(outcomes, dry_run, topic)
+        click.echo(_retry_summary_line(summary, dry_run, topic))
+    return 1 if counts["failed"] else 0
+
+
+def _outcome(item: Planned, dry_run: bool) -> dict:
+    entry, decision = item.entry, item.decision
+    out = {"id": str(entry.id), "reason": entry.get("reason"), "customer_id": entry.get("customer_id"),
+           "event_id": entry.get("event_id"), "topic": entry.get("source_topic")}
+    if decision.action == RETRY:
+        if dry_run:
+            return {**out, "outcome": "would retry", "retry_count": decision.count}
+        if item.acked:
+            return {**out, "outcome": "retried", "retry_count": decision.count}
+        return {**out, "outcome": "failed", "why": f"not re-produced: {item.error}"}
+    if decision.action == SKIP_LIMIT:
+        return {**out, "outcome": "skipped", "why": decision.why}
+    assert decision.action == REFUSE
+    return {**out, "outcome": "failed", "why": f"refused: {decision.why}"}
+
+
+def _print_retry(outcomes: list[dict], dry_run: bool, topic: str) -> None:
+    # A dry run lists every record (that is what it is for); a real run only those not retried.
+    shown = outcomes if dry_run else [o for o in outcomes if o["outcome"] != "retried"]
+    if not shown:
+        return
+    rows = []
+    for o in shown:
+        what = f"{o['outcome']} (#{o['retry_count']})" if "retry_count" in o else o["outcome"]
+        rows.append([o["id"], what, o.get("topic") or "-", o.get("reason") or "-", _cut(o.get("customer_id"), ID_WIDTH),
+                     _cut(o.get("event_id"), ID_WIDTH), o.get("why", "")])
+    _table(["ID", "OUTCOME", "TO_TOPIC", "REASON", "CUSTOMER", "EVENT_ID", "WHY"], rows)
+
+
+def _retry_summary_line(summary: dict, dry_run: bool, topic: str) -> str:
+    if dry_run:
+        return (f"dry run, nothing produced: would retry {summary['would_retry']:,}, "
+                f"failed {summary['failed']:,}, skipped {summary['skipped']:,} of {summary['selected']:,} "
+                f"records from {topic}; run again with --yes to retry")
+    return (f"retried {summary['retried']:,}, failed {summary['failed']:,}, skipped {summary['skipped']:,} "
+            f"of {summary['selected']:,} records from {topic}")
+
+
+def progress_default(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
