@@ -255,6 +255,15 @@ def test_show_gives_undecodable_originals_in_base64_and_hex_with_the_error(bench
 
 
 # --- bad usage ----------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [[], ["list"], ["show"], ["retry"]], ids=lambda c: " ".join(c) or "dlq")
+def test_help_on_every_dlq_command(bench, command):
+    result = bench.om(*command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("Usage: ")
+    assert f"dlq {command[0] if command else ''}".strip() in result.stdout.splitlines()[0]
+    if command == ["retry"]:
+        assert "the pipeline dedupes by event id and command id" in " ".join(result.stdout.split())
+
+
 def test_bad_ids_unknown_reasons_and_missing_choices_are_clear_errors(bench):
     dlq_id, *_ = _usage_dead(bench, "no_rate", "cus_e")
 
