@@ -56,6 +56,8 @@ class CompactedView(Generic[V]):
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
         self._thread = threading.Thread(target=self._run, name=f"view-{topic}", daemon=True)
         self.decode_errors = 0
+        self._probe: Consumer | None = None
+        self._probe_lock = threading.Lock()
 
     def start(self) -> CompactedView[V]:
         self._thread.start()
@@ -65,6 +67,9 @@ class CompactedView(Generic[V]):
         self._stop.set()
         self._thread.join(timeout=10)
         self._consumer.close()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
 
     def get(self, key: str) -> V | None:
         return self._values.get(key)
@@ -78,15 +83,15 @@ class CompactedView(Generic[V]):
 
     def wait_until_current(self, timeout_s: float = 30.0) -> bool:
         """Block until everything written to the topic before this call has been read."""
-        # A client of its own: the view's consumer is busy in its thread (clients aren't shared).
-        probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"view-probe-{self.topic}"})
-        try:
+        with self._probe_lock:
+            if self._probe is None:
+                # A client of its own, kept (a new one costs a connection): the view's consumer
+                # is busy in its thread, and clients aren't shared between threads.
+                self._probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"view-probe-{self.topic}"})
             ends = {
-                p: probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
+                p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
                 for p in self._partitions
             }
-        finally:
-            probe.close()
         deadline = time.monotonic() + timeout_s
         with self._progress:
             while not all(self._positions.get(p, 0) >= end for p, end in ends.items()):

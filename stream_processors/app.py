@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     usage = UsageAgent(
         app, registry_topics, codecs, producer, catalog,
         wallet_exists=lambda wallet_id: balances.get(wallet_id) is not None,
+        wallets_catch_up=balances.wait_until_current,
         settings=settings,
     )
     app.agent(usage.source, name="usage")(usage.run)

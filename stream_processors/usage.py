@@ -52,6 +52,7 @@ OUT_OF_ORDER = Counter(
 )
 CATALOG_MISSES = ("unknown_customer", "no_rate")
 CATALOG_CATCH_UP_S = 2.0
+WALLETS_CATCH_UP_S = 1.0
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
 
 
@@ -78,6 +79,7 @@ class UsageAgent:
         producer: AckedProducer,
         catalog: CatalogIndex,
         wallet_exists: Callable[[str], bool],
+        wallets_catch_up: Callable[[float], bool],
         settings: Settings,
         batch_size: int = 2000,
         batch_within_s: float = 0.05,
@@ -88,6 +90,7 @@ class UsageAgent:
         self.producer = producer
         self.catalog = catalog
         self.wallet_exists = wallet_exists
+        self.wallets_catch_up = wallets_catch_up
         self.max_age = timedelta(seconds=settings.event_max_age_s)
         self.max_future = timedelta(seconds=settings.event_max_future_s)
         self.batch_size = batch_size
@@ -120,6 +123,9 @@ class UsageAgent:
         messages, duplicates, filled = await self.applied.in_order([event.message for event in events])
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)
+        # Routing asks which wallets exist: catch up with wallet.balances first, so credits bought
+        # a moment before an event are where the event is charged (one watermark query a batch).
+        await asyncio.to_thread(self.wallets_catch_up, WALLETS_CATCH_UP_S)
         now = datetime.now(timezone.utc)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
@@ -136,6 +142,9 @@ class UsageAgent:
                 outcome, output = self._rate(message, record, now)
             EVENTS.labels(outcome).inc()
             if outcome == "rated":
+                # Only a charge is remembered: an event refused for want of a tenant or a rate can
+                # be re-driven from the DLQ (`openmonetize dlq retry`) once the catalog is fixed.
+                batch_seen[dedupe_key(record["customer_id"], record["event_id"])] = seen_value(record)
                 debits.append(output)
             elif outcome != "duplicate":
                 dlq.append(output)
@@ -166,15 +175,13 @@ class UsageAgent:
             return "too_new", self._dlq(message, "too_new", "dedupe", f"timestamp {at.isoformat()} is more than "
                                         f"{int(self.max_future.total_seconds())} s in the future", record, now), record
         key = dedupe_key(customer_id, event_id)
-        value = seen_value(record)
         prior = batch_seen.get(key) or self.seen.get(key)
         if prior is not None:
-            if prior[:8] == value[:8]:
+            if prior[:8] == body_hash(record):
                 return "duplicate", None, record
             return "conflicting_duplicate", self._dlq(
                 message, "conflicting_duplicate", "dedupe",
                 f"event_id {event_id!r} was already charged with a different body", record, now), record
-        batch_seen[key] = value  # from here on the event is decided: charged or refused
         return (*self._rate(message, record, now), record)
 
     def _rate(self, message, record: dict, now: datetime) -> tuple[str, tuple[bytes, bytes]]:

@@ -27,7 +27,7 @@ def test_openapi_lists_operational_routes(settings):
 
 def test_worker_exposes_metrics(settings):
     text = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
-    assert "openmonetize_worker_usage_events_seen_total" in text
+    assert "openmonetize_usage_events_total" in text
     assert 'openmonetize_build_info{service="worker"' in text
 
 
@@ -40,14 +40,14 @@ def test_worker_reads_compressed_usage_events(settings):
 
     def seen() -> float:
         text = httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/metrics").text
-        line = next(l for l in text.splitlines() if l.startswith("openmonetize_worker_usage_events_seen_total "))
-        return float(line.split()[1])
+        return sum(float(line.split()[1]) for line in text.splitlines()
+                   if line.startswith("openmonetize_usage_events_total{"))
 
     before = seen()
     topic = topics(settings).usage_events.name
     for codec in ("zstd", "lz4", "gzip"):
         producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "compression.type": codec})
         for i in range(10):
-            producer.produce(topic, key=b"compression-test", value=b"not avro: the placeholder only counts")
+            producer.produce(topic, key=b"compression-test", value=b"not avro: counted as a decode_error")
         assert producer.flush(10) == 0
-    eventually(lambda: seen() >= before + 30, timeout_s=30, what="the worker to count 30 compressed records")
+    eventually(lambda: seen() >= before + 30, timeout_s=30, what="the usage agent to count 30 compressed records")

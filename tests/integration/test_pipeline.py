@@ -46,11 +46,13 @@ class Stack:
         return httpx.request(method, f"{self.settings.api_url}{path}", headers={"X-OM-Api-Key": tenant.api_key},
                              timeout=30, **kwargs)
 
-    def burn_table(self, tenant, rules=RULES) -> None:
-        response = self.api(tenant, "POST", "/v1/burn-tables", json={
-            "name": "standard", "rules": rules,
-            "effective_from": (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()})
+    def burn_table(self, tenant, rules=RULES, table_id: str | None = None) -> str:
+        """Create a burn table (or a new version of `table_id`) in force since two days ago."""
+        path = f"/v1/burn-tables/{table_id}/versions" if table_id else "/v1/burn-tables"
+        body = {"rules": rules, "effective_from": (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()}
+        response = self.api(tenant, "POST", path, json=body if table_id else {**body, "name": "standard"})
         assert response.status_code == 201, response.text
+        return response.json()["burn_table_id"]
 
     def purchase(self, wallet_id: str, customer_id: str, amount: str) -> None:
         self.producer.produce(self.topics.wallet_commands.name, key=wallet_id.encode(), value=self.codecs.wallet_command.encode({
@@ -107,9 +109,11 @@ def raw_event(customer_id: str, **fields) -> dict:
 
 
 def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(stack, tenant):
+    """The stream-processor issue's "done when", through the public routes only."""
     stack.burn_table(tenant)
-    wallet = wallet_ids.user_wallet(tenant.customer_id, "user-1")
-    stack.purchase(wallet, tenant.customer_id, "1000")
+    bought = stack.api(tenant, "POST", "/v1/credits/purchase", params={"wait": "true"},
+                       json={"customer_id": tenant.customer_id, "user_id": "user-1", "amount": "1000"})
+    assert bought.status_code == 200 and bought.json()["status"] == "applied", bought.text
     events = [token_event(input_tokens=1000, output_tokens=100) for _ in range(200)]
     stack.ingest(tenant, events[:100])
     stack.ingest(tenant, events[100:])
@@ -117,8 +121,14 @@ def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(sta
     for event in events[150:160]:  # single retries
         stack.ingest(tenant, [event])
 
-    eventually(lambda: stack.balance(wallet) == Decimal("300"), timeout_s=60,
-               what=f"the wallet at 1000 - 200 x 3.5 (now {stack.balance(wallet)})")
+    def credits():
+        answer = stack.api(tenant, "GET", f"/v1/customers/{tenant.customer_id}/credits", params={"user_id": "user-1"})
+        assert answer.status_code == 200, answer.text
+        assert Decimal(answer.json()["balance"]) == Decimal("300"), answer.json()  # 1000 - 200 x 3.5
+        return answer.json()
+
+    eventually(credits, timeout_s=60, interval_s=0.2, what="GET credits to show 1000 - 200 x 3.5")
+    wallet = wallet_ids.user_wallet(tenant.customer_id, "user-1")
     debits = stack.debits(wallet)
     assert len(debits) == 200 and {e["amount"] for e in debits} == {Decimal("-3.5")}
     assert stack.dlq(tenant.customer_id) == []
@@ -168,3 +178,15 @@ def test_routing_prefers_the_user_then_the_team_then_the_customer_wallet(stack, 
                         stack.balance(wallet_ids.customer_wallet(customer))) == (Decimal("96.5"), Decimal("96.5"), Decimal("-3.5")),
                what="each event charged to its wallet")
     assert stack.balance(wallet_ids.user_wallet(customer, "bob")) is None
+
+
+def test_an_event_refused_for_want_of_a_rate_is_charged_when_re_driven_after_the_fix(stack, tenant):
+    table_id = stack.burn_table(tenant)
+    customer = tenant.customer_id
+    event = raw_event(customer, model="new-model")
+    stack.produce_raw(event)
+    eventually(lambda: [r["reason"] for r in stack.dlq(customer)] == ["no_rate"], what="the no_rate refusal")
+    stack.burn_table(tenant, {**RULES, "new-model": {"input_tokens": 1, "output_tokens": 0, "per_unit": 1000}}, table_id)
+    stack.produce_raw(event)  # what `openmonetize dlq retry` does: the original again
+    eventually(lambda: stack.balance(wallet_ids.customer_wallet(customer)) == Decimal("-1"),
+               what="the re-driven event charged with the new version")
