@@ -43,6 +43,12 @@ clean-test:  ## stop the test stack and delete its data (.stack-test/)
 
 bench: venv  ## benchmarks against the running stack (`make up` first); prints figures
 	$(VENV)/bin/python -m deploy.bench.kafka_raw --records $(if $(QUICK),100000,500000) --runs 3
+	$(MAKE) --no-print-directory bench-pipeline
+
+.PHONY: bench-pipeline
+PIPELINE_WORKERS ?= $(if $(QUICK),1,1 2)
+bench-pipeline: venv  ## usage.events to the ledger with own workers on the running stack; QUICK=1 short
+	$(VENV)/bin/python -m deploy.bench.pipeline $(if $(QUICK),--quick) --workers "$(PIPELINE_WORKERS)"
 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3

@@ -277,8 +277,13 @@ class RunResult:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
+    p50_first_fifth_ms: float = 0.0
+    p50_last_fifth_ms: float = 0.0
+    catch_up_s: float = 0.0
+    kept_up: bool = True
     peak_rss_mb: list[float] = field(default_factory=list)
     dlq: int = 0
+    repeated_entries: int = 0
 
     @property
     def ceiling(self) -> float:
@@ -463,31 +468,34 @@ class Run:
             r.worker_cores_busy = (cpu_done[0] - cpu_at_first[0]) / (wall_done - wall_at_first)
             r.broker_cores_busy = (cpu_done[1] - cpu_at_first[1]) / (wall_done - wall_at_first)
 
-        # The figure: distinct usage debits over the first-to-last ledger timestamps. A re-emitted
-        # entry (same entry id) would count once; wait for the stragglers if there were any.
-        first_ts: dict[bytes, int] = {}
-        debits = set()
+        # The figure: distinct events charged over the first-to-last ledger timestamps. An entry
+        # re-emitted after a rebalance (same event, same deterministic entry id) counts once;
+        # wait for stragglers if the watermarks counted such repeats.
+        first_ts: dict[bytes, int] = {}  # event_id -> timestamp of its first usage_debit entry
+        entries = [0]
 
         def handle(value: bytes, ts: int) -> None:
-            entry_id, kind, event_id = ledger_fields(value)
+            _, kind, event_id = ledger_fields(value)
             if kind == b"usage_debit":
-                first_ts.setdefault(entry_id, ts)
-                debits.add(event_id)
+                entries[0] += 1
+                first_ts.setdefault(event_id, ts)
 
         read_from = start
         while True:
             end = self.offsets.high(ledger)
             read_range(self.bootstrap, ledger, read_from, end, handle)
             read_from = end
-            if len(debits) >= r.backlog_distinct:
+            if len(first_ts) >= r.backlog_distinct:
                 break
             self.check_workers()
             if time.monotonic() - last_change > STALL_S:
-                raise RuntimeError(f"{len(debits):,} distinct usage debits of {r.backlog_distinct:,}")
+                raise RuntimeError(f"{len(first_ts):,} distinct events charged of {r.backlog_distinct:,}")
             time.sleep(1.0)
-        if len(debits) != r.backlog_distinct or len(first_ts) != r.backlog_distinct:
-            raise RuntimeError(f"{len(debits):,} events charged with {len(first_ts):,} entries, "
-                               f"expected {r.backlog_distinct:,}")
+            if self.offsets.count_since(ledger, start) != last_count:
+                last_count, last_change = self.offsets.count_since(ledger, start), time.monotonic()
+        if len(first_ts) != r.backlog_distinct:
+            raise RuntimeError(f"{len(first_ts):,} distinct events charged, expected {r.backlog_distinct:,}")
+        r.repeated_entries = entries[0] - len(first_ts)
         first, last = min(first_ts.values()), max(first_ts.values())
         r.pipeline_events_per_s = r.backlog_distinct / max((last - first) / 1000, 1e-3)
         r.startup_s = first / 1000 - launched
@@ -495,7 +503,8 @@ class Run:
         self.say(f"backlog drained: {r.backlog_distinct:,} usage debits in {(last - first) / 1000:.1f}s from the "
                  f"first to the last ledger entry = {r.pipeline_events_per_s:,.0f} events/s (first entry "
                  f"{r.startup_s:.1f}s after the workers were launched); CPU busy: workers "
-                 f"{r.worker_cores_busy:.2f} cores, broker {r.broker_cores_busy:.2f}; DLQ {r.dlq}")
+                 f"{r.worker_cores_busy:.2f} cores, broker {r.broker_cores_busy:.2f}; DLQ {r.dlq}, "
+                 f"re-emitted entries {r.repeated_entries}")
 
     def steady(self, rate: float) -> None:
         r, ledger, events = self.result, self.topics.ledger_entries.name, self.topics.usage_events.name
@@ -538,7 +547,12 @@ class Run:
 
         read_range(self.bootstrap, events, events_start, self.offsets.high(events), on_event)
         read_range(self.bootstrap, ledger, ledger_start, self.offsets.high(ledger), on_entry)
-        latencies = sorted(ts - produced[e] for e, ts in charged.items() if e in produced)
+        pairs = sorted((produced[e], ts - produced[e]) for e, ts in charged.items() if e in produced)
+        latencies = sorted(latency for _, latency in pairs)
+        fifth = max(1, len(pairs) // 5)  # the first and the last fifth of the load: a rising latency means
+        r.p50_first_fifth_ms = quantile(sorted(v for _, v in pairs[:fifth]), 0.5)  # the pipeline fell behind
+        r.p50_last_fifth_ms = quantile(sorted(v for _, v in pairs[-fifth:]), 0.5)
+        r.catch_up_s = (max(charged.values()) - max(produced.values())) / 1000 if charged else 0.0
         r.steady_matched = len(latencies)
         if not latencies:
             raise RuntimeError("no charged event of the steady load was found on usage.events")
@@ -547,7 +561,13 @@ class Run:
         r.p50_ms, r.p99_ms, r.max_ms = quantile(latencies, 0.5), quantile(latencies, 0.99), latencies[-1]
         achieved = summary["sent"] / summary["elapsed_s"]
         self.say(f"steady: {summary['sent']:,} events at {achieved:,.0f} events/s; ingest to ledger p50 "
-                 f"{r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms, max {r.max_ms:.0f} ms over {r.steady_matched:,} events")
+                 f"{r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms, max {r.max_ms:.0f} ms over {r.steady_matched:,} events; "
+                 f"p50 over the first fifth of the load {r.p50_first_fifth_ms:.0f} ms, over the last fifth "
+                 f"{r.p50_last_fifth_ms:.0f} ms; last entry {r.catch_up_s:.1f}s after the last event")
+        r.kept_up = r.p50_last_fifth_ms <= 2 * r.p50_first_fifth_ms + 200 and r.catch_up_s <= 5
+        if not r.kept_up:
+            self.say(f"WARNING: the pipeline did not keep up with {rate:,.0f} events/s (the latency rose during the "
+                     "load): these latencies are mostly queueing; try a lower --rate")
 
     def finish(self) -> None:
         self.result.peak_rss_mb = [round(peak_rss_mb(w.pid) or 0.0, 1) for w in self.workers]
@@ -628,7 +648,8 @@ def summarise(opts: Options, by_workers: dict[int, list[RunResult]]) -> dict:
              f"{statistics.median(r.worker_cores_busy for r in results):.2f} cores busy, broker "
              f"{statistics.median(r.broker_cores_busy for r in results):.2f}"),
             (f"`ingest_to_ledger_p50_ms{suffix}`, steady load, {label}", fmt(p50s, "ms"),
-             f"at {statistics.median(steady):,.0f} events/s for {opts.duration:.0f}s"),
+             f"at {statistics.median(steady):,.0f} events/s for {opts.duration:.0f}s"
+             + ("" if all(r.kept_up for r in results) else "; DID NOT KEEP UP in some runs: queueing")),
             (f"`ingest_to_ledger_p99_ms{suffix}`", fmt(p99s, "ms"), "same"),
             (f"`pipeline_worker_peak_rss_mb{suffix}`: largest worker's VmHWM", fmt(rss, "MB"),
              "after the backlog and the steady load"),
@@ -650,10 +671,15 @@ def summarise(opts: Options, by_workers: dict[int, list[RunResult]]) -> dict:
                 "steady_events_per_s": [round(v) for v in steady], "steady_duration_s": opts.duration,
                 "ingest_to_ledger_p50_ms": p50s, "ingest_to_ledger_p99_ms": p99s,
                 "ingest_to_ledger_max_ms": [r.max_ms for r in results],
+                "ingest_to_ledger_p50_first_fifth_ms": [r.p50_first_fifth_ms for r in results],
+                "ingest_to_ledger_p50_last_fifth_ms": [r.p50_last_fifth_ms for r in results],
+                "steady_catch_up_s": [r.catch_up_s for r in results],
+                "steady_kept_up": [r.kept_up for r in results],
                 "worker_peak_rss_mb": [r.peak_rss_mb for r in results],
                 "kafka_ceiling_produce_records_per_s": [round(r.ceiling_produce) for r in results],
                 "kafka_ceiling_consume_records_per_s": [round(r.ceiling_consume) for r in results],
                 "dlq_records": [r.dlq for r in results],
+                "repeated_ledger_entries": [r.repeated_entries for r in results],
             },
         })
     print()
@@ -670,7 +696,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 events, 1 run, 15 s of steady load")
     parser.add_argument("--events", type=int, help="backlog size (default 1,000,000; --quick 100,000)")
     parser.add_argument("--runs", type=int, help="runs per worker count (default 3; --quick 1)")
-    parser.add_argument("--workers", default="1", help="worker processes, or a comma-separated list (1,2,4)")
+    parser.add_argument("--workers", default="1", help="worker processes, or a list (\"1,2,4\" or \"1 2 4\"): runs for each")
     parser.add_argument("--partitions", type=int, help="partitions of the run's topics (default KAFKA_PARTITIONS)")
     parser.add_argument("--tenants", type=int, default=3)
     parser.add_argument("--users", type=int, default=1000, help="users per tenant")
@@ -689,7 +715,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = Options(
         events=args.events or (100_000 if args.quick else 1_000_000),
         runs=args.runs or (1 if args.quick else 3),
-        workers=[int(w) for w in args.workers.split(",")],
+        workers=[int(w) for w in args.workers.replace(",", " ").split()],
         partitions=args.partitions or settings.kafka_partitions,
         tenants=args.tenants, users=args.users, funded_users=min(args.funded_users, args.users),
         duplicates=args.duplicates, late=args.late, rate=args.rate,
