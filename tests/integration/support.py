@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from api.tenants import NewCustomer, create_customer
 from openmonetize.settings import Settings
+from openmonetize.topic_reader import read_to_end
 from schemas.codec import AvroCodec, schema_text
 from schemas.topics import topics
 from tests.conftest import eventually, unique
@@ -127,20 +128,4 @@ class UsageTail:
 
 def read_topic(bootstrap: str, topic: str) -> list:
     """Every record of every partition of `topic`, up to the end offsets when called."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("read"),
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 20})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    messages, done = [], {p for p, end in ends.items() if end == 0}
-    while len(done) < len(ends):
-        for message in consumer.consume(1000, timeout=0.2):
-            if message.error() is None:
-                messages.append(message)
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-        for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-            if tp.offset >= ends[tp.partition]:
-                done.add(tp.partition)
-    consumer.close()
-    return messages
+    return list(read_to_end(bootstrap, topic))

@@ -10,11 +10,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Producer
 from psycopg_pool import ConnectionPool
 
 from openmonetize import wallet_ids
+from openmonetize.cli import main
 from openmonetize.compacted_view import CompactedView
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics
@@ -132,6 +135,9 @@ def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(sta
     debits = stack.debits(wallet)
     assert len(debits) == 200 and {e["amount"] for e in debits} == {Decimal("-3.5")}
     assert stack.dlq(tenant.customer_id) == []
+    reconciled = CliRunner().invoke(main, ["reconcile", "--customer", tenant.customer_id, "--json"])
+    assert reconciled.exit_code == 0, reconciled.output
+    assert orjson.loads(reconciled.output) == {"wallets": 1, "entries": 201, "mismatches": []}
 
 
 def test_what_cannot_be_charged_goes_to_the_dlq_with_its_reason(stack, tenant):

@@ -13,8 +13,9 @@ from decimal import Decimal
 import pytest
 
 from openmonetize import wallet_ids
-from openmonetize.billing.money import ZERO, quantize, total
+from openmonetize.billing.money import ZERO, quantize
 from openmonetize.billing.rating import RateParams, rate
+from openmonetize.reconcile import check
 from producers.loadgen import EventGenerator
 from tests.conftest import eventually
 from tests.integration.isolated import IsolatedPipeline
@@ -69,8 +70,7 @@ class Ledgerbook:
         ledger = self.pipeline.ledger()
         debits = Counter(e["event_id"] for e in ledger.values() if e["kind"] == "usage_debit")
         assert set(debits) == self.events and set(debits.values()) == {1}, "each event charged exactly once"
-        for wallet, balance in balances.items():
-            assert total(e["amount"] for e in ledger.values() if e["wallet_id"] == wallet) == balance["balance"]
+        assert check({w: b["balance"] for w, b in balances.items()}, ledger.values()) == []  # `openmonetize reconcile`
         assert self.pipeline.read_all(self.pipeline.topics.usage_dlq.name) == []
 
     def wait_for_progress(self, since: int) -> None:
