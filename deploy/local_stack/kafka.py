@@ -173,14 +173,17 @@ class KafkaService:
             raise StackError(f"kafka storage tool {args[0]} failed:\n{(result.stdout + result.stderr)[-3000:]}")
         return result.stdout
 
-    def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "socket.timeout.ms": 3000})
+    def _admin(self, quiet: bool = False) -> AdminClient:
+        config = {"bootstrap.servers": self.settings.kafka_bootstrap, "socket.timeout.ms": 3000}
+        if quiet:
+            config["log_level"] = 0  # a readiness probe: "connection refused" until the broker listens is expected
+        return AdminClient(config)
 
     def _wait_ready(self) -> None:
         def answers() -> bool:
             if not self.process.pid():
                 raise StackError(f"kafka exited during start-up; last log lines:\n{tail(self.process.log_file)}")
-            self._admin().list_topics(timeout=2)
+            self._admin(quiet=True).list_topics(timeout=2)
             return True
 
         if not wait_until(answers, self.settings.stack_start_timeout_s, interval_s=0.5):
