@@ -18,9 +18,10 @@ generator makes (POST /v1/burn-tables). Then, per run:
    encoded event size, on this broker, with no worker running;
 4. `pipeline_events_per_s`: --workers worker processes start and drain the backlog; the rate is
    the distinct events (the ledger must hold one `usage_debit` per event, retries excluded)
-   over the time from the first to the last ledger entry (Kafka timestamps). Progress comes
-   from the ledger topic's watermarks; at the end every entry is read (a few fields parsed
-   straight from the Avro bytes) to check the count of distinct usage debits;
+   over the time from the usage agent's first output (the first wallet.debits record) to the
+   last ledger entry (Kafka timestamps), so worker start-up is left out and reported apart.
+   Progress comes from the watermarks; at the end every ledger entry is read (a few fields
+   parsed straight from the Avro bytes) to check the count of distinct events charged;
 5. steady: the load process produces --rate events/s (default half the first run's backlog
    rate) for --duration seconds while the workers run; `ingest_to_ledger_p50_ms` / `p99_ms`
    are, per event, the ledger entry's Kafka timestamp minus its usage.events record's Kafka
@@ -192,6 +193,29 @@ def read_range(bootstrap: str, topic: str, start: dict[int, int], end: dict[int,
     return seen
 
 
+def edge_timestamps(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int]) -> tuple[int, int]:
+    """(earliest, latest) Kafka timestamp in [start, end) of every partition, reading only the
+    first and the last record of each (one producer writes a partition in time order)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-edge-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    stamps = []
+    try:
+        for p in (p for p in start if end[p] > start[p]):
+            for offset in {start[p], end[p] - 1}:
+                consumer.assign([TopicPartition(topic, p, offset)])
+                deadline = time.monotonic() + 30
+                while True:
+                    message = consumer.poll(1.0)
+                    if message is not None and message.error() is None:
+                        stamps.append(message.timestamp()[1])
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"could not read {topic}[{p}]@{offset}")
+    finally:
+        consumer.close()
+    return min(stamps), max(stamps)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -269,6 +293,9 @@ class RunResult:
     backlog_produce_events_per_s: float = 0.0
     pipeline_events_per_s: float = 0.0
     startup_s: float = 0.0
+    usage_agent_s: float = 0.0
+    wallet_agent_s: float = 0.0
+    first_entry_after_s: float = 0.0
     worker_cores_busy: float = 0.0
     broker_cores_busy: float = 0.0
     steady_rate: float = 0.0
@@ -442,20 +469,22 @@ class Run:
         cpu_at_first, wall_at_first = None, None
         last_count, last_change = 0, time.monotonic()
         last_print, count_at_print = time.monotonic(), 0
+        no_debits = dict.fromkeys(start, 0)
         while True:
             count = self.offsets.count_since(ledger, start)
+            debited = self.offsets.count_since(self.topics.wallet_debits.name, no_debits)
             now = time.monotonic()
-            if count and cpu_at_first is None:
+            if debited and cpu_at_first is None:
                 cpu_at_first, wall_at_first = self.cpu(), now
-            if count != last_count:
-                last_count, last_change = count, now
+            if count + debited != last_count:
+                last_count, last_change = count + debited, now
             if count >= r.backlog_distinct:
                 break
             if now - last_print >= PROGRESS_EVERY_S:
                 overall = count / (now - wall_at_first) if wall_at_first and now > wall_at_first else 0.0
                 recent = (count - count_at_print) / (now - last_print)
                 self.say(f"ledger {count:,} / {r.backlog_distinct:,}: {overall:,.0f} events/s so far, "
-                         f"{recent:,.0f} in the last {now - last_print:.0f}s")
+                         f"{recent:,.0f} in the last {now - last_print:.0f}s; usage agent has forwarded {debited:,}")
                 last_print, count_at_print = now, count
             self.check_workers()
             if now - last_change > STALL_S:
@@ -491,20 +520,31 @@ class Run:
             if time.monotonic() - last_change > STALL_S:
                 raise RuntimeError(f"{len(first_ts):,} distinct events charged of {r.backlog_distinct:,}")
             time.sleep(1.0)
-            if self.offsets.count_since(ledger, start) != last_count:
-                last_count, last_change = self.offsets.count_since(ledger, start), time.monotonic()
+            if (recount := self.offsets.count_since(ledger, start)) != count:
+                count, last_change = recount, time.monotonic()
         if len(first_ts) != r.backlog_distinct:
             raise RuntimeError(f"{len(first_ts):,} distinct events charged, expected {r.backlog_distinct:,}")
         r.repeated_entries = entries[0] - len(first_ts)
-        first, last = min(first_ts.values()), max(first_ts.values())
-        r.pipeline_events_per_s = r.backlog_distinct / max((last - first) / 1000, 1e-3)
-        r.startup_s = first / 1000 - launched
+        # The window opens with the usage agent's first output (the first wallet.debits record),
+        # not the first ledger entry: one worker runs both agents, and the usage agent may work
+        # through much of the backlog before the wallet agent writes anything.
+        debits = self.topics.wallet_debits.name
+        first_debit, last_debit = edge_timestamps(self.bootstrap, debits, dict.fromkeys(start, 0),
+                                                  self.offsets.high(debits))
+        first_entry, last_entry = min(first_ts.values()), max(first_ts.values())
+        r.pipeline_events_per_s = r.backlog_distinct / max((last_entry - first_debit) / 1000, 1e-3)
+        r.startup_s = first_debit / 1000 - launched
+        r.usage_agent_s = (last_debit - first_debit) / 1000
+        r.wallet_agent_s = (last_entry - first_entry) / 1000
+        r.first_entry_after_s = (first_entry - first_debit) / 1000
         r.dlq = self.offsets.count_since(self.topics.usage_dlq.name, dict.fromkeys(start, 0))
-        self.say(f"backlog drained: {r.backlog_distinct:,} usage debits in {(last - first) / 1000:.1f}s from the "
-                 f"first to the last ledger entry = {r.pipeline_events_per_s:,.0f} events/s (first entry "
-                 f"{r.startup_s:.1f}s after the workers were launched); CPU busy: workers "
-                 f"{r.worker_cores_busy:.2f} cores, broker {r.broker_cores_busy:.2f}; DLQ {r.dlq}, "
-                 f"re-emitted entries {r.repeated_entries}")
+        self.say(f"backlog drained: {r.backlog_distinct:,} events charged in {(last_entry - first_debit) / 1000:.1f}s "
+                 f"from the first wallet.debits record to the last ledger entry = {r.pipeline_events_per_s:,.0f} "
+                 f"events/s (the first debit {r.startup_s:.1f}s after the workers were launched; usage agent "
+                 f"first to last debit {r.usage_agent_s:.1f}s; wallet agent first to last entry "
+                 f"{r.wallet_agent_s:.1f}s, its first entry {r.first_entry_after_s:.1f}s after the first debit); "
+                 f"CPU busy: workers {r.worker_cores_busy:.2f} cores, broker {r.broker_cores_busy:.2f}; "
+                 f"DLQ {r.dlq}, re-emitted entries {r.repeated_entries}")
 
     def steady(self, rate: float) -> None:
         r, ledger, events = self.result, self.topics.ledger_entries.name, self.topics.usage_events.name
@@ -666,6 +706,9 @@ def summarise(opts: Options, by_workers: dict[int, list[RunResult]]) -> dict:
                 "funded_users_per_tenant": opts.funded_users,
                 "pipeline_events_per_s": [round(v) for v in rates],
                 "startup_s": [round(r.startup_s, 1) for r in results],
+                "usage_agent_first_to_last_debit_s": [round(r.usage_agent_s, 1) for r in results],
+                "wallet_agent_first_to_last_entry_s": [round(r.wallet_agent_s, 1) for r in results],
+                "first_entry_after_first_debit_s": [round(r.first_entry_after_s, 1) for r in results],
                 "worker_cores_busy": [round(r.worker_cores_busy, 2) for r in results],
                 "broker_cores_busy": [round(r.broker_cores_busy, 2) for r in results],
                 "steady_events_per_s": [round(v) for v in steady], "steady_duration_s": opts.duration,
