@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
 from api import balances_state, catalog_state, errors
-from api.routes import burn_tables, cloudevents, credits, ingest, pricing, rating, schema_registry
+from api.routes import burn_tables, cloudevents, credits, ingest, pricing, rating, schema_registry, tenant_settings
 from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(burn_tables.router)
     app.include_router(pricing.router)
     app.include_router(rating.router)
+    app.include_router(tenant_settings.router)
     app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
     app.include_router(credits.router)
 

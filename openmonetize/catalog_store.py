@@ -156,15 +156,38 @@ def _price_record(row: dict) -> PriceRecord:
     return PriceRecord(price, row["customer_id"])
 
 
+# --- tenant settings -----------------------------------------------------------------------
+_TENANT_COLUMNS = "customer_id, credit_price_usd, routing_order, unfunded_policy"
+
+
+def tenant_settings(conn: psycopg.Connection, customer_id: str) -> TenantSettings:
+    """The tenant's settings, or the defaults while it has never set any."""
+    row = conn.execute(
+        f"SELECT {_TENANT_COLUMNS} FROM tenant_settings WHERE customer_id = %s", (customer_id,)
+    ).fetchone()
+    return _tenant(*row) if row else TenantSettings(customer_id)
+
+
+def put_tenant_settings(conn: psycopg.Connection, settings: TenantSettings) -> TenantSettings:
+    row = conn.execute(
+        f"""INSERT INTO tenant_settings ({_TENANT_COLUMNS}) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (customer_id) DO UPDATE SET credit_price_usd = EXCLUDED.credit_price_usd,
+                routing_order = EXCLUDED.routing_order, unfunded_policy = EXCLUDED.unfunded_policy, updated_at = now()
+            RETURNING {_TENANT_COLUMNS}""",
+        (settings.customer_id, settings.credit_price_usd, list(settings.routing_order), settings.unfunded_policy),
+    ).fetchone()
+    return _tenant(*row)
+
+
+def _tenant(customer_id, credit_price_usd, routing_order, unfunded_policy) -> TenantSettings:
+    return TenantSettings(customer_id, credit_price_usd, tuple(routing_order), unfunded_policy)
+
+
 # --- everything, for `catalog sync` --------------------------------------------------------
 def all_records(conn: psycopg.Connection) -> Iterator[Record]:
     cur = conn.cursor(row_factory=dict_row)
-    for row in cur.execute(
-        "SELECT customer_id, credit_price_usd, routing_order, unfunded_policy FROM tenant_settings"
-    ).fetchall():
-        yield TenantSettings(
-            row["customer_id"], row["credit_price_usd"], tuple(row["routing_order"]), row["unfunded_policy"]
-        )
+    for row in conn.execute(f"SELECT {_TENANT_COLUMNS} FROM tenant_settings").fetchall():
+        yield _tenant(*row)
     for row in cur.execute(f"SELECT {_BURN_COLUMNS} FROM burn_tables ORDER BY created_at").fetchall():
         yield _burn_record(row)
     for row in cur.execute(f"SELECT {_PRICE_COLUMNS} FROM provider_prices ORDER BY created_at").fetchall():

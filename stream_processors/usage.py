@@ -50,9 +50,7 @@ OUT_OF_ORDER = Counter(
     "usage.events records Faust delivered out of order: duplicate deliveries, or missing and read directly",
     ["why"],
 )
-CATALOG_MISSES = ("unknown_customer", "no_rate")
-CATALOG_CATCH_UP_S = 2.0
-WALLETS_CATCH_UP_S = 1.0
+CATCH_UP_S = 2.0
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
 
 
@@ -123,23 +121,14 @@ class UsageAgent:
         messages, duplicates, filled = await self.applied.in_order([event.message for event in events])
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)
-        # Routing asks which wallets exist: catch up with wallet.balances first, so credits bought
-        # a moment before an event are where the event is charged (one watermark query a batch).
-        await asyncio.to_thread(self.wallets_catch_up, WALLETS_CATCH_UP_S)
+        await asyncio.to_thread(self._catch_up)
         now = datetime.now(timezone.utc)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
         writes: dict[int, dict[bytes, bytes]] = {}  # partition -> dedupe entries of this batch
-        refreshed = False
         for message in messages:
             batch_seen = writes.setdefault(message.partition, {})
             outcome, output, record = self._one(message, batch_seen, now)
-            if outcome in CATALOG_MISSES and not refreshed:
-                # A tenant or burn table created a moment ago may not have reached this worker's
-                # view yet: catch up once per batch before refusing anything for it.
-                refreshed = True
-                await asyncio.to_thread(self.catalog.wait_until_current, CATALOG_CATCH_UP_S)
-                outcome, output = self._rate(message, record, now)
             EVENTS.labels(outcome).inc()
             if outcome == "rated":
                 # Only a charge is remembered: an event refused for want of a tenant or a rate can
@@ -160,6 +149,14 @@ class UsageAgent:
                 for key, value in writes.get(partition, {}).items():
                     self.seen[key] = value
                 self.applied.save({(self.topic_name, partition): offset})
+
+    def _catch_up(self) -> None:
+        """Read the catalog and wallet.balances up to their ends before the batch (one watermark
+        query each): a burn table, a setting or a purchase that was acknowledged before an event
+        was produced is in force for that event."""
+        for catch_up in (self.catalog.wait_until_current, self.wallets_catch_up):
+            if not catch_up(CATCH_UP_S):
+                log.warning("a view did not catch up in time; using what it has read", view=str(catch_up))
 
     def _one(self, message, batch_seen: dict[bytes, bytes], now: datetime) -> tuple[str, tuple[bytes, bytes] | None, dict | None]:
         """(outcome, output, decoded record): ("rated", debit) | ("duplicate", None) | (reason, DLQ record)."""

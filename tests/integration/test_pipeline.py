@@ -196,3 +196,32 @@ def test_an_event_refused_for_want_of_a_rate_is_charged_when_re_driven_after_the
     stack.produce_raw(event)  # what `openmonetize dlq retry` does: the original again
     eventually(lambda: stack.balance(wallet_ids.customer_wallet(customer)) == Decimal("-1"),
                what="the re-driven event charged with the new version")
+
+
+def test_the_reject_policy_refuses_what_the_wallet_cannot_pay_and_charges_the_rest(stack, tenant):
+    stack.burn_table(tenant)
+    customer = tenant.customer_id
+    assert stack.api(tenant, "PUT", f"/v1/customers/{customer}/settings", json={"unfunded_policy": "reject"}).status_code == 200
+    wallet = wallet_ids.user_wallet(customer, "user-1")
+    stack.purchase(wallet, customer, "5")
+    paid, unpaid = token_event(input_tokens=1000, output_tokens=100), token_event(input_tokens=1000, output_tokens=100)
+    stack.ingest(tenant, [paid])
+    eventually(lambda: stack.balance(wallet) == Decimal("1.5"), what="the first event charged")
+    stack.ingest(tenant, [unpaid])
+    refused = eventually(lambda: stack.dlq(customer), what="the second event refused")
+    assert [(r["reason"], r["event_id"], r["stage"]) for r in refused] == [("insufficient_credits", unpaid["event_id"], "debit")]
+    assert stack.balance(wallet) == Decimal("1.5") and len(stack.debits(wallet)) == 1
+
+
+def test_a_tenant_routing_order_puts_the_team_wallet_first(stack, tenant):
+    stack.burn_table(tenant)
+    customer = tenant.customer_id
+    assert stack.api(tenant, "PUT", f"/v1/customers/{customer}/settings",
+                     json={"routing_order": ["team", "user", "customer"]}).status_code == 200
+    team, own = wallet_ids.team_wallet(customer, "team-a"), wallet_ids.user_wallet(customer, "alice")
+    stack.purchase(team, customer, "100")
+    stack.purchase(own, customer, "100")
+    stack.ingest(tenant, [token_event(user_id="alice", team_id="team-a", input_tokens=1000, output_tokens=100),
+                          token_event(user_id="alice", input_tokens=1000, output_tokens=100)])  # no team: her own
+    eventually(lambda: (stack.balance(team), stack.balance(own)) == (Decimal("96.5"), Decimal("96.5")),
+               what="the team event on the team wallet, the other on hers")
