@@ -9,6 +9,8 @@ Ids are only ever built from their parts here, never parsed, so a ':' inside a u
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def user_wallet(customer_id: str, user_id: str) -> str:
     return f"w:{customer_id}:user:{user_id}"
@@ -39,3 +41,22 @@ def candidates(customer_id: str, user_id: str | None, team_id: str | None, order
         "customer": customer_wallet(customer_id),
     }
     return [ids[level] for level in order if ids.get(level)]
+
+
+def route(
+    customer_id: str, user_id: str | None, team_id: str | None, order: tuple[str, ...], exists: Callable[[str], bool]
+) -> str:
+    """The wallet an event is charged to: the first in the tenant's routing order that exists
+    (has published a balance on wallet.balances); if none does, the customer's wallet (when it
+    is in the order), else the first candidate: the charge then opens that wallet. An event
+    that names none of the order's levels (order ["team"], no team_id) goes to the customer's
+    wallet.
+
+    One rule for the usage agent, which charges events, and the entitlement check, which must
+    look at the wallet the event will be charged to."""
+    found = candidates(customer_id, user_id, team_id, order)
+    for wallet_id in found:
+        if exists(wallet_id):
+            return wallet_id
+    fallback = customer_wallet(customer_id)
+    return fallback if fallback in found or not found else found[0]
