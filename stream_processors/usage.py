@@ -210,6 +210,8 @@ class UsageAgent:
             "price_version": result.price_version,
             "rated_at": now,
             "revision": 0,
+            "source_partition": message.partition,  # how the wallet agent recognises a debit sent twice
+            "source_offset": message.offset,
         }
         return "rated", (wallet_id.encode(), self.codecs.rated.encode(rated))
 

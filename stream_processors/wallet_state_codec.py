@@ -25,6 +25,8 @@ def dumps(state: WalletState) -> bytes:
         "r": [[r.reservation_id, str(r.amount), r.expires_at.isoformat()] for r in state.reservations],
         "v": state.version,
         "i": list(state.recent_ids),
+        "p": [list(p) for p in state.positions],
+        "x": list(state.refused_ids),
     })
 
 
@@ -38,6 +40,8 @@ def loads(data: bytes) -> WalletState:
         reservations=tuple(Reservation(rid, Decimal(amt), datetime.fromisoformat(exp)) for rid, amt, exp in raw["r"]),
         version=raw["v"],
         recent_ids=tuple(raw["i"]),
+        positions=tuple((p, o) for p, o in raw.get("p", ())),  # states stored before positions have none
+        refused_ids=tuple(raw.get("x", ())),
     )
 
 

@@ -61,17 +61,23 @@ def apply_records(
     result = StepResult(current, ledger=list(lapsed), changed=bool(lapsed))
     for kind, record in records:
         source_id = record["command_id"] if kind == "command" else record["event_id"]
-        if result.state.seen(source_id):
+        position = _position(kind, record)
+        if result.state.seen_position(*position, source_id) if position else result.state.seen(source_id):
             result.duplicates += 1
             continue
         try:
             if kind == "command":
                 _apply_command(result, record)
             else:
-                _apply_debit(result, record, policy)
+                _apply_debit(result, record, policy, remember=position is None)
             result.applied_ids.append(source_id)
+            if position:
+                result.state = result.state.at_position(*position, source_id, refused=False)
         except InsufficientCredits as exc:
             result.rejected.append((record, Rejected("insufficient_credits", str(exc), source_id)))
+            if position:
+                result.state = result.state.at_position(*position, source_id, refused=True)
+                result.changed = True
         except WalletError as exc:
             result.rejected.append((record, Rejected("invalid_command", str(exc), source_id)))
     return result
@@ -108,11 +114,19 @@ def _apply_command(result: StepResult, command: dict) -> None:
     result.changed = True
 
 
-def _apply_debit(result: StepResult, rated: dict, policy: str) -> None:
+def _position(kind: str, record: dict) -> tuple[int, int] | None:
+    """A debit's position in usage.events (set by the usage agent), by which a debit forwarded
+    again is recognised; commands, and debits from elsewhere, are recognised by id."""
+    if kind == "debit" and record.get("source_partition") is not None:
+        return record["source_partition"], record["source_offset"]
+    return None
+
+
+def _apply_debit(result: StepResult, rated: dict, policy: str, remember: bool = True) -> None:
     state, entries = wallet.debit(
         result.state, kind="usage_debit", amount=rated["credits"], source_id=rated["event_id"],
         at=rated["timestamp"], policy=policy, reservation_id=rated.get("reservation_id"),
-        event_id=rated["event_id"],
+        event_id=rated["event_id"], remember=remember,
     )
     result.state = state
     result.ledger.extend(entries)

@@ -27,7 +27,8 @@ from decimal import Decimal
 
 from openmonetize.billing.money import CONTEXT, ZERO, quantize
 
-RECENT_IDS = 2_000  # source ids remembered per wallet to recognise a re-delivered record
+RECENT_IDS = 200  # ids of commands (and of debits without a source position) remembered per wallet
+REFUSED_IDS = 200  # refused debits remembered, so a DLQ re-drive of one can still be applied
 OVERDRAFT_POLICIES = ("allow_overdraft", "reject")
 
 
@@ -90,6 +91,10 @@ class WalletState:
     reservations: tuple[Reservation, ...] = ()
     version: int = 0
     recent_ids: tuple[str, ...] = field(default=(), repr=False)
+    # usage.events partition -> the highest offset of it applied (or refused) here: a debit the
+    # usage agent forwards again after a crash is recognised by position, in O(partitions).
+    positions: tuple[tuple[int, int], ...] = ()
+    refused_ids: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def balance(self) -> Decimal:
@@ -110,6 +115,20 @@ class WalletState:
     def seen(self, source_id: str) -> bool:
         """Was a record with this id (event or command) already applied to this wallet?"""
         return source_id in self.recent_ids
+
+    def seen_position(self, partition: int, offset: int, event_id: str) -> bool:
+        """Was the usage event at this source position already decided here? A refused one is
+        not: re-driven from the DLQ, it may be charged once credits are there."""
+        applied = dict(self.positions).get(partition)
+        return applied is not None and offset <= applied and event_id not in self.refused_ids
+
+    def at_position(self, partition: int, offset: int, event_id: str, refused: bool) -> WalletState:
+        """This state with the usage event at (partition, offset) decided: charged or refused."""
+        positions = dict(self.positions)
+        positions[partition] = max(offset, positions.get(partition, -1))
+        others = tuple(i for i in self.refused_ids if i != event_id)
+        refused_ids = (*others[-(REFUSED_IDS - 1):], event_id) if refused else others
+        return replace(self, positions=tuple(sorted(positions.items())), refused_ids=refused_ids)
 
 
 def entry_id(customer_id: str, source_id: str, wallet_id: str) -> str:
@@ -152,6 +171,7 @@ def debit(
     reservation_id: str | None = None,
     event_id: str | None = None,
     reason: str | None = None,
+    remember: bool = True,
 ) -> tuple[WalletState, list[LedgerEntry]]:
     """Usage or a manual consume: burn lots in order; beyond them, overdraft or refuse.
 
@@ -179,7 +199,7 @@ def debit(
             grants.append(grant)
     new = replace(released, grants=tuple(grants), overdraft=released.overdraft + remaining)
     entry = _entry(new, kind, -amount, source_id, at, event_id=event_id, grant_id=burned_from, reason=reason)
-    return _record(new, source_id), [entry]
+    return _record(new, source_id if remember else None), [entry]
 
 
 def reserve(

@@ -126,3 +126,35 @@ def test_lots_stored_before_kind_and_granted_were_recorded_still_load():
     [lot] = wallet_state_codec.loads(legacy).grants
     assert (lot.kind, lot.granted, lot.remaining) == ("purchase", None, Decimal(7))
     assert balance_record(wallet_state_codec.loads(legacy), NOW)["grants"][0]["granted"] == Decimal(7)
+
+
+def at(partition: int, offset: int) -> dict:
+    return {"source_partition": partition, "source_offset": offset}
+
+
+def test_debits_forwarded_again_are_recognised_by_their_usage_position_not_an_id_list():
+    first = apply_records(None, W, [debit("e1", "1", **at(0, 5)), debit("e2", "1", **at(1, 9))],
+                          policy="allow_overdraft", now=NOW)
+    assert first.state.positions == ((0, 5), (1, 9)) and first.state.recent_ids == ()
+    again = apply_records(first.state, W, [debit("e1", "1", **at(0, 5)), debit("e2", "1", **at(1, 9)),
+                                           debit("e3", "1", **at(0, 6))], policy="allow_overdraft", now=NOW)
+    assert again.duplicates == 2 and [r["event_id"] for r in again.rated] == ["e3"]
+    assert again.state.balance == Decimal(-3) and again.state.positions == ((0, 6), (1, 9))
+
+
+def test_a_refused_debit_re_driven_later_is_charged_once():
+    refused = apply_records(None, W, [debit("e1", "4", **at(0, 1))], policy="reject", now=NOW)
+    assert refused.rejected and refused.state.refused_ids == ("e1",) and refused.changed
+    funded = apply_records(refused.state, W, [command("p1", "purchase", "10"), debit("e1", "4", **at(0, 1))],
+                           policy="reject", now=NOW)
+    assert funded.state.balance == Decimal(6) and funded.state.refused_ids == ()
+    twice = apply_records(funded.state, W, [debit("e1", "4", **at(0, 1))], policy="reject", now=NOW)
+    assert twice.duplicates == 1 and twice.state.balance == Decimal(6)
+
+
+def test_positions_and_refusals_survive_the_table_codec_and_old_states_load_without_them():
+    state = apply_records(None, W, [debit("e1", "4", **at(2, 7))], policy="reject", now=NOW).state
+    assert wallet_state_codec.loads(wallet_state_codec.dumps(state)) == state
+    old = orjson.loads(wallet_state_codec.dumps(state))
+    del old["p"], old["x"]
+    assert wallet_state_codec.loads(orjson.dumps(old)).positions == ()
