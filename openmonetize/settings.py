@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long `?wait=true` waits for the wallet agent to apply a command before answering 202 pending."
     )
 
+    # --- entitlement checks (api/routes/entitlements.py) ----------------------------------
+    entitlement_reserve_ttl_s: int = Field(
+        300, gt=0, description="How long a hold made by an entitlement check lasts when the request names no reserve_ttl_s."
+    )
+    entitlement_max_reserve_ttl_s: int = Field(
+        3600, gt=0, description="Longest reserve_ttl_s an entitlement check accepts (422 above)."
+    )
+
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")
     postgres_db: str = "openmonetize"
