@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # A worker killed -9 holds its partitions until the broker gives up on it: keep that short.
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
+        # Faust's own producer writes the tables' changelogs, one record per dedupe entry: let it
+        # batch them (the defaults, no linger and 16 KB batches, send one small request at a time).
+        producer_linger=0.02,
+        producer_max_batch_size=512 * 1024,
     )
     registry_topics = topics(settings)
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True, check=ConnectionPool.check_connection)
