@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -51,6 +52,7 @@ OUT_OF_ORDER = Counter(
     ["why"],
 )
 CATCH_UP_S = 2.0
+CLOCK_SKEW_S = 1.0
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
 
 
@@ -89,6 +91,7 @@ class UsageAgent:
         self.catalog = catalog
         self.wallet_exists = wallet_exists
         self.wallets_catch_up = wallets_catch_up
+        self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
         self.max_age = timedelta(seconds=settings.event_max_age_s)
         self.max_future = timedelta(seconds=settings.event_max_future_s)
         self.batch_size = batch_size
@@ -121,7 +124,8 @@ class UsageAgent:
         messages, duplicates, filled = await self.applied.in_order([event.message for event in events])
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)
-        await asyncio.to_thread(self._catch_up)
+        if self._needs_catch_up(messages):
+            await asyncio.to_thread(self._catch_up)
         now = datetime.now(timezone.utc)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
@@ -150,10 +154,17 @@ class UsageAgent:
                     self.seen[key] = value
                 self.applied.save({(self.topic_name, partition): offset})
 
+    def _needs_catch_up(self, messages) -> bool:
+        """Only events produced after the last catch-up began (less a margin for clock skew
+        between hosts) can depend on something the views have not read: a backlog needs none."""
+        since = self.caught_up_at - CLOCK_SKEW_S
+        return any(getattr(m, "timestamp", None) is None or m.timestamp >= since for m in messages)
+
     def _catch_up(self) -> None:
         """Read the catalog and wallet.balances up to their ends before the batch (one watermark
         query each): a burn table, a setting or a purchase that was acknowledged before an event
         was produced is in force for that event."""
+        self.caught_up_at = time.time()
         for catch_up in (self.catalog.wait_until_current, self.wallets_catch_up):
             if not catch_up(CATCH_UP_S):
                 log.warning("a view did not catch up in time; using what it has read", view=str(catch_up))
