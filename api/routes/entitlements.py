@@ -42,7 +42,6 @@ from api.errors import ApiError
 from api.holds import Hold, Holds
 from api.idempotency import Outcome
 from openmonetize import wallet_ids
-from openmonetize.billing.money import ZERO
 from openmonetize.billing.rating import NoRate, rate
 from openmonetize.catalog import decimal_text
 from openmonetize.logs import get_logger
@@ -213,7 +212,10 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
                                  lambda w: balances.get(w) is not None)
     wallet = _balance(balances, wallet_id, customer_id, now)
     own = holds.get(reservation_id) if reservation_id else None
-    available = wallet.available - holds.pending(wallet_id, now) + (own.amount if own and not own.applied() else ZERO)
+    pending = holds.pending(wallet_id, now)
+    if own is not None and own.wallet_id == wallet_id and not own.applied() and own.expires_at > now:
+        pending -= own.amount  # a retry of a hold this process is writing: not held twice
+    available = wallet.available - pending
     out.wallet_id, out.balance, out.reserved = wallet_id, decimal_text(wallet.balance), decimal_text(wallet.reserved)
     out.available = decimal_text(available)
     out.allowed = available >= required
