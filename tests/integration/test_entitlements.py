@@ -104,10 +104,11 @@ def test_a_usage_estimate_is_rated_like_rating_calculate(api, tenant):
     burn_table(api)
     buy(api, tenant, "3.5", user_id="u1")
     usage = {"event_type": "TOKEN_USAGE", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100}
-    rated = api.post("/v1/rating/calculate", json=usage)
-    assert rated.status_code == 200, rated.text
+    # Each API process's catalog has the new table within a second: wait for it where we ask.
+    rated = eventually(lambda: (r := api.post("/v1/rating/calculate", json=usage)).status_code == 200 and r.json(),
+                       timeout_s=10, what="the burn table in force for rating")
     answer = eventually(lambda: decided(api, tenant, usage), timeout_s=10, what="the burn table in force")
-    assert answer["required"] == rated.json()["credits"].rstrip("0").rstrip(".") == "3.5"
+    assert answer["required"] == rated["credits"].rstrip("0").rstrip(".") == "3.5"
     assert (answer["allowed"], answer["rule_key"], answer["burn_table_version"]) == (True, "gpt-4o", 1)
     as_max = decided(api, tenant, {**{k: v for k, v in usage.items() if k != "output_tokens"}, "max_output_tokens": 101})
     assert (as_max["required"], as_max["allowed"]) == ("3.51", False)
@@ -186,10 +187,14 @@ def test_concurrent_waited_holds_across_processes_never_hold_more_than_the_walle
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, range(8)))
     granted = [a for a in answers if a["allowed"]]
-    assert 1 <= len(granted) <= 3, answers
+    # Never more than the wallet has. Holds the agent applied in one batch that over-commit the
+    # wallet are all refused (no process knows the others' amounts), so a burst may get fewer.
+    assert len(granted) <= 3, answers
     assert all(a["reservation_status"] == "applied" for a in granted), answers
     assert {a.get("reason") for a in answers if not a["allowed"]} <= {"insufficient_credits", "contended"}
     shows(settings, tenant, "100", str(30 * len(granted)), user_id="u1")
+    if len(granted) < 3:  # what the burst left is there for the next hold
+        assert decided(api, tenant, {"credits": 30}, wait=True, reserve=True)["reservation_status"] == "applied"
 
 
 def test_a_release_drops_the_hold(settings, api, tenant):
@@ -221,7 +226,7 @@ def test_a_hold_lapses_at_its_expiry_without_the_wallet_being_touched(settings, 
     shows(settings, tenant, "100", "50", user_id="u1")
     # The API process that wrote the hold asks the agent to lapse it at its expiry (about 1.5 s later).
     shows(settings, tenant, "100", "0", user_id="u1")
-    assert decided(api, tenant, {"credits": 100})["allowed"]
+    eventually(lambda: decided(api, tenant, {"credits": 100})["allowed"], timeout_s=5, what="the credits available again")
 
 
 def test_the_wallet_agent_lapses_a_hold_only_when_the_wallet_is_next_touched(settings, api, tenant):
