@@ -34,8 +34,8 @@ env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
 test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
 	deploy/run-tests.sh $(PYTEST_ARGS)
 
-chaos: venv  ## fault-injection tests (kill -9 workers) on a separate test stack; slow
-	deploy/run-tests.sh -m chaos $(PYTEST_ARGS)
+chaos: venv  ## the fault tests alone (workers killed -9, rebalances); `make test` runs them too
+	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py $(PYTEST_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down

@@ -227,14 +227,7 @@ class UsageAgent:
         return "rated", (wallet_id.encode(), self.codecs.rated.encode(rated))
 
     def route(self, customer_id: str, user_id: str, team_id: str | None, order: tuple[str, ...]) -> str:
-        """The first wallet in the tenant's order that exists; if none does, the customer's wallet
-        (when it is in the order), else the first candidate: the charge then opens that wallet."""
-        candidates = wallet_ids.candidates(customer_id, user_id, team_id, order)
-        for wallet_id in candidates:
-            if self.wallet_exists(wallet_id):
-                return wallet_id
-        fallback = wallet_ids.customer_wallet(customer_id)
-        return fallback if fallback in candidates else candidates[0]
+        return wallet_ids.route(customer_id, user_id, team_id, order, self.wallet_exists)
 
     def _dlq(self, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime):
         return dlq_record(self.codecs, message, reason, stage, detail, record, now)

@@ -41,3 +41,4 @@ def test_routing_takes_the_first_existing_wallet_in_the_tenants_order():
     assert route(set()) == "w:c1:customer"
     assert route({"w:c1:user:u1", "w:c1:team:t1"}, order=("team", "user", "customer")) == "w:c1:team:t1"
     assert route(set(), order=("user",)) == "w:c1:user:u1"  # the customer wallet is not in this tenant's order
+    assert route(set(), order=("team",), team=None) == "w:c1:customer"  # no level of the order applies
