@@ -119,7 +119,7 @@ def env(export: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 def logs_command(service: str, lines: int, follow: bool) -> None:
-    """Show the log of SERVICE (kafka, postgres, supervisor, clickhouse, api, worker)."""
+    """Show the log of SERVICE (kafka, postgres, supervisor, clickhouse, api, worker, sink-ledger)."""
     path = Path(_stack().log_file(service))
     if not path.exists():
         raise click.ClickException(f"no log yet at {path}")
@@ -253,29 +253,41 @@ from openmonetize.dlq import KNOWN_REASONS, KNOWN_STAGES  # noqa: E402 - the cho
 
 @main.command()
 @click.option("--customer", "customer_id", default=None, help="Only this tenant's wallets.")
+@click.option("--source", type=click.Choice(["topics", "postgres", "both"]), default="both", show_default=True,
+              help="What the balances are compared with: ledger.entries, the Postgres ledger_entries table, or both "
+                   "(both: Postgres only when its table exists).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def reconcile(customer_id: str | None, as_json: bool) -> None:
-    """Check every wallet: its balance must equal the sum of its ledger entries.
+def reconcile(customer_id: str | None, source: str, as_json: bool) -> None:
+    """Check every wallet: its balance (wallet.balances) must equal the sum of its ledger entries,
+    in ledger.entries and in the Postgres ledger (ledger_entries, written by the ledger sink).
 
-    Reads the whole of wallet.balances and ledger.entries (a ledger entry repeated after a crash
-    counts once). Run it when the pipeline is idle: a balance read while the wallet agent is
-    mid-batch may be ahead of the entries read. Exit code 1 when a wallet is off.
+    A ledger entry repeated after a crash counts once. Run it when the pipeline and the sink are
+    idle: a balance read while the wallet agent is mid-batch may be ahead of the entries read,
+    and the sink writes a batch behind the topic. Exit code 1 when a wallet is off.
     """
     import orjson
 
-    from openmonetize.reconcile import from_topics
+    from openmonetize.reconcile import reconcile as run_reconcile
 
-    mismatches, wallets, entries = from_topics(get_settings(), customer_id)
+    report = run_reconcile(get_settings(), customer_id, source)
     if as_json:
-        click.echo(orjson.dumps({"wallets": wallets, "entries": entries, "mismatches": [
-            {"wallet_id": m.wallet_id, "balance": m.balance, "ledger_sum": m.ledger_sum, "entries": m.entries,
-             "problem": m.problem} for m in mismatches]}, default=str).decode())
+        click.echo(orjson.dumps({
+            "wallets": report.wallets, "entries": report.entries, "mismatches": [
+                {"wallet_id": m.wallet_id, "balance": m.balance, "ledger_sum": m.ledger_sum, "entries": m.entries,
+                 "problem": m.problem, "source": where} for where, m in report.mismatches],
+            "sources": report.sources, "postgres_entries": report.postgres_entries}, default=str).decode())
     else:
-        for m in mismatches:
-            click.echo(f"{m.wallet_id}: {m.problem} (balance {m.balance}, ledger {m.ledger_sum}, {m.entries} entries)")
-        click.echo(f"{wallets} wallets, {entries} ledger entries: "
-                   + (f"{len(mismatches)} off" if mismatches else "every balance equals its ledger"))
-    if mismatches:
+        for where, m in report.mismatches:
+            click.echo(f"{m.wallet_id}: {m.problem} [{where}] (balance {m.balance}, ledger {m.ledger_sum}, "
+                       f"{m.entries} entries)")
+        counts = []
+        if report.entries is not None:
+            counts.append(f"{report.entries} ledger entries")
+        if report.postgres_entries is not None:
+            counts.append(f"{report.postgres_entries} Postgres ledger rows")
+        click.echo(f"{report.wallets} wallets, {', '.join(counts)}: "
+                   + (f"{len(report.mismatches)} off" if report.mismatches else "every balance equals its ledger"))
+    if report.mismatches:
         raise SystemExit(1)
 
 
@@ -456,6 +468,15 @@ def run_worker() -> None:
     from stream_processors.worker import run as serve
 
     serve()
+
+
+@run.command("sink-ledger")
+def run_sink_ledger() -> None:
+    """The Postgres ledger sink: ledger.entries → ledger_entries; /metrics on LEDGER_SINK_METRICS_PORT."""
+    _configure_process_logs("sink-ledger")
+    from sinks.ledger_postgres import run as serve
+
+    serve(get_settings())
 
 
 @run.command("clickhouse")

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker")
+LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger")
 
 
 class Settings(BaseSettings):
@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(
         10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."
     )
+
+    # --- Postgres ledger sink (sinks/ledger_postgres.py) ----------------------------------
+    ledger_sink_group: str = Field("openmonetize-ledger-sink", description="Consumer group of the Postgres ledger sink.")
+    ledger_sink_batch_rows: int = Field(5000, ge=1, description="Ledger sink: most entries written in one transaction.")
+    ledger_sink_batch_ms: int = Field(200, ge=1, description="Ledger sink: longest wait (ms) to fill a batch before writing it.")
+    ledger_sink_max_backoff_s: float = Field(5.0, gt=0, description="Ledger sink: longest pause between retries while Postgres is down.")
+    ledger_sink_metrics_port: int = Field(18067, ge=0, description="Ledger sink's /metrics port (0: not served).")
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")

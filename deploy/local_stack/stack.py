@@ -2,7 +2,7 @@
 
 Order of `up`: Kafka (topics created) → Postgres (database, migrations) → the billing catalog
 (provider prices imported when none are, everything republished to its topic) → the supervisor,
-which starts the ClickHouse front, the API and the stream worker → ClickHouse migrations.
+which starts the ClickHouse front, the API, the stream worker and the ledger sink → ClickHouse migrations.
 Each step is idempotent, so `up` on a running stack only checks it. `down` stops what the PID
 files name, in reverse order.
 """
@@ -139,6 +139,7 @@ class Stack:
             "clickhouse": http_ok(f"{s.clickhouse_url}/ping"),
             "api": http_ok(f"{s.api_url}/ready"),
             "worker": http_ok(f"http://127.0.0.1:{s.worker_web_port}/metrics"),
+            "sink-ledger": http_ok(f"http://127.0.0.1:{s.ledger_sink_metrics_port}/metrics"),
         }
 
     # --- down ----------------------------------------------------------------------------
