@@ -47,6 +47,7 @@ KNOWN_REASONS = (
     "unknown_customer",
     "insufficient_credits",
     "invalid_command",
+    "processing_error",
 )
 KNOWN_STAGES = ("decode", "dedupe", "rate", "route", "debit")
 

@@ -132,7 +132,13 @@ class UsageAgent:
         writes: dict[int, dict[bytes, bytes]] = {}  # partition -> dedupe entries of this batch
         for message in messages:
             batch_seen = writes.setdefault(message.partition, {})
-            outcome, output, record = self._one(message, batch_seen, now)
+            try:
+                outcome, output, record = self._one(message, batch_seen, now)
+            except Exception as exc:  # a bug must not stop the partition: park the record, say why
+                log.exception("usage event could not be processed; sent to the DLQ", offset=message.offset)
+                record = self._decoded_or_none(message)
+                outcome, output = "processing_error", self._dlq(
+                    message, "processing_error", "rate", f"{type(exc).__name__}: {exc}", record, now)
             EVENTS.labels(outcome).inc()
             if outcome == "rated":
                 # Only a charge is remembered: an event refused for want of a tenant or a rate can
@@ -228,6 +234,13 @@ class UsageAgent:
 
     def route(self, customer_id: str, user_id: str, team_id: str | None, order: tuple[str, ...]) -> str:
         return wallet_ids.route(customer_id, user_id, team_id, order, self.wallet_exists)
+
+    def _decoded_or_none(self, message) -> dict | None:
+        """The event, for the ids of a DLQ record, when it decodes at all."""
+        try:
+            return self.codecs.usage_event.decode(message.value)
+        except DecodeError:
+            return None
 
     def _dlq(self, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime):
         return dlq_record(self.codecs, message, reason, stage, detail, record, now)

@@ -119,9 +119,19 @@ class WalletAgent:
 
         ledger, rated, balances, states = [], [], [], {}
         for wallet_id, records in per_wallet.items():
-            result = apply_records(
-                self.state(wallet_id), wallet_id, records, policy=self.policy_for(records[0][1]["customer_id"]), now=now
-            )
+            try:
+                result = apply_records(
+                    self.state(wallet_id), wallet_id, records, policy=self.policy_for(records[0][1]["customer_id"]),
+                    now=now,
+                )
+            except Exception as exc:  # a bug must not stop the partition: park the wallet's records, say why
+                log.exception("wallet records could not be applied; sent to the DLQ", wallet_id=wallet_id)
+                for kind, record in records:
+                    REFUSED.labels("processing_error").inc()
+                    source_id = record["command_id"] if kind == "command" else record["event_id"]
+                    dlq.append(self._dlq(origin[source_id], "processing_error", f"{type(exc).__name__}: {exc}",
+                                         record, now))
+                continue
             DUPLICATES.inc(result.duplicates)
             for record, rejected in result.rejected:
                 REFUSED.labels(rejected.reason).inc()
