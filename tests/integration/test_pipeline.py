@@ -231,3 +231,17 @@ def test_a_tenant_routing_order_puts_the_team_wallet_first(stack, tenant):
     eventually(lambda: (stack.balance(team), stack.balance(own)) == (Decimal("96.5"), Decimal("96.5")),
                what="the team event on the team wallet, the other on hers")
 
+
+def test_an_event_the_worker_cannot_process_is_parked_and_the_next_one_is_charged(stack, tenant):
+    """Valid on its own, but 1e12 units at 1e25 credits each overflow decimal(38, 12)."""
+    stack.burn_table(tenant, {**RULES, "CUSTOM": {"unit": "1e25"}})
+    customer = tenant.customer_id
+    huge = raw_event(customer, event_type="CUSTOM", model=None, provider=None, input_tokens=None, output_tokens=None,
+                     unit_type="requests", quantity=Decimal("1e12"))
+    stack.produce_raw(huge)
+    stack.produce_raw(raw_event(customer))
+    parked = eventually(lambda: stack.dlq(customer), what="the overflowing event in the DLQ")
+    assert [(r["reason"], r["event_id"]) for r in parked] == [("processing_error", huge["event_id"])]
+    assert "does not fit" in parked[0]["detail"]
+    eventually(lambda: stack.balance(wallet_ids.customer_wallet(customer)) == Decimal("-3.5"),
+               what="the next event charged: the partition did not stop")
