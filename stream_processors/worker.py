@@ -20,4 +20,7 @@ def run() -> None:
         "root": {"handlers": ["default"], "level": settings.log_level.upper()},
     }
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config, quiet=True)
+    # Faust's terminal spinner, kept at WARNING and above, sets the ROOT logger to DEBUG: every
+    # debug line of aiokafka and Faust was then built and thrown away (~5% of a worker's time).
+    worker.spinner = None
     worker.execute_from_commandline()
