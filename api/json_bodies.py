@@ -46,10 +46,15 @@ async def read(request: Request, decoder_: msgspec.json.Decoder[T]) -> T:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
+def foreign_customer() -> ApiError:
+    """The 403 of a request naming another tenant than its API key's."""
+    return ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id")
+
+
 def check_customer(named: str | None, customer_id: str) -> None:
     """A body may name its tenant; naming another than the API key's is refused (403)."""
     if named is not None and named != customer_id:
-        raise ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id")
+        raise foreign_customer()
 
 
 def effective_from(value: datetime | None, field: str = "effective_from") -> datetime:

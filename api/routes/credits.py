@@ -185,7 +185,7 @@ async def _submit(request: Request, kind: str, decoder, customer_id: str, wait: 
             kind, body, tenant=customer_id, header_key=header_key, max_amount=settings.credits_max_amount, now=now
         )
     except ForeignCustomer:
-        raise ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id") from None
+        raise json_bodies.foreign_customer() from None
     except RequestError as exc:
         code = "invalid_amount" if exc.field == "amount" else "invalid_request"
         raise ApiError(422, code, str(exc), exc.field) from None

@@ -176,7 +176,7 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
             max_ttl_s=settings.entitlement_max_reserve_ttl_s, now=now,
         )
     except ForeignCustomer:
-        raise ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id") from None
+        raise json_bodies.foreign_customer() from None
     except RequestError as exc:
         code = "invalid_amount" if exc.field == "estimate.credits" else "invalid_request"
         raise ApiError(422, code, str(exc), exc.field) from None
@@ -292,7 +292,7 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
     try:
         wanted = requests_.parse_release(body, tenant=customer_id)
     except ForeignCustomer:
-        raise ApiError(403, "foreign_customer", "customer_id names another tenant than the API key's", "customer_id") from None
+        raise json_bodies.foreign_customer() from None
     except RequestError as exc:
         raise ApiError(422, "invalid_request", str(exc), exc.field) from None
     balances = balances_of(request)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
