@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger")
+LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse")
 
 
 class Settings(BaseSettings):
@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     ledger_sink_batch_ms: int = Field(200, ge=1, description="Ledger sink: longest wait (ms) to fill a batch before writing it.")
     ledger_sink_max_backoff_s: float = Field(5.0, gt=0, description="Ledger sink: longest pause between retries while Postgres is down.")
     ledger_sink_metrics_port: int = Field(18067, ge=0, description="Ledger sink's /metrics port (0: not served).")
+
+    # --- ClickHouse usage sink (sinks/usage_clickhouse.py) -------------------------------
+    clickhouse_sink_group: str = Field("openmonetize-clickhouse-sink", description="Consumer group of the ClickHouse sink.")
+    clickhouse_sink_batch_rows: int = Field(20000, ge=1, description="ClickHouse sink: most rows in one INSERT.")
+    clickhouse_sink_batch_ms: int = Field(500, ge=1, description="ClickHouse sink: longest wait (ms) to fill a batch before inserting it.")
+    clickhouse_sink_max_backoff_s: float = Field(5.0, gt=0, description="ClickHouse sink: longest pause between retries while ClickHouse is down.")
+    clickhouse_sink_timeout_s: float = Field(60.0, gt=0, description="ClickHouse sink: longest wait for one INSERT's answer.")
+    clickhouse_sink_recent_ids: int = Field(
+        200_000, ge=1000, description="ClickHouse sink: events remembered to drop re-delivered copies (about 60 bytes each).")
+    clickhouse_sink_metrics_port: int = Field(18068, ge=0, description="ClickHouse sink's /metrics port (0: not served).")
 
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")

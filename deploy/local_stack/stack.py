@@ -2,7 +2,7 @@
 
 Order of `up`: Kafka (topics created) → Postgres (database, migrations) → the billing catalog
 (provider prices imported when none are, everything republished to its topic) → the supervisor,
-which starts the ClickHouse front, the API, the stream worker and the ledger sink → ClickHouse migrations.
+which starts the ClickHouse front (then its migrations run), the API, the stream worker and the two sinks.
 Each step is idempotent, so `up` on a running stack only checks it. `down` stops what the PID
 files name, in reverse order.
 """
@@ -73,7 +73,10 @@ class Stack:
             results.append(self._step("supervisor", self._start_supervisor))
             for name in self.supervised:
                 results.append(self._step(name, lambda name=name: self._wait_supervised(name)))
-        results.append(self._step("migrate clickhouse", self.migrate_clickhouse))
+                if name == "clickhouse":  # before the sink writes to it
+                    results.append(self._step("migrate clickhouse", self.migrate_clickhouse))
+        if "clickhouse" not in self.supervised:
+            results.append(self._step("migrate clickhouse", self.migrate_clickhouse))
         return results
 
     def _step(self, name: str, action: Callable[[], str]) -> StepResult:
@@ -140,6 +143,7 @@ class Stack:
             "api": http_ok(f"{s.api_url}/ready"),
             "worker": http_ok(f"http://127.0.0.1:{s.worker_web_port}/metrics"),
             "sink-ledger": http_ok(f"http://127.0.0.1:{s.ledger_sink_metrics_port}/metrics"),
+            "sink-clickhouse": http_ok(f"http://127.0.0.1:{s.clickhouse_sink_metrics_port}/metrics"),
         }
 
     # --- down ----------------------------------------------------------------------------

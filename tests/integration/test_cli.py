@@ -18,7 +18,7 @@ from tests.conftest import eventually
 COMMANDS = [
     [], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["stack", "env"], ["stack", "logs"],
     ["admin"], ["admin", "create-customer"], ["migrate"],
-    ["run"], ["run", "api"], ["run", "worker"], ["run", "sink-ledger"], ["run", "clickhouse"], ["run", "supervisor"],
+    ["run"], ["run", "api"], ["run", "worker"], ["run", "sink-ledger"], ["run", "sink-clickhouse"], ["run", "clickhouse"], ["run", "supervisor"],
 ]
 
 
@@ -45,7 +45,7 @@ def test_stack_env_prints_the_four_urls(settings):
 
 def test_stack_status_reports_every_service_running():
     states = orjson.loads(om("stack", "status", "--json").stdout)
-    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", "worker", "sink-ledger"}
+    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse"}
     assert all(state == "running" for state in states.values()), states
 
 

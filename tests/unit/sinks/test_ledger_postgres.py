@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from openmonetize.reconcile import check_postgres
-from sinks.ledger_postgres import COLUMNS, commit_positions, to_row
+from sinks.batch_consumer import commit_positions
+from sinks.ledger_postgres import COLUMNS, to_row
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -37,9 +38,7 @@ def test_burn_table_version_and_reservation_come_from_metadata_when_present():
 
 
 def test_offsets_to_commit_are_one_past_the_highest_per_partition():
-    rows = [to_row(entry(entry_id=f"le_{i}"), partition, offset)
-            for i, (partition, offset) in enumerate([(0, 5), (1, 9), (0, 7), (0, 6), (2, 0)])]
-    assert commit_positions(rows) == {0: 8, 1: 10, 2: 1}
+    assert commit_positions([(0, 5), (1, 9), (0, 7), (0, 6), (2, 0)]) == {0: 8, 1: 10, 2: 1}
     assert commit_positions([]) == {}
 
 

@@ -1,0 +1,243 @@
+"""What both sinks share: read a topic in batches, hand each batch to a store, commit the Kafka
+offsets only after the store has it.
+
+Records are gathered into batches (`batch_rows` rows, or `batch_ms` after the first one,
+whichever comes first). Offsets are committed synchronously after `store.write` returned, so a
+crash at any point replays at most the batch; each store makes that replay harmless (Postgres:
+deterministic entry ids; ClickHouse: see sinks/usage_clickhouse.py).
+
+While the store is down (`store.unavailable` errors) the batch is retried with capped
+exponential backoff; the partitions are paused meanwhile, and the consumer keeps polling so it
+stays in its group. If the partitions are taken away during an outage, the batch is abandoned
+uncommitted: their new owner re-reads it. SIGTERM finishes the batch in hand, commits it and exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from openmonetize.logs import get_logger
+
+log = get_logger(__name__)
+
+ROWS = Counter("openmonetize_sink_rows_total", "Records handled by a sink", ["sink", "outcome"])
+BATCHES = Counter("openmonetize_sink_batches_total", "Batches a sink stored and committed", ["sink"])
+BATCH_SIZE = Histogram("openmonetize_sink_batch_rows", "Records per stored batch", ["sink"],
+                       buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000))
+BATCH_SECONDS = Histogram("openmonetize_sink_batch_seconds", "Time to store one batch", ["sink"])
+ERRORS = Counter("openmonetize_sink_errors_total", "Failures of a sink", ["sink", "kind"])
+LAG = Gauge("openmonetize_sink_lag", "Records behind the high watermark at the last batch",
+            ["sink", "topic", "partition"])
+
+
+class Store(Protocol):
+    """Where a sink writes. `write` returns how many of `rows` were new."""
+
+    name: str  # "ledger", "clickhouse": log event prefix and metric label
+    unavailable: tuple[type[BaseException], ...]  # errors that mean "down: retry later"
+
+    def to_row(self, record: Mapping, partition: int, offset: int) -> Any: ...
+
+    def write(self, rows: list) -> int: ...
+
+    def assigned(self, partitions: list[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    topic: str
+    group: str
+    batch_rows: int
+    batch_ms: int
+    max_backoff_s: float
+    metrics_port: int  # 0: not served
+
+
+def commit_positions(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Per partition, the offset to commit once records at (partition, offset) are stored:
+    the highest offset + 1."""
+    found: dict[int, int] = {}
+    for partition, offset in positions:
+        found[partition] = max(found.get(partition, -1), offset + 1)
+    return found
+
+
+class BatchConsumer:
+    def __init__(self, settings, config: SinkConfig, codec, store: Store):
+        self.settings, self.config, self.codec, self.store = settings, config, codec, store
+        self.name = store.name
+        self.stopping = False
+        self._batch: list = []
+        self._positions: list[tuple[int, int]] = []
+        self._abandon = False
+
+    def _event(self, what: str) -> str:
+        return f"{self.name}_sink_{what}"
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        if self.config.metrics_port:
+            start_http_server(self.config.metrics_port, addr="127.0.0.1")
+        self.consumer = Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "group.id": self.config.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        })
+        self.consumer.subscribe([self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info(self._event("started"), topic=self.config.topic, group=self.config.group,
+                 batch_rows=self.config.batch_rows, batch_ms=self.config.batch_ms)
+        try:
+            while not self.stopping:
+                self._fill()
+                if self._batch:
+                    self._flush()
+        finally:
+            if self._batch and not self._abandon:
+                self._flush(final=True)
+            self.consumer.close()
+            self.store.close()
+            log.info(self._event("stopped"))
+
+    def _request_stop(self, signum, _frame) -> None:
+        log.info(self._event("stopping"), signal=signal.Signals(signum).name)
+        self.stopping = True
+
+    def _on_assign(self, _consumer, partitions) -> None:
+        self.store.assigned([p.partition for p in partitions])
+
+    def _on_revoke(self, _consumer, partitions) -> None:
+        if self._batch:
+            # Not committed: the partitions' next owner reads these records again.
+            log.info(self._event("batch_abandoned"), rows=len(self._batch),
+                     partitions=[p.partition for p in partitions])
+            self._abandon = True
+
+    # --- consume -----------------------------------------------------------------------
+    def _fill(self) -> None:
+        limit = self.config.batch_rows
+        deadline = None
+        while len(self._batch) < limit and not self.stopping:
+            timeout = 0.5 if deadline is None else deadline - time.monotonic()
+            if timeout <= 0:
+                return
+            for message in self.consumer.consume(min(limit - len(self._batch), 10_000), timeout=timeout):
+                if message.error():
+                    ERRORS.labels(self.name, "kafka").inc()
+                    log.warning(self._event("kafka_error"), error=str(message.error()))
+                    continue
+                if message.value() is None:
+                    continue
+                if deadline is None:
+                    deadline = time.monotonic() + self.config.batch_ms / 1000
+                    self._abandon = False
+                partition, offset = message.partition(), message.offset()
+                try:
+                    row = self.store.to_row(self.codec.decode(message.value()), partition, offset)
+                except Exception as exc:  # noqa: BLE001 - a record we cannot read must not stop the sink
+                    ERRORS.labels(self.name, "decode").inc()
+                    ROWS.labels(self.name, "undecodable").inc()
+                    log.error(self._event("undecodable"), partition=partition, offset=offset, error=repr(exc))
+                    self._positions.append((partition, offset))  # skipped, but committed past
+                    continue
+                self._batch.append(row)
+                self._positions.append((partition, offset))
+            if self._abandon:
+                self._clear()
+                return
+
+    def _clear(self) -> None:
+        self._batch, self._positions = [], []
+
+    # --- write -------------------------------------------------------------------------
+    def _flush(self, final: bool = False) -> None:
+        rows, backoff, paused, attempts = self._batch, 0.1, [], 0
+        while True:
+            attempts += 1
+            start = time.monotonic()
+            try:
+                inserted = self.store.write(rows)
+                break
+            except self.store.unavailable as exc:
+                ERRORS.labels(self.name, "store").inc()
+                log.warning(self._event("write_failed"), rows=len(rows), attempt=attempts,
+                            error=str(exc).strip()[:500], retry_in_s=backoff)
+                if final and attempts >= 3:
+                    log.warning(self._event("exit_uncommitted"), rows=len(rows))
+                    return
+                if not paused and not final:
+                    paused = self.consumer.assignment()
+                    self.consumer.pause(paused)
+                # Keep polling (nothing comes: the partitions are paused) so the group keeps us.
+                self.consumer.consume(1, timeout=backoff) if not final else time.sleep(backoff)
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+                if self._abandon:
+                    self._clear()
+                    self._resume(paused)
+                    return
+        seconds = time.monotonic() - start
+        BATCH_SECONDS.labels(self.name).observe(seconds)
+        BATCH_SIZE.labels(self.name).observe(len(rows))
+        BATCHES.labels(self.name).inc()
+        ROWS.labels(self.name, "inserted").inc(inserted)
+        ROWS.labels(self.name, "duplicate").inc(len(rows) - inserted)
+        positions = commit_positions(self._positions)
+        try:
+            self.consumer.commit(offsets=[TopicPartition(self.config.topic, p, o) for p, o in positions.items()],
+                                 asynchronous=False)
+        except KafkaException as exc:
+            # Rows are stored; the next owner replays them harmlessly.
+            ERRORS.labels(self.name, "commit").inc()
+            log.warning(self._event("commit_failed"), error=str(exc))
+        self._lag(positions)
+        log.info(self._event("batch"), rows=len(rows), inserted=inserted, seconds=round(seconds, 4),
+                 attempts=attempts)
+        self._clear()
+        self._resume(paused)
+
+    def _resume(self, paused) -> None:
+        if paused:
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            self.consumer.resume([tp for tp in paused if (tp.topic, tp.partition) in owned])
+
+    def _lag(self, positions: dict[int, int]) -> None:
+        for partition, position in positions.items():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.config.topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                LAG.labels(self.name, self.config.topic, str(partition)).set(max(high - position, 0))
+
+
+def reader_codec_with_retry(settings, spec, store_name: str, max_backoff_s: float):
+    """A decoder that registers nothing; retried until Postgres (the schema registry) answers."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from openmonetize.dlq import reader_codec
+    from schemas.registry import SchemaRegistry
+
+    pool = ConnectionPool(settings.database_url, min_size=0, max_size=1, open=True)
+    backoff = 0.1
+    while True:
+        try:
+            return reader_codec(SchemaRegistry(pool), spec)
+        except psycopg.Error as exc:
+            ERRORS.labels(store_name, "registry").inc()
+            log.warning(f"{store_name}_sink_registry_unreachable", error=str(exc).strip(), retry_in_s=backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
