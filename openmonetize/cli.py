@@ -119,7 +119,7 @@ def env(export: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 def logs_command(service: str, lines: int, follow: bool) -> None:
-    """Show the log of SERVICE (kafka, postgres, supervisor, clickhouse, api, worker, sink-ledger)."""
+    """Show the log of SERVICE (kafka, postgres, supervisor, clickhouse, api, worker, sink-ledger, sink-clickhouse)."""
     path = Path(_stack().log_file(service))
     if not path.exists():
         raise click.ClickException(f"no log yet at {path}")
@@ -475,6 +475,15 @@ def run_sink_ledger() -> None:
     """The Postgres ledger sink: ledger.entries → ledger_entries; /metrics on LEDGER_SINK_METRICS_PORT."""
     _configure_process_logs("sink-ledger")
     from sinks.ledger_postgres import run as serve
+
+    serve(get_settings())
+
+
+@run.command("sink-clickhouse")
+def run_sink_clickhouse() -> None:
+    """The ClickHouse sink: usage.rated → usage_events; /metrics on CLICKHOUSE_SINK_METRICS_PORT."""
+    _configure_process_logs("sink-clickhouse")
+    from sinks.usage_clickhouse import run as serve
 
     serve(get_settings())
 
