@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from api import balances_state, catalog_state, errors
 from api.routes import (
-    burn_tables, cloudevents, credits, entitlements, ingest, pricing, rating, schema_registry, tenant_settings,
+    burn_tables, cloudevents, credits, entitlements, ingest, pricing, rating, reports, schema_registry, tenant_settings,
 )
 from openmonetize import metrics
 from openmonetize.logs import get_logger
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
     app.include_router(credits.router)
     app.include_router(entitlements.router)  # its lifespan keeps this process's holds and lapses them at expiry
+    app.include_router(reports.router)  # its lifespan owns the ClickHouse client
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
