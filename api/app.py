@@ -14,9 +14,10 @@ from fastapi.responses import ORJSONResponse
 from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
-from api import balances_state, catalog_state, errors
+from api import auth, balances_state, catalog_state, errors
 from api.routes import (
-    burn_tables, cloudevents, credits, entitlements, ingest, pricing, rating, reports, schema_registry, tenant_settings,
+    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, pricing, rating, reports, schema_registry,
+    tenant_settings,
 )
 from openmonetize import metrics
 from openmonetize.logs import get_logger
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.schema_registry = SchemaRegistry(app.state.db)
     app.include_router(schema_registry.router)
     errors.install(app)
+    app.include_router(auth.router)  # its lifespan makes the API-key cache and hears of revocations
     app.include_router(ingest.router)  # its lifespan starts the Kafka producer and registers the event schema
     app.include_router(cloudevents.router)
     app.include_router(catalog_state.router)  # its lifespan loads the billing catalog and opens its publisher
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
     app.include_router(credits.router)
     app.include_router(entitlements.router)  # its lifespan keeps this process's holds and lapses them at expiry
+    app.include_router(api_keys.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
 
     @app.middleware("http")

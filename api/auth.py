@@ -4,31 +4,43 @@ round trip.
 A key arrives as `X-OM-Api-Key: om_...` or `Authorization: Bearer om_...`. Its SHA-256 maps to
 the owning customer for `API_KEY_CACHE_TTL_S` (default 30 s); an unknown or revoked key is
 remembered as such for `API_KEY_NEGATIVE_CACHE_TTL_S` (default 5 s), so a client hammering with
-a bad key does not hammer Postgres either. Consequences, accepted on purpose:
+a bad key does not hammer Postgres either.
 
-- a REVOKED key keeps working for up to API_KEY_CACHE_TTL_S in every API process that used it
-  just before the revocation;
-- a NEW key may be refused for up to API_KEY_NEGATIVE_CACHE_TTL_S if it was tried (and failed)
-  just before it existed.
+Revocation is effective at once: a trigger on `api_keys` NOTIFYs the key's hash when it is
+revoked, and every API process LISTENs (the lifespan of `router`) and drops it from its cache,
+within milliseconds of the revoking transaction's commit. A lookup that was in flight when a
+revocation arrived is not cached. While a process's listening connection is down, it may miss
+a revocation; it clears its whole cache when it listens again, and the TTL bounds the rest: a
+revoked key works at most API_KEY_CACHE_TTL_S longer in that process.
+
+A NEW key may be refused for up to API_KEY_NEGATIVE_CACHE_TTL_S if it was tried (and failed)
+just before it existed.
 
 A Postgres lookup happens only on a cache miss, and that lookup (`tenants.customer_for_key`)
-is what records `last_used_at`: it is therefore written at most once per TTL per key and
-process, not per request. Concurrent misses for the same key share one lookup.
+records `last_used_at` at most once a minute per key. Concurrent misses for the same key share
+one lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
-from fastapi import Request
+import psycopg
+from fastapi import APIRouter, Request
 from psycopg_pool import ConnectionPool
 
 from api import tenants
 from api.errors import ApiError
+from openmonetize.logs import get_logger
+
+log = get_logger(__name__)
 
 API_KEY_HEADER = "x-om-api-key"
 MAX_CACHED_KEYS = 100_000  # beyond this, expired entries are purged (random bad keys can't grow it forever)
+REVOCATION_CHANNEL = "om_api_key_revoked"  # see migration 0006
+RELISTEN_AFTER_S = 1.0
 _HINT = "send the key in the X-OM-Api-Key header or as `Authorization: Bearer om_...`"
 
 
@@ -41,6 +53,7 @@ class ApiKeys:
         self.negative_ttl_s = negative_ttl_s
         self._cache: dict[bytes, tuple[str | None, float]] = {}
         self._lookups: dict[bytes, asyncio.Future[str | None]] = {}
+        self._revocations = 0  # bumped by every revocation heard, so that a lookup racing one is not cached
 
     async def customer_for(self, api_key: str) -> str | None:
         """The customer owning an active key, or None."""
@@ -54,6 +67,7 @@ class ApiKeys:
             return await asyncio.shield(pending)
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._lookups[digest] = future
+        revocations = self._revocations
         try:
             customer_id = await asyncio.to_thread(self._lookup, api_key)
         except BaseException as exc:
@@ -63,8 +77,30 @@ class ApiKeys:
         finally:
             del self._lookups[digest]
         future.set_result(customer_id)
-        self._remember(digest, customer_id, now)
+        if revocations == self._revocations:
+            self._remember(digest, customer_id, now)
         return customer_id
+
+    async def follow_revocations(self, database_url: str) -> None:
+        """Forget each key as its revocation is announced; runs until cancelled."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {REVOCATION_CHANNEL}")
+                    self._revoked(None)  # whatever was revoked while nobody listened
+                    async for notice in conn.notifies():
+                        self._revoked(bytes.fromhex(notice.payload))
+            except (psycopg.Error, OSError, ValueError) as exc:
+                log.warning("api_key_revocations_not_heard", error=str(exc)[:200], retry_in_s=RELISTEN_AFTER_S)
+                await asyncio.sleep(RELISTEN_AFTER_S)
+
+    def _revoked(self, digest: bytes | None) -> None:
+        """Drop one key (None: every key) from the cache."""
+        self._revocations += 1
+        if digest is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(digest, None)
 
     def _lookup(self, api_key: str) -> str | None:
         with self.pool.connection() as conn:
@@ -77,6 +113,21 @@ class ApiKeys:
                 self._cache.clear()
         ttl = self.ttl_s if customer_id is not None else self.negative_ttl_s
         self._cache[digest] = (customer_id, now + ttl)
+
+
+@asynccontextmanager
+async def lifespan(app):
+    """Per API process: the key cache, and the task that hears of revocations."""
+    settings = app.state.settings
+    app.state.api_keys = keys = ApiKeys(app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s)
+    listener = asyncio.create_task(keys.follow_revocations(settings.database_url))
+    try:
+        yield
+    finally:
+        listener.cancel()
+
+
+router = APIRouter(lifespan=lifespan)
 
 
 def api_key_from(request: Request) -> str:

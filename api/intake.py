@@ -35,7 +35,6 @@ import msgspec
 from fastapi import Request, Response
 from prometheus_client import Counter
 
-from api.auth import ApiKeys
 from api.errors import ApiError, json_response
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
@@ -232,11 +231,10 @@ def malformed_json(exc: msgspec.DecodeError) -> ApiError:
 
 @asynccontextmanager
 async def lifespan(app):
-    """Per API process: the Kafka producer, the API-key cache, the schema registration."""
+    """Per API process: the Kafka producer, the schema registration."""
     settings: Settings = app.state.settings
     producer = AckedProducer(settings, client_id="openmonetize-api")
     producer.start()
-    app.state.api_keys = ApiKeys(app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s)
     app.state.intake = intake = Intake(settings, producer)
     registration = asyncio.create_task(intake.register_schema(app.state.schema_registry))
     try:

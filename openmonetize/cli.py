@@ -140,25 +140,11 @@ def admin() -> None:
     """Operator tasks: tenants and their API keys, provider price snapshots."""
 
 
-@admin.command("create-customer")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help='Print {"customer_id": ..., "api_key": ...}.')
-def create_customer(name: str, as_json: bool) -> None:
-    """Create a tenant NAME and its first API key. The key is shown once: store it."""
-    import psycopg
+from openmonetize import admin_cli  # noqa: E402 - its groups go under `admin`
 
-    from api import tenants
-
-    try:
-        tenants.validate_name(name)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="NAME") from exc
-    with psycopg.connect(get_settings().database_url) as conn:
-        customer = tenants.create_customer(conn, name)
-    if as_json:
-        click.echo(orjson.dumps({"customer_id": customer.customer_id, "api_key": customer.api_key}).decode())
-    else:
-        click.echo(f"customer_id: {customer.customer_id}\napi_key:     {customer.api_key}  (shown once)")
+admin.add_command(admin_cli.customers)
+admin.add_command(admin_cli.api_keys)
+admin.add_command(admin_cli.create_customer_alias)
 
 
 @admin.command("import-prices")

@@ -446,7 +446,7 @@ def ensure_tenants(database_url: str, count: int, with_keys: bool) -> list[Tenan
                 created = store.create_customer(conn, name)
                 out.append(Tenant(name, created.customer_id, created.api_key))
             else:
-                key = store.create_api_key(conn, customer_id, "loadgen") if with_keys else None
+                key = store.create_api_key(conn, customer_id, "loadgen").api_key if with_keys else None
                 out.append(Tenant(name, customer_id, key))
     return out
 

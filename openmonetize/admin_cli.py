@@ -1,0 +1,133 @@
+"""`openmonetize admin customers …` and `admin api-keys …`: the operator's side of tenancy,
+on the same store functions as the HTTP routes (api/tenants.py). Registered under `admin` by
+openmonetize/cli.py. Unlike a tenant through the API, the operator may revoke a customer's
+last active key (to lock it out)."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from openmonetize.settings import get_settings
+
+
+def _store(work, *args):
+    """Run `work(conn, *args)` on a fresh connection; a refusal becomes a one-line error (a bad
+    value exits 2 as a usage error, anything else 1)."""
+    import psycopg
+
+    from api.refusals import Invalid, Refusal
+
+    try:
+        with psycopg.connect(get_settings().database_url) as conn:
+            return work(conn, *args)
+    except Invalid as exc:
+        raise click.BadParameter(exc.message, param_hint=(exc.field or "").upper() or None) from None
+    except Refusal as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _print(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(orjson.dumps(rows).decode())
+        return
+    if not rows:
+        return
+    widths = {col: max(len(col), *(len(_text(row[col])) for row in rows)) for col in rows[0]}
+    click.echo("  ".join(col.ljust(width) for col, width in widths.items()).rstrip())
+    for row in rows:
+        click.echo("  ".join(_text(row[col]).ljust(width) for col, width in widths.items()).rstrip())
+
+
+def _text(value) -> str:
+    if value is None:
+        return "-"
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
+def _key_row(key) -> dict:
+    return {"key_id": key.key_id, "name": key.name, "prefix": key.prefix, "created_at": key.created_at,
+            "last_used_at": key.last_used_at, "revoked_at": key.revoked_at}
+
+
+# --- customers -------------------------------------------------------------------------------
+@click.group()
+def customers() -> None:
+    """Tenants (our customers)."""
+
+
+@customers.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help='Print {"customer_id": ..., "api_key": ...}.')
+def create_customer(name: str, as_json: bool) -> None:
+    """Create a tenant NAME and its first API key. The key is shown once: store it."""
+    from api import tenants
+
+    customer = _store(tenants.create_customer, name)
+    if as_json:
+        click.echo(orjson.dumps({"customer_id": customer.customer_id, "api_key": customer.api_key}).decode())
+    else:
+        click.echo(f"customer_id: {customer.customer_id}\napi_key:     {customer.api_key}  (shown once)")
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_customers(as_json: bool) -> None:
+    """Every tenant, oldest first, with its number of active API keys."""
+    from api import tenants
+
+    rows = [{"customer_id": c.customer_id, "name": c.name, "created_at": c.created_at, "active_keys": c.active_keys}
+            for c in _store(tenants.list_customers)]
+    _print(rows, as_json)
+
+
+# Before `customers create` existed; kept, out of the help, for the scripts that call it.
+create_customer_alias = click.Command(
+    "create-customer", callback=create_customer.callback, params=create_customer.params,
+    help="Same as `admin customers create`.", hidden=True,
+)
+
+
+# --- api-keys --------------------------------------------------------------------------------
+@click.group("api-keys")
+def api_keys() -> None:
+    """A tenant's API keys: create (shown once), list, revoke."""
+
+
+@api_keys.command("create")
+@click.argument("customer_id")
+@click.option("--name", default="default", show_default=True, help="A label to tell the key apart (1-200 characters).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"key_id": ..., "api_key": ...}.')
+def create_key(customer_id: str, name: str, as_json: bool) -> None:
+    """Mint another API key for CUSTOMER_ID. The key is shown once: store it."""
+    from api import tenants
+
+    new = _store(tenants.create_api_key, customer_id, name)
+    if as_json:
+        click.echo(orjson.dumps({"key_id": new.key.key_id, "api_key": new.api_key}).decode())
+    else:
+        click.echo(f"key_id:  {new.key.key_id}\napi_key: {new.api_key}  (shown once)")
+
+
+@api_keys.command("list")
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_keys(customer_id: str, as_json: bool) -> None:
+    """CUSTOMER_ID's keys, newest first, revoked ones included (never the secrets)."""
+    from api import tenants
+
+    _print([_key_row(key) for key in _store(tenants.list_api_keys, customer_id)], as_json)
+
+
+@api_keys.command("revoke")
+@click.argument("customer_id")
+@click.argument("key_id")
+def revoke_key(customer_id: str, key_id: str) -> None:
+    """Revoke KEY_ID of CUSTOMER_ID, at once in every API process. Final. Unlike the API, this
+    may revoke the customer's last active key (the customer is then locked out)."""
+    from api import tenants
+
+    key = _store(tenants.revoke_api_key, customer_id, key_id, True)
+    click.echo(f"{key.key_id} revoked at {_text(key.revoked_at)}")
+    if not any(k.revoked_at is None for k in _store(tenants.list_api_keys, customer_id)):
+        click.secho(f"note: {customer_id} has no active API key left", fg="yellow", err=True)
