@@ -16,8 +16,8 @@ from psycopg_pool import ConnectionPool
 
 from api import auth, balances_state, catalog_state, errors
 from api.routes import (
-    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, pricing, rating, reports, schema_registry,
-    tenant_settings, users_and_teams,
+    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, pricing, rating, reports,
+    schema_registry, tenant_settings, users_and_teams,
 )
 from openmonetize import metrics
 from openmonetize.logs import get_logger
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
     app.include_router(credits.router)
     app.include_router(entitlements.router)  # its lifespan keeps this process's holds and lapses them at expiry
+    app.include_router(ledger.router)
     app.include_router(api_keys.router)
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
