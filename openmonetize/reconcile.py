@@ -2,14 +2,17 @@
 
 `check` is pure (the fault tests and `openmonetize reconcile` share it). A ledger entry may be
 emitted twice after a crash (same deterministic id, same amount): it counts once; the same id
-with another amount is itself a violation. Today the balances and the ledger are read from
-`wallet.balances` and `ledger.entries`; the Postgres ledger joins as a source with the sinks.
+with another amount is itself a violation.
+
+`reconcile` compares, per wallet, the stream's balance (`wallet.balances`) with the ledger in
+`ledger.entries` and in Postgres (`ledger_entries`), and what the ledger debited for usage with
+the rated events in ClickHouse (`usage_events FINAL` and its daily rollup).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from openmonetize.billing.money import ZERO, quantize, total
@@ -114,17 +117,106 @@ def postgres_sums(database_url: str, customer_id: str | None = None) -> dict[str
     return {wallet_id: (quantize(amount), count) for wallet_id, amount, count in rows}
 
 
+def plain(amount: Decimal) -> str:
+    """An amount for people: no exponent, no trailing zeros (12.5, not 12.500000000000 or 0E-12)."""
+    return format(amount.normalize(), "f") if amount else "0"
+
+
+# --- ClickHouse (sinks/usage_clickhouse.py) -----------------------------------------------
+def check_clickhouse(debits: Mapping[str, tuple[Decimal, int]], events: Mapping[str, tuple[Decimal, int]],
+                     rollups: Mapping[str, tuple[Decimal, int]], balances: Mapping[str, Decimal]) -> list[Mismatch]:
+    """Per wallet, what the ledger debited for usage (`debits`: wallet → (credits, entries)) against
+    the rated events in ClickHouse (`events`, from usage_events FINAL) and its rollups (`rollups`,
+    from usage_daily): same credits, same count. Mismatch.ledger_sum is the ledger's debit total."""
+    found = []
+    zero = (quantize(ZERO), 0)
+    for wallet_id in sorted(set(debits) | set(events) | set(rollups)):
+        (debited, entries), (credits, rows) = debits.get(wallet_id, zero), events.get(wallet_id, zero)
+        rolled, rolled_events = rollups.get(wallet_id, zero)
+        problem = None
+        if (credits, rows) != (debited, entries):
+            problem = (f"clickhouse holds {rows} events for {plain(credits)} credits, the ledger {entries} debits "
+                       f"for {plain(debited)}")
+        elif (rolled, rolled_events) != (credits, rows):
+            problem = (f"clickhouse rollups hold {rolled_events} events for {plain(rolled)} credits, usage_events "
+                       f"{rows} for {plain(credits)}")
+        if problem:
+            found.append(Mismatch(wallet_id, balances.get(wallet_id), debited, entries, problem))
+    return found
+
+
+def clickhouse_sums(settings, customer_id: str | None = None) -> tuple[dict, dict]:
+    """(wallet → (credits, events) from usage_events FINAL, the same from the usage_daily rollup)."""
+    import clickhouse_connect
+
+    where, params = "", {}
+    if customer_id is not None:
+        where, params = "WHERE customer_id = {customer:String}", {"customer": customer_id}
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database,
+                                           connect_timeout=5)
+    try:
+        def sums(sql: str) -> dict:
+            return {w: (quantize(c), int(n)) for w, c, n in client.query(sql, parameters=params).result_rows}
+
+        return (sums(f"SELECT wallet_id, sum(credits), count() FROM usage_events FINAL {where} GROUP BY wallet_id"),
+                sums(f"SELECT wallet_id, sum(credits), sum(events) FROM usage_daily {where} GROUP BY wallet_id"))
+    finally:
+        client.close()
+
+
+def debit_sums(entries: Iterable[Mapping]) -> dict[str, tuple[Decimal, int]]:
+    """wallet → (credits debited for usage, entries) from ledger records; a repeated id counts once."""
+    by_id = {e["entry_id"]: e for e in entries if e["kind"] == "usage_debit"}
+    found: dict[str, tuple[Decimal, int]] = {}
+    for entry in by_id.values():
+        credits, count = found.get(entry["wallet_id"], (ZERO, 0))
+        found[entry["wallet_id"]] = (credits - entry["amount"], count + 1)
+    return {w: (quantize(c), n) for w, (c, n) in found.items()}
+
+
+def postgres_debit_sums(database_url: str, customer_id: str | None = None) -> dict[str, tuple[Decimal, int]]:
+    import psycopg
+
+    sql = "SELECT wallet_id, -sum(amount), count(*) FROM ledger_entries WHERE kind = 'usage_debit'"
+    params: tuple = ()
+    if customer_id is not None:
+        sql += " AND customer_id = %s"
+        params = (customer_id,)
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        rows = conn.execute(sql + " GROUP BY wallet_id", params).fetchall()
+    return {wallet_id: (quantize(credits), count) for wallet_id, credits, count in rows}
+
+
+@dataclass
+class Line:
+    """One wallet's figures in every source compared (None: not compared)."""
+
+    wallet_id: str
+    balance: Decimal | None
+    topic_sum: Decimal | None = None
+    postgres_sum: Decimal | None = None
+    debited: Decimal | None = None  # credits the ledger debited for usage
+    clickhouse_credits: Decimal | None = None
+    clickhouse_events: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Report:
     sources: list[str]
     wallets: int
     entries: int | None  # ledger.entries records read (None: the topic source was not asked for)
     postgres_entries: int | None  # rows of ledger_entries (None: not compared)
+    clickhouse_events: int | None  # rows of usage_events FINAL (None: not compared)
     mismatches: list[tuple[str, Mismatch]]  # (source, mismatch)
+    lines: list[Line]
 
 
-def reconcile(settings, customer_id: str | None = None, source: str = "both") -> Report:
-    """`source`: topics, postgres or both (both: postgres only when its table exists)."""
+SOURCES = ("topics", "postgres", "clickhouse")
+
+
+def reconcile(settings, customer_id: str | None = None, source: str = "all") -> Report:
+    """`source`: topics, postgres, clickhouse or all (all: Postgres only when its table exists)."""
     from psycopg_pool import ConnectionPool
 
     from openmonetize.dlq import reader_codec
@@ -132,8 +224,9 @@ def reconcile(settings, customer_id: str | None = None, source: str = "both") ->
     from schemas.registry import SchemaRegistry
     from schemas.topics import topics
 
-    if source not in ("topics", "postgres", "both"):
+    if source not in (*SOURCES, "all"):
         raise ValueError(f"unknown source {source!r}")
+    wanted = SOURCES if source == "all" else (source,)
     spec = topics(settings)
     with ConnectionPool(settings.database_url, min_size=1, max_size=1, open=True) as pool:
         registry = SchemaRegistry(pool)
@@ -142,7 +235,7 @@ def reconcile(settings, customer_id: str | None = None, source: str = "both") ->
                                    for m in read_to_end(settings.kafka_bootstrap, spec.wallet_balances.name)
                                    if m.value() is not None)
         entries = None
-        if source in ("topics", "both"):
+        if "topics" in wanted or ("clickhouse" in wanted and "postgres" not in wanted):
             ledger_codec = reader_codec(registry, spec.ledger_entries)
             entries = [ledger_codec.decode(m.value())
                        for m in read_to_end(settings.kafka_bootstrap, spec.ledger_entries.name)]
@@ -151,17 +244,48 @@ def reconcile(settings, customer_id: str | None = None, source: str = "both") ->
         balances = {w: b for w, b in balances.items() if w.startswith(prefix)}
         if entries is not None:
             entries = [e for e in entries if e["wallet_id"].startswith(prefix)]
+    lines = {w: Line(w, b) for w, b in balances.items()}
+
+    def line(wallet_id: str) -> Line:
+        return lines.setdefault(wallet_id, Line(wallet_id, None))
+
     sources, found = [], []
-    if entries is not None:
+    if "topics" in wanted:
         sources.append("topics")
         found += [("topics", m) for m in check(balances, entries)]
+        for wallet_id, amounts in _topic_sums(entries).items():
+            line(wallet_id).topic_sum = amounts
     sums = None
-    if source in ("postgres", "both"):
+    if "postgres" in wanted:
         sums = postgres_sums(settings.database_url, customer_id)
         if sums is None and source == "postgres":
             raise RuntimeError("the ledger_entries table does not exist: run `openmonetize migrate`")
     if sums is not None:
         sources.append("postgres")
         found += [("postgres", m) for m in check_postgres(balances, sums)]
-    return Report(sources, len(balances), None if entries is None else len(entries),
-                  None if sums is None else sum(rows for _, rows in sums.values()), found)
+        for wallet_id, (total_, _rows) in sums.items():
+            line(wallet_id).postgres_sum = total_
+    events = None
+    if "clickhouse" in wanted:
+        sources.append("clickhouse")
+        debits = postgres_debit_sums(settings.database_url, customer_id) if sums is not None else debit_sums(entries)
+        events, rollups = clickhouse_sums(settings, customer_id)
+        found += [("clickhouse", m) for m in check_clickhouse(debits, events, rollups, balances)]
+        for wallet_id, (credits, _n) in debits.items():
+            line(wallet_id).debited = credits
+        for wallet_id, (credits, n) in events.items():
+            line(wallet_id).clickhouse_credits, line(wallet_id).clickhouse_events = credits, n
+    for where, mismatch in found:
+        line(mismatch.wallet_id).problems.append(f"{mismatch.problem} [{where}]")
+    return Report(sources, len(balances), None if entries is None or "topics" not in wanted else len(entries),
+                  None if sums is None else sum(rows for _, rows in sums.values()),
+                  None if events is None else sum(n for _, n in events.values()),
+                  found, [lines[w] for w in sorted(lines)])
+
+
+def _topic_sums(entries: Iterable[Mapping]) -> dict[str, Decimal]:
+    by_id = {e["entry_id"]: e for e in entries}
+    per_wallet: dict[str, list[Decimal]] = {}
+    for entry in by_id.values():
+        per_wallet.setdefault(entry["wallet_id"], []).append(entry["amount"])
+    return {w: total(amounts) for w, amounts in per_wallet.items()}

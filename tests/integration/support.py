@@ -129,3 +129,14 @@ class UsageTail:
 def read_topic(bootstrap: str, topic: str) -> list:
     """Every record of every partition of `topic`, up to the end offsets when called."""
     return list(read_to_end(bootstrap, topic))
+
+
+def clickhouse_query(settings: Settings, sql: str, **parameters) -> list[tuple]:
+    """Rows of one query on the stack's ClickHouse, in its `openmonetize` database."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database)
+    try:
+        return client.query(sql, parameters=parameters).result_rows
+    finally:
+        client.close()

@@ -23,7 +23,7 @@ from schemas.registry import SchemaRegistry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 from tests.conftest import eventually, unique
-from tests.integration.support import read_topic, token_event
+from tests.integration.support import clickhouse_query, read_topic, token_event
 
 RULES = {"gpt-4o": {"input_tokens": 2.5, "output_tokens": 10.0, "per_unit": 1000}}  # 1000 in + 100 out = 3.5
 
@@ -111,7 +111,7 @@ def raw_event(customer_id: str, **fields) -> dict:
     return record
 
 
-def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(stack, tenant):
+def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(stack, tenant, settings):
     """The stream-processor issue's "done when", through the public routes only."""
     stack.burn_table(tenant)
     bought = stack.api(tenant, "POST", "/v1/credits/purchase", params={"wait": "true"},
@@ -142,7 +142,12 @@ def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(sta
         return result
 
     report = orjson.loads(eventually(reconciled, timeout_s=30, interval_s=0.5, what="reconcile to be clean").output)
-    assert {k: report[k] for k in ("wallets", "entries", "mismatches")} == {"wallets": 1, "entries": 201, "mismatches": []}
+    assert {k: report[k] for k in ("wallets", "entries", "mismatches", "postgres_entries", "clickhouse_events")} == {
+        "wallets": 1, "entries": 201, "mismatches": [], "postgres_entries": 201, "clickhouse_events": 200}
+    [(rows, credits, users)] = clickhouse_query(
+        settings, "SELECT count(), sum(credits), uniqExact(user_id) FROM usage_events FINAL "
+                  "WHERE customer_id = {c:String}", c=tenant.customer_id)
+    assert (rows, credits, users) == (200, Decimal("700"), 1)
 
 
 def test_what_cannot_be_charged_goes_to_the_dlq_with_its_reason(stack, tenant):
