@@ -70,8 +70,13 @@ class IsolatedPipeline:
     def start_worker(self, name: str = "w1") -> None:
         """Start (or restart) worker `name`; each name keeps its web port, hence its data dir."""
         port = self.ports.setdefault(name, str(free_port()))
+        self.start_service(name, "worker", {"WORKER_WEB_PORT": port})
+
+    def start_service(self, name: str, service: str, env: dict[str, str] | None = None) -> None:
+        """Start (or restart) `openmonetize run <service>` as process `name` with this pipeline's
+        topics; kill_worker/stop_worker/stop handle it like a worker."""
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "openmonetize", "run", "worker"], env={**self.env, "WORKER_WEB_PORT": port},
+            [sys.executable, "-m", "openmonetize", "run", service], env={**self.env, **(env or {})},
             stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
     def kill_worker(self, name: str = "w1") -> None:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -28,7 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from openmonetize import wallet_ids
 from openmonetize.cli import main
 from tests.conftest import eventually, unique
-from tests.integration.support import read_topic, token_event
+from tests.integration.support import Proxy, read_topic, token_event
 from tests.integration.test_pipeline import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,68 +118,6 @@ def test_the_ledger_refuses_update_delete_and_truncate(stack, tenant, settings):
                 with conn.transaction():
                     conn.execute(statement, params)
     assert [r[3] for r in ledger_rows(settings, tenant.customer_id)] == [Decimal("10")]
-
-
-class Proxy:
-    """A TCP relay to Postgres that the test can cut (connections dropped, new ones refused)."""
-
-    def __init__(self, target_port: int):
-        self.target = ("127.0.0.1", target_port)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self.listener: socket.socket | None = None
-        self.lock = threading.Lock()
-
-    def up(self) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", self.port))
-        self.listener.listen(16)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def down(self) -> None:
-        listener, self.listener = self.listener, None
-        if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it (Linux)
-            except OSError:
-                pass
-            listener.close()
-        with self.lock:
-            for conn in self.conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self.conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            with self.lock:
-                self.conns += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def synthetic_entry(customer_id: str, n: int) -> dict:
