@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     ingest_max_body_bytes: int = Field(10 * 1024 * 1024, description="Largest ingest request body (413 above).")
     ingest_retry_after_s: int = Field(5, description="Retry-After (seconds) of a 503 from the ingest routes.")
     api_key_cache_ttl_s: float = Field(
-        30.0, description="How long an API process trusts a looked-up key (a revoked key works this long)."
+        30.0, description="How long an API process trusts a looked-up key; revocations are heard at once (NOTIFY), this bounds a missed one."
     )
     api_key_negative_cache_ttl_s: float = Field(5.0, description="How long an unknown or revoked key is remembered.")
     kafka_producer_timeout_ms: int = Field(
