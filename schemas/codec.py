@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from schemas.avro_decoder import compile_decoder
 from schemas.avro_encoder import compile_encoder
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
@@ -51,7 +52,8 @@ class AvroCodec:
 
     Encoding uses the specialised encoder compiled from the schema (schemas/avro_encoder.py,
     byte-identical to fastavro and several times faster) when the schema's shape allows, else
-    fastavro; `cached_fields` names low-cardinality string fields worth caching.
+    fastavro; decoding a record written with our own schema likewise uses the compiled decoder
+    (schemas/avro_decoder.py). `cached_fields` names low-cardinality string fields worth caching.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class AvroCodec:
         self.resolver = resolver
         self._header = _HEADER.pack(MAGIC, schema_id)
         self._fast = compile_encoder(raw, cached_fields)
+        self._fast_decode = compile_decoder(raw, cached_fields)
         self._writers: dict[int, Any] = {schema_id: None}  # None: written with our schema, no resolution
 
     def encode(self, record: dict) -> bytes:
@@ -84,6 +87,13 @@ class AvroCodec:
         if magic != MAGIC:
             raise DecodeError(f"magic byte is {magic}, expected {MAGIC} (Confluent wire format)")
         writer = self._writer_schema(schema_id)
+        if writer is None and self._fast_decode is not None:
+            try:
+                record, end = self._fast_decode(data, _HEADER.size)
+                if end == len(data):
+                    return record
+            except Exception:  # noqa: BLE001 - corrupt or odd input: fastavro below says why
+                pass
         body = io.BytesIO(data)
         body.seek(_HEADER.size)
         try:

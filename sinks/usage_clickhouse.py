@@ -20,7 +20,6 @@ A replay that re-rates events writes them with a higher revision: those pass.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
@@ -61,12 +60,12 @@ def to_row(record: Mapping, topic: str, partition: int, offset: int) -> tuple:
     )
 
 
-def event_key(customer_id: str, event_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{customer_id}\x1f{event_id}".encode(), digest_size=8).digest(), "big")
-
-
 class RecentEvents:
-    """The revision of the last `capacity` (customer, event id) pairs stored; the oldest go first."""
+    """The revision of the last `capacity` (customer, event id) pairs stored; the oldest go first.
+
+    Keyed by Python's 64-bit hash of the pair: the memory lives and dies with the process (it is
+    reloaded from ClickHouse at start), so the per-process hash seed does not matter, and a
+    collision among a few hundred thousand keys (about 1 in 10^8) would only re-insert a row."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -79,7 +78,7 @@ class RecentEvents:
         """The rows not stored yet at their revision (a copy within `rows` counts once)."""
         out, batch = [], {}
         for row in rows:
-            key, revision = event_key(row[_CUSTOMER], row[_EVENT]), row[_REVISION]
+            key, revision = hash((row[_CUSTOMER], row[_EVENT])), row[_REVISION]
             if max(self._revisions.get(key, -1), batch.get(key, -1)) >= revision:
                 continue
             batch[key] = revision
@@ -89,7 +88,7 @@ class RecentEvents:
     def remember(self, pairs: Iterable[tuple[str, str, int]]) -> None:
         revisions = self._revisions
         for customer_id, event_id, revision in pairs:
-            key = event_key(customer_id, event_id)
+            key = hash((customer_id, event_id))
             if revisions.get(key, -1) >= revision:
                 continue
             revisions.pop(key, None)  # re-inserted: now the newest

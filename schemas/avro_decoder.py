@@ -1,0 +1,198 @@
+"""A specialised Avro body decoder, generated from a record schema, that returns the same records
+as fastavro's `schemaless_reader` (reader schema = writer schema) about three times faster.
+
+Every stage reads Avro (the usage agent its events, the wallet agent its debits, the sinks their
+records) and fastavro's generic reader was the largest cost of the ClickHouse sink. As for the
+encoder (schemas/avro_encoder.py), fastavro stays the reference: `compile_decoder` only accepts
+the shapes it knows (string, bytes, int, long, timestamp-micros, decimal bytes, map of strings,
+and ["null", X] unions of those) and returns None for any other schema; the caller decodes with
+fastavro whenever the fast path raises or does not end exactly at the end of the body, so corrupt
+input still fails with fastavro's own error. tests/unit/schemas/test_avro_decoder.py checks the
+records are equal over thousands of random ones.
+
+Why it is faster: one straight-line function per schema, one-byte varints read inline, and the
+values that repeat within a batch (decimal amounts, timestamps, low-cardinality strings) cached.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_CACHE_LIMIT = 4096  # entries per cache before it is cleared
+
+
+class _Corrupt(Exception):
+    """The body does not decode on the fast path: let fastavro say why."""
+
+
+def _unrolled_varint() -> Callable[[bytes, int], tuple[int, int]]:
+    """(zig-zag decoded long, position after it) of the varint at `pos`, one unrolled branch per
+    length: several times faster than a loop for the 8-byte varints of timestamps."""
+    lines = ["def varint(buf, pos):", "    r = 0"]
+    for i in range(10):
+        lines += [f"    b = buf[pos + {i}]",
+                  f"    r |= (b & 127) << {7 * i}" if i else "    r = b & 127",
+                  "    if b < 128:",
+                  f"        return (r >> 1) ^ -(r & 1), pos + {i + 1}"]
+    lines.append("    raise _Corrupt('varint longer than 10 bytes')")
+    namespace: dict[str, Any] = {"_Corrupt": _Corrupt}
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated above from constants
+    return namespace["varint"]
+
+
+_varint = _unrolled_varint()
+
+
+def _map_of_strings(buf: bytes, pos: int) -> tuple[dict, int]:
+    out = {}
+    while True:
+        count, pos = _varint(buf, pos)
+        if count == 0:
+            return out, pos
+        if count < 0:
+            count = -count
+            _size, pos = _varint(buf, pos)
+        for _ in range(count):
+            size, pos = _varint(buf, pos)
+            end = pos + size
+            if size < 0 or end > len(buf):
+                raise _Corrupt("string past the end")
+            key = buf[pos:end].decode()
+            size, end = _varint(buf, end)
+            pos = end + size
+            if size < 0 or pos > len(buf):
+                raise _Corrupt("string past the end")
+            out[key] = buf[end:pos].decode()
+
+
+def _kind(schema: Any) -> tuple[str, Any] | None:
+    """(kind, parameter) of a non-union type this module decodes, else None."""
+    if isinstance(schema, str):
+        schema = {"type": schema}
+    if not isinstance(schema, dict):
+        return None
+    kind, logical = schema.get("type"), schema.get("logicalType")
+    if kind in ("string", "bytes", "int", "long") and logical is None:
+        return kind, None
+    if kind == "long" and logical == "timestamp-micros":
+        return "timestamp", None
+    if kind == "bytes" and logical == "decimal":
+        return "decimal", (int(schema["precision"]), int(schema.get("scale", 0)))
+    if kind == "map" and schema.get("values") in ("string", {"type": "string"}):
+        return "map", None
+    return None
+
+
+def _read_long(target: str, indent: str) -> list[str]:
+    """Lines that read a zig-zag long at `pos` into `target`: one-byte values inline."""
+    return [
+        f"{indent}c = buf[pos]",
+        f"{indent}if c < 128:",
+        f"{indent}    {target} = (c >> 1) ^ -(c & 1)",
+        f"{indent}    pos += 1",
+        f"{indent}else:",
+        f"{indent}    {target}, pos = _varint(buf, pos)",
+    ]
+
+
+def _read_sized(indent: str) -> list[str]:
+    """Lines that read a length-prefixed value's bounds into `pos`..`end` and advance `pos`."""
+    return [
+        *_read_long("n", indent),
+        f"{indent}end = pos + n",
+        f"{indent}if n < 0 or end > L:",
+        f"{indent}    raise _Corrupt('past the end')",
+        f"{indent}s = buf[pos:end]",
+        f"{indent}pos = end",
+    ]
+
+
+def compile_decoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> Callable[[bytes, int], tuple] | None:
+    """A function (buffer, start) -> (record, end) equal to fastavro's reading of a body written
+    with `schema`, or None if the schema has a shape this module does not handle. It raises on
+    input it cannot read; the caller then asks fastavro. `cached_fields` names low-cardinality
+    string fields whose decodings are worth caching."""
+    raw = json.loads(schema) if isinstance(schema, str) else schema
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        return None
+    namespace: dict[str, Any] = {
+        "_Corrupt": _Corrupt, "_varint": _varint, "_map": _map_of_strings, "_EPOCH": _EPOCH,
+        "_td": timedelta, "_len": len,
+    }
+    lines = ["def _fast(buf, pos):", "    L = _len(buf)"]
+    names = []
+    for i, field in enumerate(raw["fields"]):
+        name, ftype = field["name"], field["type"]
+        nullable = False
+        if isinstance(ftype, list):
+            if len(ftype) != 2 or ftype[0] != "null" or ftype[1] == "null":
+                return None
+            nullable, ftype = True, ftype[1]
+        found = _kind(ftype)
+        if found is None:
+            return None
+        kind, parameter = found
+        out, indent = f"v{i}", "    "
+        names.append((name, out))
+        if nullable:
+            lines += [
+                "    c = buf[pos]",
+                "    pos += 1",
+                "    if c == 0:",
+                f"        {out} = None",
+                "    elif c != 2:",
+                "        raise _Corrupt('union index')",
+                "    else:",
+            ]
+            indent = "        "
+        if kind == "string" and name in cached_fields:
+            namespace[f"_c{i}"] = {}
+            lines += [*_read_sized(indent),
+                      f"{indent}{out} = _c{i}.get(s)",
+                      f"{indent}if {out} is None:",
+                      f"{indent}    {out} = s.decode()",
+                      f"{indent}    if _len(_c{i}) >= {_CACHE_LIMIT}:",
+                      f"{indent}        _c{i}.clear()",
+                      f"{indent}    _c{i}[s] = {out}"]
+        elif kind == "string":
+            lines += [*_read_sized(indent), f"{indent}{out} = s.decode()"]
+        elif kind == "bytes":
+            lines += [*_read_sized(indent), f"{indent}{out} = s"]
+        elif kind in ("int", "long"):
+            lines += _read_long(out, indent)
+            if kind == "int":
+                lines += [f"{indent}if not -2147483648 <= {out} <= 2147483647:",
+                          f"{indent}    raise _Corrupt('int out of range')"]
+        elif kind == "timestamp":
+            # a batch shares its received_at and rated_at: remember the last value
+            namespace[f"_t{i}"] = [(None, None)]
+            lines += [*_read_long("n", indent),
+                      f"{indent}last = _t{i}[0]",
+                      f"{indent}if n == last[0]:",
+                      f"{indent}    {out} = last[1]",
+                      f"{indent}else:",
+                      f"{indent}    {out} = _EPOCH + _td(microseconds=n)",
+                      f"{indent}    _t{i}[0] = (n, {out})"]
+        elif kind == "decimal":
+            precision, scale = parameter
+            context = decimal.Context(prec=precision)
+            namespace[f"_d{i}"] = {}
+            namespace[f"_mk{i}"] = (lambda ctx, sc: lambda s: ctx.create_decimal(
+                int.from_bytes(s, "big", signed=True)).scaleb(-sc, ctx))(context, scale)
+            lines += [*_read_sized(indent),
+                      f"{indent}{out} = _d{i}.get(s)",
+                      f"{indent}if {out} is None:",
+                      f"{indent}    {out} = _mk{i}(s)",
+                      f"{indent}    if _len(_d{i}) >= {_CACHE_LIMIT}:",
+                      f"{indent}        _d{i}.clear()",
+                      f"{indent}    _d{i}[s] = {out}"]
+        elif kind == "map":
+            lines += [f"{indent}{out}, pos = _map(buf, pos)"]
+    items = ", ".join(f"{name!r}: {out}" for name, out in names)
+    lines.append(f"    return {{{items}}}, pos")
+    exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
+    return namespace["_fast"]
