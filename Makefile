@@ -34,8 +34,8 @@ env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
 test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
 	deploy/run-tests.sh $(PYTEST_ARGS)
 
-chaos: venv  ## the fault tests alone (workers killed -9, rebalances); `make test` runs them too
-	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py $(PYTEST_ARGS)
+chaos: venv  ## the fault tests alone (workers and sinks killed -9, rebalances, database outages); `make test` runs them too
+	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py tests/integration/test_sink_faults.py $(PYTEST_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down
@@ -44,11 +44,16 @@ clean-test:  ## stop the test stack and delete its data (.stack-test/)
 bench: venv  ## benchmarks against the running stack (`make up` first); prints figures
 	$(VENV)/bin/python -m deploy.bench.kafka_raw --records $(if $(QUICK),100000,500000) --runs 3
 	$(MAKE) --no-print-directory bench-pipeline
+	$(MAKE) --no-print-directory bench-sinks
 
 .PHONY: bench-pipeline
 PIPELINE_WORKERS ?= $(if $(QUICK),1,1 2)
 bench-pipeline: venv  ## usage.events to the ledger with own workers on the running stack; QUICK=1 short
 	$(VENV)/bin/python -m deploy.bench.pipeline $(if $(QUICK),--quick) --workers "$(PIPELINE_WORKERS)"
+
+.PHONY: bench-sinks
+bench-sinks: venv  ## each sink draining a backlog into its own database on the running stack; QUICK=1 short
+	$(VENV)/bin/python -m deploy.bench.sinks --records $(if $(QUICK),100000,500000) --runs $(if $(QUICK),1,3)
 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3
