@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import msgspec
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import Counter
 
 from api.errors import ApiError, json_response
@@ -188,29 +188,6 @@ def _foreign(index: int, field_name) -> ApiError:
         "nothing in this request was accepted",
         field=field_name("customer_id"),
     )
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `max_bytes`: from
-    Content-Length before reading anything, else (chunked) while it streams in."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "invalid_content_length", f"Content-Length {declared!r} is not a number")
-        if int(declared) > max_bytes:
-            raise _too_large(f"the body is {int(declared)} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(f"the body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(what: str) -> ApiError:
-    return ApiError(413, "body_too_large", f"{what}; at most INGEST_MAX_BODY_BYTES bytes per request: split the batch")
 
 
 def check_count(count: int, max_events: int) -> None:

@@ -19,7 +19,6 @@ from fastapi import Request
 from api.errors import ApiError, json_response
 
 T = TypeVar("T")
-MAX_BODY_BYTES = 1024 * 1024
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _FIELD = re.compile(r"field `([^`]+)`")
 
@@ -29,10 +28,9 @@ def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
 
 
 async def read(request: Request, decoder_: msgspec.json.Decoder[T]) -> T:
-    """The body decoded, or 400 (not JSON, too large) / 422 (wrong shape) naming the field."""
+    """The body decoded, or 400 (not JSON) / 422 (wrong shape) naming the field; its size is
+    limited before (api/body_limits.py)."""
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
         return decoder_.decode(body)
     except msgspec.ValidationError as exc:

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     api_port: int = Field(18080, description="HTTP API port.")
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn workers); 1 runs in-process.")
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body of every route but ingest (INGEST_MAX_BODY_BYTES); 413 above."
+    )
+    api_rate_limit_per_s: float = Field(
+        1000.0, ge=0, description="Requests per second one API key may make to one API process, on average (429 above); 0: no limit."
+    )
+    api_rate_limit_burst: int = Field(2000, ge=1, description="Requests one API key may make at once to one API process.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
     dedupe_store: str = Field(
         "rocksdb://", description="Faust store of the usage dedupe table: rocksdb:// (on disk) or memory://."
