@@ -149,6 +149,14 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="ClickHouse sink: events remembered to drop re-delivered copies (about 60 bytes each).")
     clickhouse_sink_metrics_port: int = Field(18068, ge=0, description="ClickHouse sink's /metrics port (0: not served).")
 
+    # --- rebilling replays (openmonetize/rebilling/) ----------------------------------------
+    replay_max_range_days: int = Field(
+        31, ge=1, description="Widest range `openmonetize replay` accepts without --force (days).")
+    replay_workers: int = Field(
+        0, ge=0, description="Processes reading usage.events partitions in a replay (0: one per core).")
+    replay_ledger_wait_s: float = Field(
+        120.0, gt=0, description="How long a replay waits for the ledger sink and for its adjustments to land.")
+
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field("json", description="json (one object per line) or console.")
