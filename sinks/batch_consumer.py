@@ -10,6 +10,7 @@ While the store is down (`store.unavailable` errors) the batch is retried with c
 exponential backoff; the partitions are paused meanwhile, and the consumer keeps polling so it
 stays in its group. If the partitions are taken away during an outage, the batch is abandoned
 uncommitted: their new owner re-reads it. SIGTERM finishes the batch in hand, commits it and exits.
+One batch is written in a background thread while the next is read (see BatchConsumer).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,14 +73,25 @@ def commit_positions(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
     return found
 
 
+@dataclass
+class _Batch:
+    rows: list
+    positions: list[tuple[int, int]]  # (partition, offset) of every record read, stored or skipped
+
+
 class BatchConsumer:
+    """One batch is written in a background thread while the next one is read and decoded: the
+    store's round trip overlaps our CPU work. Batches are still written one after the other, in
+    order, and a batch's offsets are committed only once it is stored."""
+
     def __init__(self, settings, config: SinkConfig, codec, store: Store):
         self.settings, self.config, self.codec, self.store = settings, config, codec, store
         self.name = store.name
         self.stopping = False
-        self._batch: list = []
-        self._positions: list[tuple[int, int]] = []
+        self._batch = _Batch([], [])
         self._abandon = False
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-writer")
+        self._inflight: tuple[_Batch, Future] | None = None
 
     def _event(self, what: str) -> str:
         return f"{self.name}_sink_{what}"
@@ -102,12 +115,18 @@ class BatchConsumer:
         try:
             while not self.stopping:
                 self._fill()
-                if self._batch:
-                    self._flush()
+                if self._batch.positions:
+                    self._finish_inflight()
+                    if self._abandon:  # revoked while the batch before it was retried
+                        self._batch = _Batch([], [])
+                    else:
+                        self._submit()
         finally:
-            if self._batch and not self._abandon:
-                self._flush(final=True)
+            self._finish_inflight(final=True)
+            if self._batch.positions and not self._abandon:
+                self._store(self._batch, final=True)
             self.consumer.close()
+            self._writer.shutdown()
             self.store.close()
             log.info(self._event("stopped"))
 
@@ -119,9 +138,11 @@ class BatchConsumer:
         self.store.assigned([p.partition for p in partitions])
 
     def _on_revoke(self, _consumer, partitions) -> None:
-        if self._batch:
-            # Not committed: the partitions' next owner reads these records again.
-            log.info(self._event("batch_abandoned"), rows=len(self._batch),
+        # The batch in flight is finished and committed while we still own its partitions;
+        # one that fails is left uncommitted, like the batch being read: the next owner re-reads both.
+        self._finish_inflight(revoking=True)
+        if self._batch.positions:
+            log.info(self._event("batch_abandoned"), rows=len(self._batch.rows),
                      partitions=[p.partition for p in partitions])
             self._abandon = True
 
@@ -129,11 +150,11 @@ class BatchConsumer:
     def _fill(self) -> None:
         limit = self.config.batch_rows
         deadline = None
-        while len(self._batch) < limit and not self.stopping:
+        while len(self._batch.rows) < limit and not self.stopping:
             timeout = 0.5 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 return
-            for message in self.consumer.consume(min(limit - len(self._batch), 10_000), timeout=timeout):
+            for message in self.consumer.consume(min(limit - len(self._batch.rows), 10_000), timeout=timeout):
                 if message.error():
                     ERRORS.labels(self.name, "kafka").inc()
                     log.warning(self._event("kafka_error"), error=str(message.error()))
@@ -144,38 +165,53 @@ class BatchConsumer:
                     deadline = time.monotonic() + self.config.batch_ms / 1000
                     self._abandon = False
                 partition, offset = message.partition(), message.offset()
+                self._batch.positions.append((partition, offset))
                 try:
-                    row = self.store.to_row(self.codec.decode(message.value()), partition, offset)
+                    self._batch.rows.append(self.store.to_row(self.codec.decode(message.value()), partition, offset))
                 except Exception as exc:  # noqa: BLE001 - a record we cannot read must not stop the sink
                     ERRORS.labels(self.name, "decode").inc()
                     ROWS.labels(self.name, "undecodable").inc()
                     log.error(self._event("undecodable"), partition=partition, offset=offset, error=repr(exc))
-                    self._positions.append((partition, offset))  # skipped, but committed past
-                    continue
-                self._batch.append(row)
-                self._positions.append((partition, offset))
             if self._abandon:
-                self._clear()
+                self._batch = _Batch([], [])
                 return
 
-    def _clear(self) -> None:
-        self._batch, self._positions = [], []
-
     # --- write -------------------------------------------------------------------------
-    def _flush(self, final: bool = False) -> None:
-        rows, backoff, paused, attempts = self._batch, 0.1, [], 0
+    def _submit(self) -> None:
+        batch, self._batch = self._batch, _Batch([], [])
+        self._inflight = (batch, self._writer.submit(self._timed_write, batch.rows))
+
+    def _timed_write(self, rows: list) -> tuple[int, float]:
+        start = time.monotonic()
+        inserted = self.store.write(rows) if rows else 0
+        return inserted, time.monotonic() - start
+
+    def _finish_inflight(self, final: bool = False, revoking: bool = False) -> None:
+        """Wait for the batch in flight; commit it, or retry it here when the store was away."""
+        if self._inflight is None:
+            return
+        (batch, future), self._inflight = self._inflight, None
+        try:
+            inserted, seconds = future.result()
+        except self.store.unavailable as exc:
+            self._failed(batch, 1, exc, 0.1)
+            if not revoking:
+                self._store(batch, final=final, attempts=1)
+            return
+        self._stored(batch, inserted, seconds, attempts=1)
+
+    def _store(self, batch: _Batch, final: bool = False, attempts: int = 0) -> None:
+        """Write `batch` now, retrying while the store is away (partitions paused meanwhile)."""
+        backoff, paused = 0.1, []
         while True:
             attempts += 1
-            start = time.monotonic()
             try:
-                inserted = self.store.write(rows)
+                inserted, seconds = self._timed_write(batch.rows)
                 break
             except self.store.unavailable as exc:
-                ERRORS.labels(self.name, "store").inc()
-                log.warning(self._event("write_failed"), rows=len(rows), attempt=attempts,
-                            error=str(exc).strip()[:500], retry_in_s=backoff)
+                self._failed(batch, attempts, exc, backoff)
                 if final and attempts >= 3:
-                    log.warning(self._event("exit_uncommitted"), rows=len(rows))
+                    log.warning(self._event("exit_uncommitted"), rows=len(batch.rows))
                     return
                 if not paused and not final:
                     paused = self.consumer.assignment()
@@ -184,16 +220,23 @@ class BatchConsumer:
                 self.consumer.consume(1, timeout=backoff) if not final else time.sleep(backoff)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
                 if self._abandon:
-                    self._clear()
                     self._resume(paused)
                     return
-        seconds = time.monotonic() - start
+        self._stored(batch, inserted, seconds, attempts)
+        self._resume(paused)
+
+    def _failed(self, batch: _Batch, attempt: int, exc: BaseException, retry_in_s: float) -> None:
+        ERRORS.labels(self.name, "store").inc()
+        log.warning(self._event("write_failed"), rows=len(batch.rows), attempt=attempt,
+                    error=str(exc).strip()[:500], retry_in_s=retry_in_s)
+
+    def _stored(self, batch: _Batch, inserted: int, seconds: float, attempts: int) -> None:
         BATCH_SECONDS.labels(self.name).observe(seconds)
-        BATCH_SIZE.labels(self.name).observe(len(rows))
+        BATCH_SIZE.labels(self.name).observe(len(batch.rows))
         BATCHES.labels(self.name).inc()
         ROWS.labels(self.name, "inserted").inc(inserted)
-        ROWS.labels(self.name, "duplicate").inc(len(rows) - inserted)
-        positions = commit_positions(self._positions)
+        ROWS.labels(self.name, "duplicate").inc(len(batch.rows) - inserted)
+        positions = commit_positions(batch.positions)
         try:
             self.consumer.commit(offsets=[TopicPartition(self.config.topic, p, o) for p, o in positions.items()],
                                  asynchronous=False)
@@ -202,10 +245,8 @@ class BatchConsumer:
             ERRORS.labels(self.name, "commit").inc()
             log.warning(self._event("commit_failed"), error=str(exc))
         self._lag(positions)
-        log.info(self._event("batch"), rows=len(rows), inserted=inserted, seconds=round(seconds, 4),
+        log.info(self._event("batch"), rows=len(batch.rows), inserted=inserted, seconds=round(seconds, 4),
                  attempts=attempts)
-        self._clear()
-        self._resume(paused)
 
     def _resume(self, paused) -> None:
         if paused:

@@ -20,6 +20,7 @@ A replay that re-rates events writes them with a higher revision: those pass.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
@@ -109,14 +110,20 @@ class ClickHouseStore:
         self._client = None
         self._insert = None
         self._cold: set[int] = set()  # partitions whose stored rows are not loaded into `recent` yet
+        self._assigned: list[int] = []  # from the consumer's thread, taken into _cold by write()
+        self._lock = threading.Lock()
 
     def to_row(self, record: Mapping, partition: int, offset: int) -> tuple:
         return to_row(record, self.topic, partition, offset)
 
     def assigned(self, partitions: list[int]) -> None:
-        self._cold.update(partitions)
+        with self._lock:
+            self._assigned.extend(partitions)
 
     def write(self, rows: list[tuple]) -> int:
+        with self._lock:
+            self._cold.update(self._assigned)
+            self._assigned.clear()
         try:
             client = self._connect()
             self._cold.update(row[_PARTITION] for row in rows)  # after a failure: maybe stored after all
