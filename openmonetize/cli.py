@@ -451,6 +451,23 @@ def migrate(only: str | None) -> None:
         click.echo(f"clickhouse: {stack.migrate_clickhouse()}")
 
 
+# --- proxy ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--port", type=int, help="Listen port (default PROXY_PORT: 18082).")
+@click.option("--openai-base-url", help="Where OpenAI calls go (default PROXY_OPENAI_BASE_URL).")
+@click.option("--anthropic-base-url", help="Where Anthropic calls go (default PROXY_ANTHROPIC_BASE_URL).")
+@click.option("--gemini-base-url", help="Where Gemini calls go (default PROXY_GEMINI_BASE_URL).")
+def proxy(port: int | None, openai_base_url: str | None, anthropic_base_url: str | None, gemini_base_url: str | None) -> None:
+    """Run the AI proxy in the foreground: point an OpenAI, Anthropic or Gemini SDK's base URL at it
+    and add the X-OM-* headers; each call is checked against the user's credits and billed to them."""
+    _configure_process_logs("proxy")
+    from api.proxy.server import run as serve
+
+    given = {"proxy_port": port, "proxy_openai_base_url": openai_base_url,
+             "proxy_anthropic_base_url": anthropic_base_url, "proxy_gemini_base_url": gemini_base_url}
+    serve(get_settings().model_copy(update={name: value for name, value in given.items() if value is not None}))
+
+
 # --- run -----------------------------------------------------------------------------------
 @main.group(cls=Group)
 def run() -> None:
@@ -502,6 +519,15 @@ def run_sink_clickhouse() -> None:
     serve(get_settings())
 
 
+@run.command("proxy")
+def run_proxy() -> None:
+    """The AI proxy on PROXY_HOST:PROXY_PORT (`openmonetize proxy` with the settings as they are)."""
+    _configure_process_logs("proxy")
+    from api.proxy.server import run as serve
+
+    serve(get_settings())
+
+
 @run.command("clickhouse")
 def run_clickhouse() -> None:
     """The embedded ClickHouse engine (chdb) on ClickHouse's HTTP interface, CLICKHOUSE_PORT."""
@@ -525,6 +551,12 @@ def run_supervisor() -> None:
     from deploy.local_stack.supervisor import Supervisor
 
     Supervisor(get_settings(), Stack(get_settings()).supervised).run()
+
+
+# --- replay --------------------------------------------------------------------------------
+from openmonetize.replay_cli import replay  # noqa: E402 - `openmonetize replay` and `replay list`
+
+main.add_command(replay)
 
 
 if __name__ == "__main__":
