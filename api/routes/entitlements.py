@@ -26,6 +26,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import msgspec
 import orjson
@@ -43,7 +44,7 @@ from api.holds import Hold, Holds
 from api.idempotency import Outcome
 from openmonetize import wallet_ids
 from openmonetize.billing.rating import NoRate, rate
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog import Catalog, decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import Balance, WalletBalances
 from schemas.usage_event import EVENT_TYPES, EventLimits
@@ -182,19 +183,8 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
         raise ApiError(422, code, str(exc), exc.field) from None
 
     catalog = catalog_of(request)
-    settings_of_tenant = catalog.tenant(customer_id)
-    out = CheckOut(False, "", "0", "0", "0", "0", settings_of_tenant.unfunded_policy, feature_id=check_.feature_id)
-    if check_.credits is not None:
-        out.required = decimal_text(check_.credits)
-        required = check_.credits
-    else:
-        try:
-            rated = rate(check_.usage, catalog.burn_table_at(customer_id, now), None, settings_of_tenant.credit_price_usd)
-        except NoRate as exc:
-            raise ApiError(422, "no_rate", str(exc), "estimate") from None
-        required = rated.credits
-        out.required = decimal_text(required)
-        out.rule_key, out.burn_table_id, out.burn_table_version = rated.rule_key, rated.burn_table_id, rated.burn_table_version
+    out = new_answer(catalog, customer_id, check_)
+    required = price(catalog, customer_id, check_, now, out)
 
     balances = balances_of(request)
     codecs = codecs_of(request) if check_.reserve else None  # 503 before anything is claimed or written
@@ -208,19 +198,9 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
     # From here to registering the hold nothing awaits: two checks of this process see each other's holds.
     holds: Holds = request.app.state.entitlement_holds
     reservation_id = check_.reservation_id() if check_.reserve else None
-    wallet_id = wallet_ids.route(customer_id, check_.user_id, check_.team_id, settings_of_tenant.routing_order,
-                                 lambda w: balances.get(w) is not None)
-    wallet = _balance(balances, wallet_id, customer_id, now)
-    own = holds.get(reservation_id) if reservation_id else None
-    pending = holds.pending(wallet_id, now)
-    if own is not None and own.wallet_id == wallet_id and not own.applied() and own.expires_at > now:
-        pending -= own.amount  # a retry of a hold this process is writing: not held twice
-    available = wallet.available - pending
-    out.wallet_id, out.balance, out.reserved = wallet_id, decimal_text(wallet.balance), decimal_text(wallet.reserved)
-    out.available = decimal_text(available)
-    out.allowed = available >= required
+    assess(catalog, balances, holds, customer_id, check_, reservation_id, required, now, out)
+    wallet_id = out.wallet_id
     if not out.allowed:
-        out.reason = "insufficient_credits"
         return json_bodies.respond(out), "denied"  # an idempotency key stays unanswered: a retry checks again
     if not check_.reserve:
         return json_bodies.respond(out), "allowed"
@@ -333,6 +313,48 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
         wanted.reservation_id, wallet_id, "applied", decimal_text(applied.balance), decimal_text(applied.reserved),
         decimal_text(applied.available), applied.version,
     ))
+
+
+def new_answer(catalog: Catalog, customer_id: str, check_: Check) -> CheckOut:
+    """A check's answer before it is decided: denied, nothing known yet."""
+    policy = catalog.tenant(customer_id).unfunded_policy
+    return CheckOut(False, "", "0", "0", "0", "0", policy, feature_id=check_.feature_id)
+
+
+def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out: CheckOut) -> Decimal:
+    """The credits the estimate requires (a usage estimate rated with the tenant's burn table in
+    force now), written into `out`; 422 `no_rate` when nothing prices it."""
+    if check_.credits is not None:
+        out.required = decimal_text(check_.credits)
+        return check_.credits
+    tenant_settings = catalog.tenant(customer_id)
+    try:
+        rated = rate(check_.usage, catalog.burn_table_at(customer_id, now), None, tenant_settings.credit_price_usd)
+    except NoRate as exc:
+        raise ApiError(422, "no_rate", str(exc), "estimate") from None
+    out.required = decimal_text(rated.credits)
+    out.rule_key, out.burn_table_id, out.burn_table_version = rated.rule_key, rated.burn_table_id, rated.burn_table_version
+    return rated.credits
+
+
+def assess(catalog: Catalog, balances: WalletBalances, holds: Holds, customer_id: str, check_: Check,
+           reservation_id: str | None, required: Decimal, now: datetime, out: CheckOut) -> None:
+    """Decide `out.allowed` on the wallet the usage event will be charged to: its available in
+    the view, less this process's pending holds (a retry of `reservation_id` not counted twice).
+    Pure and synchronous: the route and the AI proxy (api/proxy/) call it between awaits."""
+    wallet_id = wallet_ids.route(customer_id, check_.user_id, check_.team_id, catalog.tenant(customer_id).routing_order,
+                                 lambda w: balances.get(w) is not None)
+    wallet = _balance(balances, wallet_id, customer_id, now)
+    own = holds.get(reservation_id) if reservation_id else None
+    pending = holds.pending(wallet_id, now)
+    if own is not None and own.wallet_id == wallet_id and not own.applied() and own.expires_at > now:
+        pending -= own.amount  # a retry of a hold this process is writing: not held twice
+    available = wallet.available - pending
+    out.wallet_id, out.balance, out.reserved = wallet_id, decimal_text(wallet.balance), decimal_text(wallet.reserved)
+    out.available = decimal_text(available)
+    out.allowed = available >= required
+    if not out.allowed:
+        out.reason = "insufficient_credits"
 
 
 def _balance(balances: WalletBalances, wallet_id: str, customer_id: str, now: datetime) -> Balance:
