@@ -157,6 +157,24 @@ class Settings(BaseSettings):
     replay_ledger_wait_s: float = Field(
         120.0, gt=0, description="How long a replay waits for the ledger sink and for its adjustments to land.")
 
+    # --- AI proxy (api/proxy/) ----------------------------------------------------------
+    proxy_host: str = Field("127.0.0.1", description="AI proxy listen address.")
+    proxy_port: int = Field(18082, description="AI proxy port: the providers' SDKs' base URL points here.")
+    proxy_openai_base_url: str = Field(
+        "https://api.openai.com", description="Where the proxy sends OpenAI calls; the request's path (/v1/...) is appended.")
+    proxy_anthropic_base_url: str = Field(
+        "https://api.anthropic.com", description="Where the proxy sends Anthropic calls; the request's path is appended.")
+    proxy_gemini_base_url: str = Field(
+        "https://generativelanguage.googleapis.com", description="Where the proxy sends Gemini calls; the request's path is appended.")
+    proxy_enforce: bool = Field(
+        True, description="Check the user's credits before each proxied call and refuse it (402) when they do not cover "
+                          "its estimate; false meters only.")
+    proxy_connect_timeout_s: float = Field(10.0, gt=0, description="AI proxy: longest wait to connect to an upstream (then 502).")
+    proxy_read_timeout_s: float = Field(
+        600.0, gt=0, description="AI proxy: longest wait for an upstream's next bytes (504 before its headers, the stream cut after).")
+    proxy_upstream_connections: int = Field(512, ge=1, description="AI proxy: most connections to each upstream, kept alive and reused.")
+    proxy_max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="AI proxy: largest request body (413 above).")
+
     # --- logging -------------------------------------------------------------------------
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field("json", description="json (one object per line) or console.")
