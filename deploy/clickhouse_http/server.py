@@ -38,16 +38,16 @@ from openmonetize import logs, metrics
 
 log = logs.get_logger(__name__)
 
-REQUESTS = Counter("clickhouse_http_requests_total", "HTTP requests served", ["handler", "status"])
-ERRORS = Counter("clickhouse_http_errors_total", "Queries that failed, by ClickHouse error", ["code", "name"])
-INSERTED_ROWS = Counter("clickhouse_http_inserted_rows_total", "Rows written by INSERT ... FORMAT requests")
+REQUESTS = Counter("openmonetize_clickhouse_http_requests_total", "HTTP requests served", ["handler", "status"])
+ERRORS = Counter("openmonetize_clickhouse_http_errors_total", "Queries that failed, by ClickHouse error", ["code", "name"])
+INSERTED_ROWS = Counter("openmonetize_clickhouse_http_inserted_rows_total", "Rows written by INSERT ... FORMAT requests")
 DURATION = Histogram(
-    "clickhouse_http_query_duration_seconds",
+    "openmonetize_clickhouse_http_query_duration_seconds",
     "Query request time, body upload included",
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-SESSIONS = Gauge("clickhouse_http_sessions", "Open HTTP sessions (one engine connection each)")
+SESSIONS = Gauge("openmonetize_clickhouse_http_sessions", "Open HTTP sessions (one engine connection each)")
 
 # Output formats whose per-block chunks concatenate into one valid result (no prefix/suffix).
 _STREAMABLE = frozenset({

@@ -316,5 +316,5 @@ def test_streaming_results_long_bound_parameters_and_metrics(server, db):
 
     httpx.post(server.url, content=b"SELECT * FROM nowhere_at_all")
     text = httpx.get(f"{server.url}/metrics").text
-    assert "clickhouse_http_requests_total" in text and "clickhouse_http_inserted_rows_total" in text
-    assert 'clickhouse_http_errors_total{code="60",name="UNKNOWN_TABLE"}' in text
+    assert "openmonetize_clickhouse_http_requests_total" in text and "openmonetize_clickhouse_http_inserted_rows_total" in text
+    assert 'openmonetize_clickhouse_http_errors_total{code="60",name="UNKNOWN_TABLE"}' in text
