@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     )
     api_rate_limit_burst: int = Field(2000, ge=1, description="Requests one API key may make at once to one API process.")
     worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Interface of the worker's web port and the sinks' /metrics ports (0.0.0.0 in a container)."
+    )
     dedupe_store: str = Field(
         "rocksdb://", description="Faust store of the usage dedupe table: rocksdb:// (on disk) or memory://."
     )

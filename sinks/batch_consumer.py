@@ -101,7 +101,7 @@ class BatchConsumer:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         if self.config.metrics_port:
-            start_http_server(self.config.metrics_port, addr="127.0.0.1")
+            start_http_server(self.config.metrics_port, addr=self.settings.metrics_host)
         self.consumer = Consumer({
             "bootstrap.servers": self.settings.kafka_bootstrap,
             "group.id": self.config.group,

@@ -42,9 +42,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         datadir=str(settings.stack_dir / f"worker-{settings.worker_web_port}"),
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.kafka_partitions,
-        web_host="127.0.0.1",
+        web_host=settings.metrics_host,
         web_port=settings.worker_web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.metrics_host,
         autodiscover=False,
         # A worker killed -9 holds its partitions until the broker gives up on it: keep that short.
         broker_session_timeout=settings.worker_session_timeout_s,
