@@ -22,6 +22,7 @@ from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
+from stream_processors import lag as worker_lag
 from openmonetize.compacted_view import CompactedView
 from openmonetize.logs import get_logger
 from stream_processors.usage import UsageAgent
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings=settings,
     )
     app.agent(usage.source, name="usage")(usage.run)
+    worker_lag.install(app, [usage.applied, wallets.applied])
 
     @app.page("/metrics")
     async def prometheus(web, request):
