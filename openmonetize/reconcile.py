@@ -6,7 +6,8 @@ with another amount is itself a violation.
 
 `reconcile` compares, per wallet, the stream's balance (`wallet.balances`) with the ledger in
 `ledger.entries` and in Postgres (`ledger_entries`), and what the ledger debited for usage with
-the rated events in ClickHouse (`usage_events FINAL` and its daily rollup).
+the rated events in ClickHouse (`usage_events FINAL` and its daily rollup); the adjustments of a
+rebilling replay count there only for the events whose ClickHouse row it rewrote.
 """
 
 from __future__ import annotations
@@ -187,6 +188,59 @@ def postgres_debit_sums(database_url: str, customer_id: str | None = None) -> di
     return {wallet_id: (quantize(credits), count) for wallet_id, credits, count in rows}
 
 
+# --- rebilling (openmonetize/rebilling/) ------------------------------------------------
+# A replay books adjustments per event; ClickHouse keeps the credits first charged unless the
+# replay rewrote the event's row (--rebuild-analytics: revision > 0, the re-rated credits).
+# So what ClickHouse must hold for a wallet is its usage debits plus the adjustments of the
+# events whose row was rewritten; adjustments of events left as charged are not in it.
+def with_rebilled(debits: Mapping[str, tuple[Decimal, int]], adjustments: Iterable[tuple[str, str, str, Decimal]],
+                  rewritten: set[tuple[str, str]]) -> dict[str, tuple[Decimal, int]]:
+    """`debits` (wallet → (credits, entries)) plus the credits the adjustments (customer, wallet,
+    event id, signed amount) of the `rewritten` (customer, event id) added."""
+    found = dict(debits)
+    for customer_id, wallet_id, event_id, amount in adjustments:
+        if (customer_id, event_id) in rewritten:
+            credits, count = found.get(wallet_id, (ZERO, 0))
+            found[wallet_id] = (quantize(credits - amount), count)
+    return found
+
+
+def event_adjustments(entries: Iterable[Mapping]) -> list[tuple[str, str, str, Decimal]]:
+    """(customer, wallet, event id, amount) of the adjustments booked for an event; a repeated id counts once."""
+    by_id = {e["entry_id"]: e for e in entries if e["kind"] == "adjustment" and e.get("event_id")}
+    return [(e["customer_id"], e["wallet_id"], e["event_id"], e["amount"]) for e in by_id.values()]
+
+
+def postgres_event_adjustments(database_url: str, customer_id: str | None = None
+                               ) -> list[tuple[str, str, str, Decimal]]:
+    import psycopg
+
+    sql = "SELECT customer_id, wallet_id, event_id, amount FROM ledger_entries WHERE kind = 'adjustment' AND event_id IS NOT NULL"
+    params: tuple = ()
+    if customer_id is not None:
+        sql += " AND customer_id = %s"
+        params = (customer_id,)
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def clickhouse_rewritten(settings, customer_id: str | None = None) -> set[tuple[str, str]]:
+    """(customer, event id) of the usage_events rows a replay rewrote (revision > 0)."""
+    import clickhouse_connect
+
+    where, params = "", {}
+    if customer_id is not None:
+        where, params = "AND customer_id = {customer:String}", {"customer": customer_id}
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database,
+                                           connect_timeout=5)
+    try:
+        rows = client.query(f"SELECT customer_id, event_id FROM usage_events FINAL WHERE revision > 0 {where}",
+                            parameters=params).result_rows
+    finally:
+        client.close()
+    return {(customer_id, event_id) for customer_id, event_id in rows}
+
+
 @dataclass
 class Line:
     """One wallet's figures in every source compared (None: not compared)."""
@@ -270,6 +324,9 @@ def reconcile(settings, customer_id: str | None = None, source: str = "all") -> 
         sources.append("clickhouse")
         debits = postgres_debit_sums(settings.database_url, customer_id) if sums is not None else debit_sums(entries)
         events, rollups = clickhouse_sums(settings, customer_id)
+        adjustments = (postgres_event_adjustments(settings.database_url, customer_id) if sums is not None
+                       else event_adjustments(entries))
+        debits = with_rebilled(debits, adjustments, clickhouse_rewritten(settings, customer_id))
         found += [("clickhouse", m) for m in check_clickhouse(debits, events, rollups, balances)]
         for wallet_id, (credits, _n) in debits.items():
             line(wallet_id).debited = credits

@@ -22,3 +22,13 @@ def test_every_kind_of_violation_is_reported_with_its_wallet():
 def test_the_newest_balance_version_wins_whatever_the_order():
     records = [{"wallet_id": "w", "version": 3, "balance": Decimal(3)}, {"wallet_id": "w", "version": 1, "balance": Decimal(1)}]
     assert latest_balances(records) == {"w": Decimal(3)}
+
+
+def test_clickhouse_owes_a_rebilled_events_adjustments_only_once_its_row_was_rewritten():
+    from openmonetize.reconcile import with_rebilled
+
+    debits = {"w1": (Decimal("15"), 2)}
+    adjustments = [("c", "w1", "e1", Decimal("-2.5")), ("c", "w1", "e2", Decimal("1")), ("d", "w2", "e1", Decimal("-9"))]
+    assert with_rebilled(debits, adjustments, set()) == debits
+    assert with_rebilled(debits, adjustments, {("c", "e1")}) == {"w1": (Decimal("17.5"), 2)}
+    assert with_rebilled(debits, adjustments, {("c", "e1"), ("c", "e2")}) == {"w1": (Decimal("16.5"), 2)}
