@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from openmonetize import metrics
 from openmonetize.logs import get_logger
 
 log = get_logger(__name__)
@@ -77,6 +78,7 @@ def commit_positions(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
 class _Batch:
     rows: list
     positions: list[tuple[int, int]]  # (partition, offset) of every record read, stored or skipped
+    oldest_ms: int | None = None  # the earliest Kafka timestamp among them, for the stage latency
 
 
 class BatchConsumer:
@@ -166,6 +168,9 @@ class BatchConsumer:
                     self._abandon = False
                 partition, offset = message.partition(), message.offset()
                 self._batch.positions.append((partition, offset))
+                _kind, timestamp_ms = message.timestamp()
+                if timestamp_ms > 0 and (self._batch.oldest_ms is None or timestamp_ms < self._batch.oldest_ms):
+                    self._batch.oldest_ms = timestamp_ms
                 try:
                     self._batch.rows.append(self.store.to_row(self.codec.decode(message.value()), partition, offset))
                 except Exception as exc:  # noqa: BLE001 - a record we cannot read must not stop the sink
@@ -245,6 +250,7 @@ class BatchConsumer:
             ERRORS.labels(self.name, "commit").inc()
             log.warning(self._event("commit_failed"), error=str(exc))
         self._lag(positions)
+        metrics.observe_stage_latency(f"sink-{self.name}", batch.oldest_ms / 1000 if batch.oldest_ms else None)
         log.info(self._event("batch"), rows=len(batch.rows), inserted=inserted, seconds=round(seconds, 4),
                  attempts=attempts)
 

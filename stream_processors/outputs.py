@@ -6,11 +6,15 @@ import asyncio
 import os
 from datetime import datetime
 
+from prometheus_client import Counter
+
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from stream_processors.codecs import Codecs
 
 log = get_logger(__name__)
+DLQ_RECORDS = Counter("openmonetize_dlq_records_total", "Records the worker sent to usage.dlq, by stage and reason",
+                      ["stage", "reason"])
 
 OUTPUT_FAILURE_EXIT = 70  # the worker exits and its supervisor restarts it: the batch is re-delivered
 
@@ -29,10 +33,16 @@ async def send_all(producer: AckedProducer, outputs: list[tuple[str, list[tuple[
             os._exit(OUTPUT_FAILURE_EXIT)
 
 
+def oldest_timestamp_s(messages) -> float | None:
+    """The earliest Kafka timestamp (seconds) of a batch's records, for the stage latency."""
+    return min((t for m in messages if (t := getattr(m, "timestamp", None))), default=None)
+
+
 def dlq_record(
     codecs: Codecs, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime
 ) -> tuple[bytes, bytes]:
     """(key, value) for usage.dlq: the reason, the stage and the ORIGINAL bytes, for `openmonetize dlq retry`."""
+    DLQ_RECORDS.labels(stage, reason).inc()
     value = {
         "reason": reason,
         "detail": detail,

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from prometheus_client import Counter
 
-from openmonetize import wallet_ids
+from openmonetize import metrics, wallet_ids
 from openmonetize.billing.rating import NoRate, RateParams, rate
 from openmonetize.catalog import CatalogIndex
 from openmonetize.kafka_producer import AckedProducer
@@ -41,7 +41,7 @@ from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key, writing_for
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, send_all
+from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all
 
 log = get_logger(__name__)
 
@@ -149,6 +149,7 @@ class UsageAgent:
                 dlq.append(output)
 
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
+        metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
 
         last_event = {event.message.partition: event for event in events}
         next_offsets = {}

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import faust
 from prometheus_client import Counter
 
+from openmonetize import metrics
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from schemas.codec import DecodeError
@@ -35,7 +36,7 @@ from schemas.topics import Topics
 from stream_processors import wallet_state_codec
 from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, send_all
+from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -149,6 +150,7 @@ class WalletAgent:
             (self.topics.wallet_balances.name, balances),
             (self.topics.usage_dlq.name, dlq),
         ])
+        metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
         for key, state in states.items():
             self.table[key] = wallet_state_codec.dumps(state)
         self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order
