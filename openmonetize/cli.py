@@ -93,14 +93,27 @@ def down() -> None:
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 def status(as_json: bool) -> None:
-    """Show each service's state. Exit code 3 when a managed service is not running."""
-    states = _stack().status()
+    """Show each service's state, then how far behind each consumer group of the pipeline is
+    (worker, sinks: committed offsets against the high watermarks, and how many consumers each
+    group has). Exit code 3 when a managed service is not running."""
+    from deploy.local_stack.processes import StackError
+    from openmonetize import consumer_lag
+
+    stack = _stack()
+    states = stack.status()
+    try:
+        lags, lag_error = stack.consumer_lag(), None
+    except StackError as exc:
+        lags, lag_error = [], str(exc)
     if as_json:
-        click.echo(orjson.dumps(states).decode())
+        click.echo(orjson.dumps({"services": states, "consumer_lag": [lag.as_dict() for lag in lags],
+                                 "consumer_lag_error": lag_error}).decode())
     else:
         width = max(map(len, states))
         for name, state in states.items():
             click.echo(f"{name.ljust(width)}  {state}")
+        click.echo("")
+        click.echo(f"consumer lag: {lag_error}" if lag_error else consumer_lag.table(lags))
     managed = get_settings().services
     if any(not states[name].startswith("running") for name in states if name in managed):
         sys.exit(3)

@@ -16,12 +16,13 @@ from typing import Callable
 
 import clickhouse_connect
 import httpx
+from confluent_kafka import KafkaException
 
 from deploy.local_stack.kafka import KafkaService
 from deploy.local_stack.postgres import PostgresService
 from deploy.local_stack.processes import ManagedProcess, StackError, tail, wait_until
 from deploy.local_stack.supervisor import SUPERVISED
-from openmonetize import catalog_admin, migrations
+from openmonetize import catalog_admin, consumer_lag, migrations
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -177,6 +178,13 @@ class Stack:
                 continue
             states[name] += " (external: not managed by this stack)"
         return states
+
+    def consumer_lag(self) -> list[consumer_lag.TopicLag]:
+        """How far behind the worker's and the sinks' consumer groups are (see openmonetize/consumer_lag.py)."""
+        try:
+            return consumer_lag.read(self.settings, timeout_s=3.0)
+        except KafkaException as exc:
+            raise StackError(f"not read: Kafka at {self.settings.kafka_bootstrap} did not answer ({exc})") from exc
 
     def env(self) -> dict[str, str]:
         s = self.settings
