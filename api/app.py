@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 import psycopg
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, PlainTextResponse
 from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
-from api import auth, balances_state, catalog_state, errors
+from api import auth, balances_state, catalog_state, errors, openapi_docs
 from api.body_limits import BodyLimits
 from api.rate_limits import RateLimits
 from api.routes import (
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Pure ASGI, so cheap; added before `observe`, which therefore counts their 413s and 429s.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)
+    openapi_docs.install(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return ORJSONResponse(body, status_code=503)
         return ORJSONResponse(body)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)

@@ -1,0 +1,50 @@
+"""The answers every authenticated route may give through code it shares, added to each
+operation of the OpenAPI spec where its own `responses=` does not list them, so the spec is
+accurate without every route repeating them:
+
+- 429 `rate_limited` with Retry-After: the per-key rate limit (api/rate_limits.py);
+- 413 `body_too_large`: the size limit of every body (api/body_limits.py);
+- 400 `malformed_json`: a JSON body that does not parse (api/json_bodies.py, api/intake.py).
+
+Unauthenticated routes (health, metrics, the schema registry, which speaks Confluent's
+protocol) are left as they are.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.json_bodies import ERROR, content
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds until the key may try again", "schema": {"type": "integer"}}}
+SHARED = {
+    "429": {**content("This API key made more than API_RATE_LIMIT_PER_S requests per second (`rate_limited`)", ERROR),
+            "headers": _RETRY_AFTER},
+}
+WITH_BODY = {
+    "400": content("The body is not JSON (`malformed_json`)", ERROR),
+    "413": content("The body is larger than API_MAX_BODY_BYTES (INGEST_MAX_BODY_BYTES for ingest; `body_too_large`)", ERROR),
+}
+
+
+def install(app: FastAPI) -> None:
+    """Make `app.openapi()` add the shared answers to the spec it builds (once)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            add_shared_answers(build())
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def add_shared_answers(spec: dict) -> None:
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "401" not in responses:
+                continue
+            shared = {**SHARED, **(WITH_BODY if "requestBody" in operation else {})}
+            for status, answer in shared.items():
+                responses.setdefault(status, answer)
