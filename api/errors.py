@@ -1,7 +1,7 @@
 """One error shape for the API: `{"error": {"code": ..., "message": ..., "field": ...}}`.
 
-Routes raise `ApiError`; `install(app)` answers it, and FastAPI's own request validation errors,
-with that body. `field` is present only when one field is to blame. Batch routes answer
+Routes raise `ApiError`; `install(app)` answers it, FastAPI's own request validation errors and
+Starlette's HTTP errors (no route: 404, 405), with that body. `field` is present only when one field is to blame. Batch routes answer
 per-event problems in their own body (`accepted`/`rejected`); this shape is for the request as
 a whole (401, 403, 413, 415, 503, ...). Routers with a protocol of their own (the schema
 registry speaks Confluent's error format) handle their errors before these handlers see them.
@@ -14,6 +14,9 @@ from collections.abc import Mapping
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ApiError(Exception):
@@ -72,5 +75,12 @@ def install(app: FastAPI) -> None:
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> Response:
         return validation_error(exc).response()
 
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own answers (no route matches: 404, 405) in our shape, not `{"detail"}`."""
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return ApiError(exc.status_code, code, message, headers=exc.headers).response()
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

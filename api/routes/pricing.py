@@ -80,7 +80,8 @@ async def list_prices(
     summary="Override a model's price for this tenant (a new override version)",
     responses={
         200: json_bodies.content("The new override version", json_bodies.schema(PriceOut)),
-        **json_bodies.errors(401, 403, 413, 422, 503),
+        **json_bodies.errors(401, 403, 404, 413, 422, 503, descriptions={
+            404: "No route matches: `model` holds a line break, which this path cannot carry (`not_found`)"}),
     },
     openapi_extra=json_bodies.request_body(_OVERRIDE_SCHEMA),
 )
