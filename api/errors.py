@@ -1,10 +1,11 @@
 """One error shape for the API: `{"error": {"code": ..., "message": ..., "field": ...}}`.
 
 Routes raise `ApiError`; `install(app)` answers it, FastAPI's own request validation errors and
-Starlette's HTTP errors (no route: 404, 405), with that body. `field` is present only when one field is to blame. Batch routes answer
-per-event problems in their own body (`accepted`/`rejected`); this shape is for the request as
-a whole (401, 403, 413, 415, 503, ...). Routers with a protocol of their own (the schema
-registry speaks Confluent's error format) handle their errors before these handlers see them.
+Starlette's HTTP errors (no route: 404, 405), with that body. `field` is present only when one
+field is to blame. Batch routes answer per-event problems in their own body
+(`accepted`/`rejected`); this shape is for the request as a whole (401, 403, 413, 415, 503,
+...). Routers with a protocol of their own (the schema registry speaks Confluent's error format)
+handle their errors before these handlers see them.
 """
 
 from __future__ import annotations
