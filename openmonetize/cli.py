@@ -163,7 +163,9 @@ admin.add_command(admin_cli.create_customer_alias)
 @admin.command("import-prices")
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Price the dataset as of this day, YYYY-MM-DD (default: today, UTC).")
-def import_prices(day) -> None:
+@click.option("--if-missing", is_flag=True,
+              help="Only when no snapshot is stored yet (what `stack up` and a deployment's migrate job do).")
+def import_prices(day, if_missing: bool) -> None:
     """Snapshot the bundled genai-prices dataset into provider_prices and publish it to the catalog.
 
     The version is `genai-<package version>-<date>`; importing the same one again changes
@@ -171,9 +173,37 @@ def import_prices(day) -> None:
     """
     from openmonetize.catalog_admin import import_prices as body
 
-    done = body(get_settings(), day.date() if day else None)
+    done = body(get_settings(), day.date() if day else None, only_if_missing=if_missing)
+    if done is None:
+        click.echo("a snapshot is stored; nothing imported")
+        return
     click.echo(f"{done.version}: {done.inserted} new prices, {done.published} published "
                f"(in force from {done.effective_from.isoformat()})")
+
+
+# --- topics --------------------------------------------------------------------------------
+@main.group("topics", cls=Group)
+def topics_group() -> None:
+    """The project's Kafka topics, as the registry in schemas/topics.py declares them."""
+
+
+@topics_group.command("create")
+def topics_create() -> None:
+    """Create the missing topics (partitions KAFKA_PARTITIONS, replication KAFKA_REPLICATION_FACTOR,
+    retention and compaction as declared), add partitions where the setting asks for more, and
+    align changed configs. Idempotent: what `stack up` does, for a cluster it does not run."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from deploy.local_stack.kafka import ensure_topics
+    from schemas.topics import topics
+
+    settings = get_settings()
+    try:
+        created = ensure_topics(AdminClient({"bootstrap.servers": settings.kafka_bootstrap}), topics(settings).all())
+    except KafkaException as exc:
+        raise click.ClickException(f"Kafka at KAFKA_BOOTSTRAP={settings.kafka_bootstrap} did not answer: {exc}") from exc
+    click.echo(f"created {', '.join(created)}" if created else "every topic exists")
 
 
 # --- catalog -------------------------------------------------------------------------------
