@@ -56,10 +56,11 @@ def plan(path: str, raw: bytes) -> Call:
     options = body.get("stream_options")
     asked = isinstance(options, dict) and options.get("include_usage") is True
     inject = stream and not asked
+    meter = ChatMeter(estimate.input_tokens, hide_usage=inject)
     if inject:
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         raw = orjson.dumps(body)
-    return Call(PROVIDER, endpoint, model, stream, raw, estimate, ChatMeter(prompt_tokens(raw), hide_usage=inject))
+    return Call(PROVIDER, endpoint, model, stream, raw, estimate, meter)
 
 
 def render(refusal: Refusal) -> bytes:
