@@ -58,3 +58,7 @@ bench-sinks: venv  ## each sink draining a backlog into its own database on the 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3
 	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,10) --runs 3
+
+.PHONY: bench-entitlements
+bench-entitlements: venv  ## entitlement check latency over HTTP keep-alive and balance staleness on the running stack; QUICK=1 short
+	$(VENV)/bin/python -m deploy.bench.entitlements --duration $(if $(QUICK),3,10) --runs 3
