@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse")
+LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")
 
 
 class Settings(BaseSettings):

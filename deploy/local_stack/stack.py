@@ -145,6 +145,7 @@ class Stack:
             "worker": http_ok(f"http://127.0.0.1:{s.worker_web_port}/metrics"),
             "sink-ledger": http_ok(f"http://127.0.0.1:{s.ledger_sink_metrics_port}/metrics"),
             "sink-clickhouse": http_ok(f"http://127.0.0.1:{s.clickhouse_sink_metrics_port}/metrics"),
+            "proxy": http_ok(f"http://{s.proxy_host}:{s.proxy_port}/ready"),
         }
 
     # --- down ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from openmonetize.settings import Settings
 
 log = get_logger(__name__)
 
-SUPERVISED = ("clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse")  # start order
+SUPERVISED = ("clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")  # start order
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a child that ran this long has its backoff reset
 

@@ -19,6 +19,7 @@ COMMANDS = [
     [], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["stack", "env"], ["stack", "logs"],
     ["admin"], ["admin", "create-customer"], ["migrate"],
     ["run"], ["run", "api"], ["run", "worker"], ["run", "sink-ledger"], ["run", "sink-clickhouse"], ["run", "clickhouse"], ["run", "supervisor"],
+    ["run", "proxy"], ["proxy"],
 ]
 
 
