@@ -18,7 +18,7 @@ from api import auth, balances_state, catalog_state, errors, openapi_docs
 from api.body_limits import BodyLimits
 from api.rate_limits import RateLimits
 from api.routes import (
-    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, pricing, rating, reports,
+    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, pricing, rating, rebilling, reports,
     schema_registry, tenant_settings, users_and_teams,
 )
 from openmonetize import metrics
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys.router)
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
+    app.include_router(rebilling.router)
     # Pure ASGI, so cheap; added before `observe`, which therefore counts their 413s and 429s.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)

@@ -1,4 +1,5 @@
-"""The Avro codecs of a replay: usage.events to read, wallet.commands to write (and read back).
+"""The Avro codecs of a replay: usage.events to read, wallet.commands to write (and read back),
+ledger.entries to see what the ledger sink has yet to write.
 
 Decoding may need the schema registry (a record written with an older schema version); the
 registry is reached over a Postgres connection opened in the process that needs it, so the
@@ -55,6 +56,7 @@ class ProcessRegistry:
 class ReplayCodecs:
     usage_event: AvroCodec
     wallet_command: AvroCodec
+    ledger_entry: AvroCodec
 
 
 def replay_codecs(database_url: str, registry_topics: Topics) -> ReplayCodecs:
@@ -65,4 +67,4 @@ def replay_codecs(database_url: str, registry_topics: Topics) -> ReplayCodecs:
         return AvroCodec(text, registry.register(spec.subject, text), registry, cached_fields=cached)
 
     return ReplayCodecs(codec(registry_topics.usage_events, LOW_CARDINALITY_FIELDS),
-                        codec(registry_topics.wallet_commands))
+                        codec(registry_topics.wallet_commands), codec(registry_topics.ledger_entries))

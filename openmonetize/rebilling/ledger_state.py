@@ -1,14 +1,14 @@
 """What the Postgres ledger says a replay's events were charged, once it has caught up.
 
 The ledger sink writes ledger.entries into `ledger_entries` a batch behind the topic, so before
-reading, a run waits until the sink's consumer group has committed up to the end offsets the
-topic had when the run began (`wait_for_ledger_sink`): every debit and adjustment the wallet
-agent had emitted by then is in Postgres.
+reading, a run waits until every record the topic held when the run began is in Postgres
+(`wait_for_ledger_sink`): every debit and adjustment the wallet agent had emitted by then.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
@@ -57,24 +57,58 @@ def charged(conn: psycopg.Connection, run_id: str, customer_id: str, start: date
     return found
 
 
-def wait_for_ledger_sink(bootstrap: str, topic: str, group: str, timeout_s: float) -> None:
-    """Until the sink group's committed offsets reach the topic's end offsets as of now."""
+def wait_for_ledger_sink(conn: psycopg.Connection, bootstrap: str, topic: str, group: str, timeout_s: float,
+                         decode: Callable[[bytes], dict]) -> None:
+    """Until every record ledger.entries holds now is in `ledger_entries`.
+
+    Below the sink group's committed offsets a record is surely written; the records above them
+    (the sink commits a batch after writing it, and may keep its last batch uncommitted while
+    the topic is idle) are read and looked up by entry id.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-            behind = {tp.partition: ends[tp.partition] - max(tp.offset, 0) for tp in committed
-                      if max(tp.offset, 0) < ends[tp.partition]}
-            if not behind:
-                return
-            if time.monotonic() > deadline:
-                raise LedgerBehind(
-                    f"the ledger sink (group {group}) is {sum(behind.values())} entries behind {topic} after "
-                    f"{timeout_s:g} s: is `openmonetize run sink-ledger` running? (REPLAY_LEDGER_WAIT_S)")
-            time.sleep(0.2)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
     finally:
         consumer.close()
+    gaps = {tp.partition: (max(tp.offset, 0), ends[tp.partition]) for tp in committed
+            if max(tp.offset, 0) < ends[tp.partition]}
+    if not gaps:
+        return
+    wanted = _entry_ids(bootstrap, topic, gaps, decode, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = {row[0] for row in conn.execute("SELECT entry_id FROM ledger_entries WHERE entry_id = ANY(%s)",
+                                                (list(wanted),))}
+        conn.commit()
+        if found >= wanted:
+            return
+        if time.monotonic() > deadline:
+            raise LedgerBehind(
+                f"the ledger sink (group {group}) has not written {len(wanted - found)} entries of {topic} after "
+                f"{timeout_s:g} s: is `openmonetize run sink-ledger` running? (REPLAY_LEDGER_WAIT_S)")
+        time.sleep(0.2)
 
+
+def _entry_ids(bootstrap: str, topic: str, gaps: dict[int, tuple[int, int]], decode: Callable[[bytes], dict],
+               timeout_s: float) -> set[str]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "openmonetize-replay", "enable.auto.commit": False})
+    found: set[str] = set()
+    try:
+        consumer.assign([TopicPartition(topic, p, start) for p, (start, _end) in gaps.items()])
+        todo = dict(gaps)
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=0.5):
+                if message.error() is not None or message.partition() not in todo:
+                    continue
+                if message.offset() < todo[message.partition()][1] and message.value() is not None:
+                    found.add(decode(message.value())["entry_id"])
+                if message.offset() + 1 >= todo[message.partition()][1]:
+                    del todo[message.partition()]
+        if todo:
+            raise LedgerBehind(f"could not read {topic} partitions {sorted(todo)} to their end in {timeout_s:g} s")
+    finally:
+        consumer.close()
+    return found

@@ -149,8 +149,9 @@ def _steps(settings: Settings, conn: psycopg.Connection, run: runs.Run, request:
         booking.settle(conn, settings.kafka_bootstrap, spec.wallet_commands.name, run.customer_id,
                        settings.replay_ledger_wait_s, codecs.wallet_command.decode)
     progress.phase("waiting for the ledger sink")
-    ledger_state.wait_for_ledger_sink(settings.kafka_bootstrap, spec.ledger_entries.name, settings.ledger_sink_group,
-                                      settings.replay_ledger_wait_s)
+    ledger_state.wait_for_ledger_sink(conn, settings.kafka_bootstrap, spec.ledger_entries.name,
+                                      settings.ledger_sink_group, settings.replay_ledger_wait_s,
+                                      codecs.ledger_entry.decode)
     progress.phase("reading the ledger")
     charged = ledger_state.charged(conn, run.run_id, run.customer_id, run.range_from, run.range_to)
     conn.commit()

@@ -66,14 +66,33 @@ class Run:
 
 def create(conn: psycopg.Connection, run: Run) -> Run:
     with conn.transaction():
-        row = conn.execute(
+        _insert(conn, run)
+    return run
+
+
+def create_unless_busy(conn: psycopg.Connection, run: Run) -> str | None:
+    """Record the run unless one of the tenant is running or was queued in the last minute (its
+    id then): what the API checks before it starts a run's process. A queued run older than that
+    never started (its process died before taking the lock)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("queue", run.customer_id),))
+        busy = conn.execute(
+            "SELECT run_id FROM replay_runs WHERE customer_id = %s AND (status = 'running' OR "
+            "(status = 'queued' AND created_at > now() - interval '1 minute')) LIMIT 1", (run.customer_id,)).fetchone()
+        if busy is not None:
+            return busy[0]
+        _insert(conn, run)
+    return None
+
+
+def _insert(conn: psycopg.Connection, run: Run) -> None:
+    row = conn.execute(
             "INSERT INTO replay_runs (run_id, customer_id, user_ids, range_from, range_to, burn_table_version, mode, "
             "rebuild_analytics, status, requested_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "RETURNING created_at",
             (run.run_id, run.customer_id, run.user_ids, run.range_from, run.range_to, run.burn_table_version,
              run.mode, run.rebuild_analytics, run.status, run.requested_by)).fetchone()
     run.created_at = row[0]
-    return run
 
 
 def get(conn: psycopg.Connection, run_id: str, customer_id: str | None = None) -> Run | None:
@@ -135,13 +154,17 @@ def save_commands_from(conn: psycopg.Connection, run_id: str, offsets: dict[int,
     return {int(p): o for p, o in row[0].items()}
 
 
+def _lock_key(purpose: str, customer_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"replay\x1f{purpose}\x1f{customer_id}".encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
 @contextmanager
 def tenant_lock(database_url: str, customer_id: str, run_id: str) -> Iterator[None]:
     """Hold the tenant's replay lock (a session advisory lock: a killed run releases it with its
     connection) for the block; ReplayBusy when another run holds it. Runs of the tenant still
     marked running are then known to be dead and are marked interrupted."""
-    key = int.from_bytes(hashlib.blake2b(f"replay\x1f{customer_id}".encode(), digest_size=8).digest(), "big",
-                         signed=True)
+    key = _lock_key("run", customer_id)
     with psycopg.connect(database_url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
             running = conn.execute("SELECT run_id FROM replay_runs WHERE customer_id = %s AND status = 'running' "

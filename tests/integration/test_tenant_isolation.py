@@ -57,11 +57,12 @@ class Victim:
     key_id: str
     burn_table_id: str
     price_model: str  # a model only A has a price override for
+    run_id: str = ""  # A's rebilling run
     user_id: str = "victim-user"
     team_id: str = "victim-team"
 
     def ids(self) -> list[str]:
-        return [self.customer_id, self.key_id, self.burn_table_id, self.price_model]
+        return [self.customer_id, self.key_id, self.burn_table_id, self.price_model, self.run_id]
 
 
 @dataclass
@@ -136,6 +137,9 @@ def attacks(a: Victim, b_customer_id: str) -> dict[tuple[str, str], list[Attack]
         ("DELETE", "/v1/customers/{customer_id}/teams/{team_id}/members/{user_id}"): [
             Attack("DELETE", f"{c}/teams/{t}/members/{u}"), Attack("DELETE", f"{own}/teams/{t}/members/{u}")],
         ("GET", "/v1/reports/usage"): [Attack("GET", "/v1/reports/usage", expect="own")],
+        ("POST", "/v1/rebilling/runs"): [Attack("POST", "/v1/rebilling/runs", json={
+            "customer_id": a.customer_id, "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})],
+        ("GET", "/v1/rebilling/runs/{run_id}"): [Attack("GET", f"/v1/rebilling/runs/{a.run_id}")],
     }
 
 
@@ -175,6 +179,8 @@ def world(settings) -> World:
     as_a(settings, victim, "POST", "/v1/credits/purchase", params={"wait": "true"},
          json={"customer_id": victim.customer_id, "user_id": a.user_id, "amount": "10"})
     as_a(settings, victim, "POST", "/v1/api-keys")  # A has two keys: only the tenant check can refuse B's DELETE
+    a.run_id = as_a(settings, victim, "POST", "/v1/rebilling/runs", json={
+        "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}).json()["run_id"]
     eventually(lambda: as_a(settings, victim, "GET", "/v1/providers/pricing",
                             params={"provider": "openai", "model": a.price_model}).json()["prices"],
                timeout_s=10, what="A's price override in force")
