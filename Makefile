@@ -62,3 +62,7 @@ bench-ingest: venv  ## ingestion benchmarks against the running stack; results m
 .PHONY: bench-entitlements
 bench-entitlements: venv  ## entitlement check latency over HTTP keep-alive and balance staleness on the running stack; QUICK=1 short
 	$(VENV)/bin/python -m deploy.bench.entitlements --duration $(if $(QUICK),3,10) --runs 3
+
+.PHONY: bench-proxy
+bench-proxy: venv  ## what the AI proxy adds to a call vs the same call direct (fake upstream, fixed latency) on the running stack
+	$(VENV)/bin/python -m deploy.bench.proxy --duration $(if $(QUICK),3,10) --runs 3

@@ -9,7 +9,8 @@ request is recorded (`requests`: path, query, headers, body). The model name pic
 - `stall-<k>`: a stream that sends k content events, then nothing until the client goes away
   (`disconnects` counts those).
 
-`latency_s` delays every answer (the benchmark's fixed upstream latency).
+`latency_s` delays every answer (the benchmark's fixed upstream latency; `python -m
+tests.fake_upstreams` serves them in a process of their own).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from dataclasses import dataclass
 
 import orjson
+import uvloop
 from aiohttp import web
 
 OPENAI_USAGE = {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290,
@@ -50,11 +52,12 @@ class Recorded:
 
 
 class FakeUpstreams:
-    def __init__(self, latency_s: float = 0.0):
+    def __init__(self, latency_s: float = 0.0, port: int = 0, record: bool = True):
         self.latency_s = latency_s
+        self.record = record
         self.requests: list[Recorded] = []
         self.disconnects = 0
-        self.port = 0
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -67,7 +70,7 @@ class FakeUpstreams:
         ready = threading.Event()
 
         def serve() -> None:
-            self._loop = asyncio.new_event_loop()
+            self._loop = uvloop.new_event_loop()
             self._loop.run_until_complete(self._start())
             ready.set()
             self._loop.run_forever()
@@ -100,13 +103,15 @@ class FakeUpstreams:
         app.router.add_post("/v1beta/models/{target}", self._gemini)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
     async def _received(self, request: web.Request) -> tuple[dict, str]:
         body = await request.read()
-        self.requests.append(Recorded(request.path, request.query_string, {k.lower(): v for k, v in request.headers.items()}, body))
+        if self.record:
+            self.requests.append(Recorded(request.path, request.query_string,
+                                          {k.lower(): v for k, v in request.headers.items()}, body))
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         payload = orjson.loads(body)
@@ -246,3 +251,20 @@ def _json(body: dict, status: int = 200, headers: dict | None = None) -> web.Res
 
 def _sse(data: dict, event: str) -> bytes:
     return f"event: {event}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.fake_upstreams --port P --latency-ms L`: serve until killed (the benchmark's upstream)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    fake = FakeUpstreams(latency_s=args.latency_ms / 1000, port=args.port, record=False).start()
+    print(f"fake upstreams on {fake.url}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

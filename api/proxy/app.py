@@ -52,8 +52,9 @@ async def _lifespan(app: Starlette):
         connector = aiohttp.TCPConnector(limit_per_host=settings.proxy_upstream_connections, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.proxy_connect_timeout_s,
                                         sock_read=settings.proxy_read_timeout_s)
+        # No cookie jar: one client's upstream cookies must never go out with another client's call.
         app.state.upstream = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
-                                                   skip_auto_headers=("User-Agent",))
+                                                   cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
         app.state.billing = Billing(app.state.intake)
         log.info("proxy_started", port=settings.proxy_port, enforce=settings.proxy_enforce,
                  openai=settings.proxy_openai_base_url, anthropic=settings.proxy_anthropic_base_url,

@@ -73,7 +73,7 @@ class Billing:
             log.error("proxy_usage_not_billed", reason=bytes(response.body).decode()[:300], **_figures(who, event))
             return
         EVENTS.labels(call.provider, "accepted").inc()
-        log.info("proxy_usage_billed", **_figures(who, event))
+        log.debug("proxy_usage_billed", **_figures(who, event))
 
     async def drain(self, timeout_s: float) -> None:
         """At shutdown: let the events in flight reach Kafka."""
