@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,8 @@ class MetricDefinition:
         }[self.kind]
 
 
-def definitions() -> list[MetricDefinition]:
+@lru_cache(maxsize=1)
+def definitions() -> tuple[MetricDefinition, ...]:
     found = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -46,7 +48,7 @@ def definitions() -> list[MetricDefinition]:
                     continue  # collections.Counter(...) and friends
                 found.append(MetricDefinition(node.args[0].value, kind, _labels(node),
                                               f"{path.relative_to(ROOT)}:{node.lineno}"))
-    return found
+    return tuple(found)
 
 
 def _labels(call: ast.Call) -> tuple[str, ...]:
@@ -57,5 +59,6 @@ def _labels(call: ast.Call) -> tuple[str, ...]:
     return ()
 
 
-def exported_series() -> set[str]:
-    return {series for d in definitions() for series in d.series()}
+@lru_cache(maxsize=1)
+def exported_series() -> frozenset[str]:
+    return frozenset(series for d in definitions() for series in d.series())
