@@ -43,11 +43,13 @@ class BodyLimits:
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                error = ApiError(400, "invalid_content_length", f"Content-Length {declared.decode(errors='replace')!r} is not a number")
+                text = declared.decode(errors="replace")
+                error = ApiError(400, "invalid_content_length", f"Content-Length {text!r} is not a number")
                 return await error.response()(scope, receive, send)
             if int(declared) > limit:
                 REFUSED.labels(setting).inc()
-                return await BodyTooLarge(f"the body is {int(declared)} bytes", limit, setting).response()(scope, receive, send)
+                refusal = BodyTooLarge(f"the body is {int(declared)} bytes", limit, setting)
+                return await refusal.response()(scope, receive, send)
 
         size = 0
         refused: BodyTooLarge | None = None

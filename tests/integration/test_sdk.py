@@ -149,7 +149,8 @@ def test_an_answer_lost_after_the_api_acted_is_replayed_not_applied_twice(relay,
 def test_a_429_is_retried_after_retry_after_and_gives_up_with_a_typed_error(relay, tenant):
     relay.answer_next(429, headers={"Retry-After": "0"})
     with through(relay, tenant) as om:
-        assert om.burn_tables.create("standard", RULES).version == 1  # a 429: the API did nothing, even a plain POST is retried
+        # A 429 means the API did nothing: even a POST without an idempotency key is retried.
+        assert om.burn_tables.create("standard", RULES).version == 1
         relay.answer_next(429, times=4, headers={"Retry-After": "0"})
         with pytest.raises(RateLimitError) as limited:
             om.rating.calculate("TOKEN_USAGE", provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1)
