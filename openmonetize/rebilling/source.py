@@ -131,7 +131,8 @@ def records(bootstrap: str, topic: str, part: PartitionRange, progress: Callable
         position = part.start
         idle_since = time.monotonic()
         while position < part.end:
-            batch = consumer.consume(BATCH, timeout=1.0)
+            # consume() waits for BATCH records or the timeout: short, or the tail of a range waits.
+            batch = consumer.consume(BATCH, timeout=0.1)
             if not batch:
                 if time.monotonic() - idle_since > 30:
                     raise KafkaException(f"{topic}[{part.partition}]: no record at offset {position} for 30 s")
