@@ -66,3 +66,7 @@ bench-entitlements: venv  ## entitlement check latency over HTTP keep-alive and 
 .PHONY: bench-proxy
 bench-proxy: venv  ## what the AI proxy adds to a call vs the same call direct (fake upstream, fixed latency) on the running stack
 	$(VENV)/bin/python -m deploy.bench.proxy --duration $(if $(QUICK),3,10) --runs 3
+
+.PHONY: bench-replay
+bench-replay: venv  ## rebilling replay dry runs over 1,000,000 events (QUICK=1: 100,000) on the running stack
+	$(VENV)/bin/python -m deploy.bench.replay $(if $(QUICK),--quick,--events 1000000) --runs 3
