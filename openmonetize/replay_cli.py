@@ -33,7 +33,8 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
 
 
 class _Bar:
-    """A one-line progress bar on stderr: records read of the range, events/s, the phase."""
+    """A one-line progress bar on stderr: usage.events records read of the range (every tenant's:
+    the key filter skips the others unread), events/s, the phase."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -50,8 +51,8 @@ class _Bar:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         share = done / total if total else 1.0
         filled = int(share * 30)
-        self._draw(f"replay [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} records "
-                   f"{share:6.1%}  {done / elapsed:,.0f} records/s")
+        self._draw(f"replay [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events "
+                   f"{share:6.1%}  {done / elapsed:,.0f} events/s")
 
     def _draw(self, line: str) -> None:
         sys.stderr.write("\r" + line.ljust(len(self.last)))
