@@ -38,7 +38,7 @@ class _Bar:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.started = time.monotonic()
+        self.started: float | None = None  # the first read: the rate leaves the set-up phases out
         self.last = ""
 
     def phase(self, text: str) -> None:
@@ -48,6 +48,8 @@ class _Bar:
     def read(self, done: int, total: int) -> None:
         if not self.enabled:
             return
+        if self.started is None:
+            self.started = time.monotonic()
         elapsed = max(time.monotonic() - self.started, 1e-9)
         share = done / total if total else 1.0
         filled = int(share * 30)
