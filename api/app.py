@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from contextlib import asynccontextmanager
 
 import psycopg
 from confluent_kafka.admin import AdminClient
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import ORJSONResponse, PlainTextResponse
-from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 
 from api import auth, balances_state, catalog_state, errors, openapi_docs
 from api.body_limits import BodyLimits
+from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
 from api.routes import (
     api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, pricing, rating, rebilling, reports,
@@ -27,15 +26,6 @@ from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
 
 log = get_logger(__name__)
-
-REQUESTS = Counter("openmonetize_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "openmonetize_http_request_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
-
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
@@ -81,20 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
     app.include_router(rebilling.router)
-    # Pure ASGI, so cheap; added before `observe`, which therefore counts their 413s and 429s.
+    # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, size.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)
+    app.add_middleware(HttpMetrics)
     openapi_docs.install(app)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
-        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        return response
 
     @app.get("/health", tags=["operations"], summary="The process is up")
     async def health() -> dict:
