@@ -7,7 +7,8 @@ request is recorded (`requests`: path, query, headers, body). The model name pic
 - any model: a normal answer with the fixed usage figures below;
 - `fail-500`: the provider's 500 error;
 - `stall-<k>`: a stream that sends k content events, then nothing until the client goes away
-  (`disconnects` counts those).
+  (`disconnects` counts those);
+- `hang`: no answer at all (not even headers) until the client goes away.
 
 `latency_s` delays every answer (the benchmark's fixed upstream latency; `python -m
 tests.fake_upstreams` serves them in a process of their own).
@@ -126,16 +127,22 @@ class FakeUpstreams:
         for event in events if stall is None else events[:stall + 1]:
             await response.write(event)
         if stall is not None:
-            while request.transport is not None and not request.transport.is_closing():  # until the client goes away
-                await asyncio.sleep(0.01)
-            self.disconnects += 1
+            await self._until_gone(request)
             return response
         await response.write_eof()
         return response
 
+    async def _until_gone(self, request: web.Request) -> None:
+        while request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.01)
+        self.disconnects += 1
+
     # --- OpenAI -------------------------------------------------------------------------
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body, model = await self._received(request)
+        if model == "hang":
+            await self._until_gone(request)
+            return web.Response(status=499)
         if model == "fail-500":
             return _json({"error": {"message": "The server had an error while processing your request.",
                                     "type": "server_error", "param": None, "code": None}}, 500)

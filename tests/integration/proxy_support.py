@@ -33,16 +33,17 @@ def free_port() -> int:
 
 
 class ProxyProcess:
-    """`openmonetize proxy` on a free port, every provider pointed at `upstream_url`."""
+    """`openmonetize proxy` on a free port, every provider pointed at `upstream_url` (Anthropic at
+    `anthropic_url` if given); `settings` are environment variables for it."""
 
-    def __init__(self, upstream_url: str, log_path: Path):
+    def __init__(self, upstream_url: str, log_path: Path, anthropic_url: str | None = None, **settings: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "openmonetize", "proxy", "--port", str(self.port), "--openai-base-url", upstream_url,
-             "--anthropic-base-url", upstream_url, "--gemini-base-url", upstream_url],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "LOG_LEVEL": "INFO"},
+             "--anthropic-base-url", anthropic_url or upstream_url, "--gemini-base-url", upstream_url],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "LOG_LEVEL": "INFO", **settings},
         )
         eventually(self._ready, timeout_s=60, interval_s=0.2, what=f"the proxy to be ready (log: {log_path})")
 

@@ -18,7 +18,7 @@ from tests.conftest import eventually, unique
 from tests.fake_upstreams import (
     ANTHROPIC_USAGE, EMBEDDING_TOKENS, GEMINI_USAGE, OPENAI_USAGE, RESPONSES_USAGE, TEXT, WORDS, FakeUpstreams,
 )
-from tests.integration.proxy_support import ProxyProcess, billed, new_user, nothing_billed, wait_until_allowed
+from tests.integration.proxy_support import ProxyProcess, billed, free_port, new_user, nothing_billed, wait_until_allowed
 
 PROVIDER_KEYS = {"openai": "sk-test-provider-key", "anthropic": "sk-ant-test-provider-key", "google": "g-test-provider-key"}
 
@@ -268,3 +268,26 @@ def test_a_wrong_key_or_another_tenant_is_refused_in_each_provider_format(settin
     metrics = proxy.metrics()
     assert 'openmonetize_proxy_requests_total{endpoint="unplanned",origin="proxy",provider="openai",status="401"}' in metrics
     assert "openmonetize_proxy_overhead_seconds_bucket" in metrics
+
+
+def test_an_upstream_that_cannot_be_reached_or_does_not_answer_is_502_or_504_and_bills_nothing(
+        settings, tenant, upstreams, tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    impatient = ProxyProcess(upstreams.url, tmp_path / "proxy.log", anthropic_url=closed, PROXY_READ_TIMEOUT_S="1")
+    try:
+        user = new_user(settings, tenant)
+        wait_until_allowed(impatient, user)
+        disconnects = upstreams.disconnects
+        with pytest.raises(openai.APIStatusError) as failed:
+            openai_client(impatient.url, user.headers).chat.completions.create(model="hang", messages=ask(unique("m")))
+        assert failed.value.status_code == 504 and failed.value.body["code"] == "timeout"
+        eventually(lambda: upstreams.disconnects == disconnects + 1, what="the proxy to give up on the upstream")
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            anthropic_client(impatient.url, user.headers).messages.create(model="claude-sonnet-4-6", max_tokens=10,
+                                                                          messages=ask(unique("m")))
+        assert failed.value.status_code == 502 and failed.value.body["error"]["type"] == "api_error"
+        openai_client(impatient.url, user.headers).chat.completions.create(model="gpt-4o", messages=ask(unique("m")))
+        [row] = billed(settings, user, 1)  # only the call that was answered
+        assert row.model == "gpt-4o"
+    finally:
+        impatient.stop()
