@@ -90,6 +90,34 @@ def test_the_seed_walkthrough_with_typed_decimal_results(om, tenant):
     balance_is(om, "96.5", "u1")
 
 
+def test_grant_consume_release_versions_and_batches(om, tenant):
+    table = om.burn_tables.create("standard", RULES, effective_from=yesterday())
+    v2 = om.burn_tables.add_version(table.burn_table_id, {"default": {"unit": Decimal("0.5")}},
+                                    effective_from=yesterday() + timedelta(hours=1))
+    assert (v2.burn_table_id, v2.version) == (table.burn_table_id, 2)
+    assert [t.version for t in om.burn_tables.list()] == [2]
+
+    expires = datetime.now(timezone.utc) + timedelta(days=30)
+    granted = om.credits.grant(Decimal("20.25"), team_id="research", expires_at=expires, reason="welcome", wait=True)
+    assert (granted.status, granted.balance) == ("applied", Decimal("20.25"))
+    spent = om.credits.consume(Decimal("0.25"), team_id="research", wait=True)
+    assert (spent.status, spent.balance) == ("applied", Decimal("20"))
+    lot = om.credits.balance(team_id="research").grants[0]
+    assert (lot.kind, lot.granted, lot.remaining, lot.expires_at) == ("grant", Decimal("20.25"), Decimal("20"), expires)
+
+    held = om.entitlements.check("u1", team_id="research", credits=5, reserve=True, wait=True)
+    assert held.reservation_status == "applied" and held.wallet_id.endswith(":team:research")
+    released = om.entitlements.release(held.reservation_id, wallet_id=held.wallet_id, wait=True)
+    assert (released.status, released.available, released.reserved) == ("applied", Decimal("20"), Decimal("0"))
+
+    batch = om.events.track_many([
+        {"user_id": "u1", "event_type": "CUSTOM", "feature_id": "export", "unit_type": "row", "quantity": Decimal("2.5")},
+        {"user_id": "u1", "event_type": "TOKEN_USAGE", "feature_id": "chat"},  # no units: refused, not raised
+    ])
+    assert batch.accepted == 1 and len(batch.event_ids) == 2
+    assert [(r.index, r.event_id) for r in batch.rejected] == [(1, batch.event_ids[1])] and batch.rejected[0].field
+
+
 def test_errors_are_typed_and_carry_the_api_code_and_field(settings, om, tenant):
     with pytest.raises(UnprocessableEntityError) as invalid:
         om.credits.purchase(Decimal("-1"), user_id="u1")
