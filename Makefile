@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test chaos clean-test venv bench bench-ingest
+.PHONY: help up down status env test chaos chaos-tests clean-test venv bench bench-ingest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
 test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
 	deploy/run-tests.sh $(PYTEST_ARGS)
 
-chaos: venv  ## the fault tests alone (workers and sinks killed -9, rebalances, database outages); `make test` runs them too
+chaos: venv  ## fault scenarios under load on a stack of their own; writes chaos-results.json (CHAOS_ARGS=...)
+	deploy/run-chaos.sh $(CHAOS_ARGS)
+
+chaos-tests: venv  ## the pytest fault tests alone (workers and sinks killed -9, rebalances, outages); `make test` runs them too
 	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py tests/integration/test_sink_faults.py $(PYTEST_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)

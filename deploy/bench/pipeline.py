@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from deploy.bench import kafka_raw
 from deploy.bench.ingest_http import cpu_seconds, stack_pids
 from deploy.bench.results import RESULTS, merge_results
 from deploy.local_stack.kafka import ensure_topics
+from deploy.local_stack.processes import free_port
 from openmonetize import wallet_ids
 from openmonetize.settings import Settings, get_settings
 from schemas.codec import schema_text
@@ -215,11 +215,6 @@ def edge_timestamps(bootstrap: str, topic: str, start: dict[int, int], end: dict
         consumer.close()
     return min(stamps), max(stamps)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def peak_rss_mb(pid: int) -> float | None:

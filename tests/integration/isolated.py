@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
 from deploy.local_stack.kafka import ensure_topics
+from deploy.local_stack.processes import free_port
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.catalog import BurnTableRecord, CatalogPublisher
 from openmonetize.settings import Settings
@@ -31,11 +31,6 @@ from tests.integration.support import read_topic
 
 ROOT = Path(__file__).parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class IsolatedPipeline:
