@@ -98,8 +98,9 @@ def prompt_tokens(raw: bytes) -> int:
     return len(raw) // TOKENS_PER_BYTE
 
 
-def token_estimate(raw: bytes, max_output: Any, event_type: str = "TOKEN_USAGE") -> EstimateIn:
-    return EstimateIn(event_type=event_type, input_tokens=prompt_tokens(raw), max_output_tokens=count(max_output) or 0)
+def token_estimate(raw: bytes, max_output: Any) -> EstimateIn:
+    """An LLM call's estimate: its prompt from the body's size, its output from the call's own cap (0 without one)."""
+    return EstimateIn(event_type="TOKEN_USAGE", input_tokens=prompt_tokens(raw), max_output_tokens=count(max_output) or 0)
 
 
 def estimated(usage: Usage, content_events: int) -> Usage:
