@@ -123,6 +123,8 @@ class BatchConsumer:
                         self._batch = _Batch([], [])
                     else:
                         self._submit()
+                elif self._inflight is not None:  # idle: commit the batch written meanwhile
+                    self._finish_inflight()
         finally:
             self._finish_inflight(final=True)
             if self._batch.positions and not self._abandon:
@@ -156,6 +158,8 @@ class BatchConsumer:
             timeout = 0.5 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 return
+            if deadline is None and self._inflight is not None and self._inflight[1].done():
+                return  # nothing new to read: run() commits the written batch instead of waiting for more
             for message in self.consumer.consume(min(limit - len(self._batch.rows), 10_000), timeout=timeout):
                 if message.error():
                     ERRORS.labels(self.name, "kafka").inc()
