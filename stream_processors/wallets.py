@@ -84,6 +84,21 @@ class WalletAgent:
             app, self.table, {commands.name, registry_topics.wallet_debits.name}, commands.partitions, bootstrap
         )
         self.applied.install(app.consumer)
+        self.app = app
+        self._changelog_metadata = False
+
+    async def ensure_changelog_metadata(self) -> None:
+        """Fetch the producer's metadata of the table's changelog topic, once.
+
+        aiokafka places a `use_partitioner` table's changelog record with the partition count in
+        its metadata, which only a send fetches. On a fresh cluster the changelog topic is created
+        at start-up, and the first table write found no metadata for it: `TypeError: 'NoneType'
+        object is not iterable` in `partitions_for_topic`, on every batch, forever.
+        """
+        if not self._changelog_metadata:
+            topic = self.table.changelog_topic.get_topic_name()
+            await self.app.producer._ensure_producer().partitions_for(topic)
+            self._changelog_metadata = True
 
     def state(self, wallet_id: str):
         raw = self.table.get(wallet_id.encode())
@@ -144,6 +159,7 @@ class WalletAgent:
                 states[key] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
+        await self.ensure_changelog_metadata()
         await send_all(self.producer, [
             (self.topics.ledger_entries.name, ledger),
             (self.topics.usage_rated.name, rated),
