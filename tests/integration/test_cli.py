@@ -46,7 +46,7 @@ def test_stack_env_prints_the_four_urls(settings):
 
 def test_stack_status_reports_every_service_running():
     states = orjson.loads(om("stack", "status", "--json").stdout)["services"]
-    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse"}
+    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy"}
     assert all(state == "running" for state in states.values()), states
 
 
