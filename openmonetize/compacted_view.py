@@ -109,10 +109,18 @@ class CompactedView(Generic[V]):
             raise KafkaException(f"topic {self.topic} not found: {topic.error if topic else 'no metadata'}")
         return sorted(topic.partitions)
 
+    def _next_messages(self) -> list:
+        """What arrived, as soon as something did: `consume(n, timeout)` alone waits for n
+        records or the whole timeout, which held every update back up to 200 ms."""
+        first = self._consumer.poll(0.2)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(999, timeout=0)]
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                messages = self._consumer.consume(1000, timeout=0.2)
+                messages = self._next_messages()
             except KafkaException as exc:
                 log.warning("compacted_view_consume_failed", topic=self.topic, error=str(exc))
                 continue
