@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
@@ -17,21 +18,20 @@ from confluent_kafka import Consumer, TopicPartition
 from openmonetize.billing.money import ZERO
 from openmonetize.rebilling.rerate import Charged
 
-# Per (event, wallet): the net charge before this run (usage_debit and every adjustment booked
-# by other runs or by hand) and what this run itself already booked. Usage debits are found by
-# the event's time (their occurred_at), adjustments of the tenant whatever their time.
-CHARGED_SQL = """
-SELECT l.event_id, l.wallet_id,
-       coalesce(-sum(l.amount) FILTER (WHERE r.entry_id IS NULL), 0) AS before,
-       coalesce(-sum(l.amount) FILTER (WHERE r.entry_id IS NOT NULL), 0) AS booked,
-       count(r.entry_id) AS booked_count
+# What the ledger charged, in two plain reads (no aggregation in Postgres: one row out per row
+# in, summed here): the usage debits of the range, found by the event's time (their occurred_at)
+# through the (customer_id, occurred_at) index, and every adjustment booked for an event of
+# the tenant, whatever its time, with whether this run booked it.
+DEBITS_SQL = """
+SELECT event_id, wallet_id, amount FROM ledger_entries
+WHERE customer_id = %(customer_id)s AND occurred_at >= %(start)s AND occurred_at < %(end)s
+  AND kind = 'usage_debit' AND event_id IS NOT NULL
+"""
+ADJUSTMENTS_SQL = """
+SELECT l.event_id, l.wallet_id, l.amount, r.entry_id IS NOT NULL
 FROM ledger_entries l
 LEFT JOIN replay_adjustments r ON r.entry_id = l.entry_id AND r.run_id = %(run_id)s
-WHERE l.customer_id = %(customer_id)s AND l.event_id IS NOT NULL
-  AND (l.kind = 'adjustment'
-       OR (l.kind = 'usage_debit' AND l.occurred_at >= %(start)s AND l.occurred_at < %(end)s))
-GROUP BY l.event_id, l.wallet_id
-HAVING bool_or(l.kind = 'usage_debit')
+WHERE l.customer_id = %(customer_id)s AND l.kind = 'adjustment' AND l.event_id IS NOT NULL
 """
 
 
@@ -41,19 +41,34 @@ class LedgerBehind(RuntimeError):
 
 def charged(conn: psycopg.Connection, run_id: str, customer_id: str, start: datetime, end: datetime
             ) -> dict[str, Charged | tuple[Charged, ...]]:
-    """event id → its Charged (a tuple when the id was charged on several wallets)."""
+    """event id → its Charged (a tuple when the id was charged on several wallets): the net charge
+    before this run (usage_debit and every adjustment booked by other runs or by hand) and what
+    this run itself already booked."""
     params = {"run_id": run_id, "customer_id": customer_id, "start": start, "end": end}
-    found: dict[str, Charged | tuple[Charged, ...]] = {}
+    debits: dict[tuple[str, str], Decimal] = {}
     with conn.cursor(binary=True) as cur:
-        cur.execute(CHARGED_SQL, params)
-        while rows := cur.fetchmany(50_000):
-            for event_id, wallet_id, before, booked, count in rows:
-                item = Charged(wallet_id, before, booked or ZERO, count)
-                prior = found.get(event_id)
-                if prior is None:
-                    found[event_id] = item
+        cur.execute(DEBITS_SQL, params)
+        while rows := cur.fetchmany(100_000):
+            for event_id, wallet_id, amount in rows:
+                debits[event_id, wallet_id] = -amount
+        adjusted: dict[tuple[str, str], list] = {}
+        for event_id, wallet_id, amount, ours in cur.execute(ADJUSTMENTS_SQL, params):
+            if (event_id, wallet_id) in debits:
+                entry = adjusted.setdefault((event_id, wallet_id), [ZERO, ZERO, 0])
+                if ours:
+                    entry[1] -= amount
+                    entry[2] += 1
                 else:
-                    found[event_id] = (*(prior if isinstance(prior, tuple) else (prior,)), item)
+                    entry[0] -= amount
+    found: dict[str, Charged | tuple[Charged, ...]] = {}
+    for (event_id, wallet_id), debited in debits.items():
+        more = adjusted.get((event_id, wallet_id))
+        item = Charged(wallet_id, debited) if more is None else Charged(wallet_id, debited + more[0], more[1], more[2])
+        prior = found.get(event_id)
+        if prior is None:
+            found[event_id] = item
+        else:
+            found[event_id] = (*((prior,) if isinstance(prior, Charged) else prior), item)
     return found
 
 

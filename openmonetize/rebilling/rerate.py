@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable
@@ -35,9 +36,9 @@ from stream_processors.usage import body_hash
 ALL_LEVELS = ("user", "team", "customer")
 
 
-@dataclass(frozen=True)
-class Charged:
-    """What the ledger holds for one event on the wallet it was charged to (credits, > 0 costs)."""
+class Charged(NamedTuple):
+    """What the ledger holds for one event on the wallet it was charged to (credits, > 0 costs).
+    A named tuple: a run builds one per event of the range, and these are cheap to make."""
 
     wallet_id: str
     before: Decimal  # usage_debit and adjustments booked by other runs
