@@ -7,6 +7,7 @@ and are charged by the pipeline before a retroactive burn-table version is repla
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -236,3 +237,44 @@ def test_the_api_runs_a_dry_run_by_default_for_the_keys_tenant_only(stack, setti
                      timeout=10).status_code == 404
     bad = stack.api(tenant, "POST", "/v1/rebilling/runs", json={**body, "to": body["from"]})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "to", bad.text
+
+
+def test_a_resume_waits_for_adjustments_in_flight_and_forgets_those_never_sent(stack, settings):
+    """settle() on a wallet.commands topic of its own that no worker reads: the sent commands
+    stay in flight (the resume refuses to go on), the rows of those never sent are dropped."""
+    from confluent_kafka.admin import AdminClient
+
+    from deploy.local_stack.kafka import ensure_topics
+    from openmonetize.rebilling.codecs import replay_codecs
+    from openmonetize.rebilling.rerate import Adjustment
+    from schemas.topics import topics
+    from tests.conftest import unique
+
+    private = settings.model_copy(update={"topic_wallet_commands": unique("replay") + ".wallet.commands"})
+    spec = topics(private).wallet_commands
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    ensure_topics(admin, [spec])
+    codecs = replay_codecs(settings.database_url, topics(private))
+    customer, run_id = unique("cus"), unique("rr")
+    now = datetime.now(timezone.utc)
+    adjustments = [Adjustment(run_id, customer, f"e{i}", wallet_ids.user_wallet(customer, "u1"), "u1", Decimal("-1"), 0)
+                   for i in range(4)]
+    with psycopg.connect(settings.database_url) as conn, _deleted_after(admin, spec.name):
+        runs.create(conn, runs.Run(run_id, customer, [], now - timedelta(hours=1), now, None, "apply", False,
+                                   "interrupted", "test"))
+        runs.save_commands_from(conn, run_id, booking.end_offsets(settings.kafka_bootstrap, spec.name))
+        booking.record(conn, adjustments)
+        booking.send(settings.kafka_bootstrap, spec.name, codecs.wallet_command.encode, adjustments[:2], 10)
+        with pytest.raises(booking.BookingError, match=f"2 adjustments \\(run {run_id}"):
+            booking.settle(conn, settings.kafka_bootstrap, spec.name, customer, 1.0, codecs.wallet_command.decode)
+        left = conn.execute("SELECT event_id FROM replay_adjustments WHERE run_id = %s ORDER BY event_id",
+                            (run_id,)).fetchall()
+    assert left == [("e0",), ("e1",)]
+
+
+@contextmanager
+def _deleted_after(admin, topic: str):
+    try:
+        yield
+    finally:
+        admin.delete_topics([topic])
