@@ -4,6 +4,8 @@
 -- a field of the event itself, so a re-delivered copy of an event has the same key and collapses
 -- into one row (`FINAL` gives exact figures before the background merge happens). A replay that
 -- re-rates an event writes it again with a higher `revision`, which wins.
+-- Sorted by tenant and day, then user: a time range prunes by day, and one user's events of a
+-- day are contiguous (an hour-first key spread them over every granule of the tenant's day).
 -- Empty string, not NULL, for absent text fields: they are grouping keys in the reports.
 CREATE TABLE IF NOT EXISTS {database}.usage_events (
     customer_id         LowCardinality(String),
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS {database}.usage_events (
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(timestamp)
-ORDER BY (customer_id, toStartOfHour(timestamp), user_id, feature_id, model, event_id);
+ORDER BY (customer_id, toDate(timestamp), user_id, feature_id, model, event_id);
 
 -- Rollups for the reports and the dashboard: per tenant × wallet × user × team × feature ×
 -- provider × model × event type, by hour and by day. SummingMergeTree adds rows with the same key
