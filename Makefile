@@ -44,15 +44,26 @@ clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down
 	rm -rf .stack-test
 
-bench: venv  ## benchmarks against the running stack (`make up` first); prints figures
+bench: venv  ## every benchmark against the running stack (`make up` first) into bench-results.json; QUICK=1 short
 	$(VENV)/bin/python -m deploy.bench.kafka_raw --records $(if $(QUICK),100000,500000) --runs 3
-	$(MAKE) --no-print-directory bench-pipeline
+	$(MAKE) --no-print-directory bench-ingest
+	$(MAKE) --no-print-directory bench-entitlements
 	$(MAKE) --no-print-directory bench-sinks
+	$(MAKE) --no-print-directory bench-reports
+	$(MAKE) --no-print-directory bench-replay
+	$(MAKE) --no-print-directory bench-proxy
+	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 30000,--events 1000000 --runs 1)" PIPELINE_WORKERS=1
+	$(VENV)/bin/python -m deploy.bench.summary
 
 .PHONY: bench-pipeline
 PIPELINE_WORKERS ?= $(if $(QUICK),1,1 2)
+PIPELINE_ARGS ?= $(if $(QUICK),--quick)
 bench-pipeline: venv  ## usage.events to the ledger with own workers on the running stack; QUICK=1 short
-	$(VENV)/bin/python -m deploy.bench.pipeline $(if $(QUICK),--quick) --workers "$(PIPELINE_WORKERS)"
+	$(VENV)/bin/python -m deploy.bench.pipeline $(PIPELINE_ARGS) --workers "$(PIPELINE_WORKERS)"
+
+.PHONY: bench-reports
+bench-reports: venv  ## every documented report over 10,000,000 generated rows (QUICK=1: 1,000,000) in ClickHouse
+	$(VENV)/bin/python -m deploy.bench.reports --rows $(if $(QUICK),1000000,10000000) --runs 3
 
 .PHONY: bench-sinks
 bench-sinks: venv  ## each sink draining a backlog into its own database on the running stack; QUICK=1 short
