@@ -38,19 +38,18 @@ class _Bar:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.started: float | None = None  # the first read: the rate leaves the set-up phases out
+        self.since = time.monotonic()  # the current phase's start: the rate leaves the set-up out
         self.last = ""
 
     def phase(self, text: str) -> None:
+        self.since = time.monotonic()
         if self.enabled:
             self._draw(f"replay: {text}…")
 
     def read(self, done: int, total: int) -> None:
         if not self.enabled:
             return
-        if self.started is None:
-            self.started = time.monotonic()
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        elapsed = max(time.monotonic() - self.since, 1e-3)
         share = done / total if total else 1.0
         filled = int(share * 30)
         self._draw(f"replay [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events "
