@@ -74,6 +74,11 @@ def stored_run(settings, run_id: str) -> runs.Run:
         return runs.get(conn, run_id)
 
 
+def recorded(settings, run_id: str) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute("SELECT count(*) FROM replay_adjustments WHERE run_id = %s", (run_id,)).fetchone()[0]
+
+
 def reconciled(customer_id: str) -> dict:
     def clean():
         done = subprocess.run([sys.executable, "-m", "openmonetize", "reconcile", "--customer", customer_id, "--json"],
@@ -278,3 +283,27 @@ def _deleted_after(admin, topic: str):
         yield
     finally:
         admin.delete_topics([topic])
+
+
+def test_a_run_killed_mid_way_is_resumed_with_its_run_id_and_books_once(stack, settings):
+    import signal
+
+    tenant, table_id, wallet, _ = funded_tenant(stack, 60, "1000")  # 1000 - 60 x 7.5 = 550
+    retroactive(stack, tenant, table_id, V2)
+    args = ["--customer", tenant.customer_id, *window(), "--yes", "--run-id", "rr_k" + tenant.customer_id]
+    victim = subprocess.Popen([sys.executable, "-m", "openmonetize", "replay", *args], cwd=ROOT, env=os.environ,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:  # killed once it has recorded its adjustments: while it sends them or waits for the ledger
+        eventually(lambda: recorded(settings, args[-1]) > 0, timeout_s=60, interval_s=0.01,
+                   what="the run to record its adjustments")
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+    assert stored_run(settings, args[-1]).status in ("running", "completed")  # completed: it won the race
+
+    resumed = orjson.loads(replay(*args, "--json").stdout)
+    assert (resumed["status"], resumed["adjusted"], Decimal(resumed["difference"])) == ("completed", 60, 150)
+    eventually(lambda: stack.balance(wallet) == Decimal("400"), what="550 - 60 x 2.5, booked once")
+    adjustments = ledger(settings, tenant.customer_id, "adjustment")
+    assert len(adjustments) == 60 and len({a[0] for a in adjustments}) == 60
+    assert reconciled(tenant.customer_id)["mismatches"] == []
