@@ -108,7 +108,8 @@ def run_json(run) -> dict:
               help="Rate with this version of the burn table (default: the version in force now at each event's time).")
 @click.option("--dry-run", is_flag=True, help="Print what would be booked, per user; change nothing.")
 @click.option("--yes", is_flag=True, help="Book the differences.")
-@click.option("--run-id", help="Resume this run (after Ctrl-C, a kill or an error), or name a new one.")
+@click.option("--run-id", help="Resume this run (after Ctrl-C, a kill or an error; alone, it takes the run's recorded "
+                                "options), or name a new one.")
 @click.option("--rebuild-analytics", is_flag=True,
               help="Also rewrite the events' ClickHouse rows with the new rating and rebuild the rollups.")
 @click.option("--force", is_flag=True, help="Allow a range wider than REPLAY_MAX_RANGE_DAYS.")
@@ -133,19 +134,25 @@ def replay(ctx, customer_id, user_ids, start, end, burn_table_version, dry_run, 
         return
     if dry_run == yes:
         raise click.UsageError("give --dry-run to see the differences, or --yes to book them")
-    for option, value in (("--customer", customer_id), ("--from", start), ("--to", end)):
-        if value is None:
-            raise click.UsageError(f"{option} is required")
     from openmonetize.rebilling.run import ReplayRequest, execute
+    from openmonetize.rebilling.runs import new_run_id
 
-    request = ReplayRequest(customer_id, start, end, tuple(user_ids), burn_table_version, apply=yes,
-                            rebuild_analytics=rebuild_analytics, force=force)
+    if run_id and customer_id is None and start is None and end is None:
+        request = _stored_request(run_id, yes, force)
+    else:
+        for option, value in (("--customer", customer_id), ("--from", start), ("--to", end)):
+            if value is None:
+                raise click.UsageError(f"{option} is required (or --run-id alone, to resume a recorded run)")
+        request = ReplayRequest(customer_id, start, end, tuple(user_ids), burn_table_version, apply=yes,
+                                rebuild_analytics=rebuild_analytics, force=force)
+    run_id = run_id or new_run_id()
     bar = _Bar(sys.stderr.isatty() if progress is None else progress)
     try:
         run = execute(get_settings(), request, run_id, f"cli:{getpass.getuser()}@{socket.gethostname()}", bar)
     except KeyboardInterrupt:
         bar.end()
-        click.secho("interrupted: resume with the same --run-id (see `openmonetize replay list`)", fg="yellow", err=True)
+        click.secho(f"interrupted: resume with `openmonetize replay --run-id {run_id} {'--yes' if yes else '--dry-run'}`",
+                    fg="yellow", err=True)
         sys.exit(130)
     except Exception as exc:
         bar.end()
@@ -157,6 +164,22 @@ def replay(ctx, customer_id, user_ids, start, end, burn_table_version, dry_run, 
         click.echo(orjson.dumps(run_json(run), default=str).decode())
     else:
         click.echo("\n".join(summary_lines(run)))
+
+
+def _stored_request(run_id: str, yes: bool, force: bool):
+    """The request a recorded run was started with: `--run-id` alone resumes it (its times may
+    have been given as ages, which mean something else now)."""
+    import psycopg
+
+    from openmonetize.rebilling import runs
+    from openmonetize.rebilling.run import ReplayRequest
+
+    with psycopg.connect(get_settings().database_url, connect_timeout=10) as conn:
+        stored = runs.get(conn, run_id)
+    if stored is None:
+        raise click.UsageError(f"--run-id {run_id}: no such run; give --customer, --from and --to to start one")
+    return ReplayRequest(stored.customer_id, stored.range_from, stored.range_to, tuple(stored.user_ids),
+                         stored.burn_table_version, apply=yes, rebuild_analytics=stored.rebuild_analytics, force=force)
 
 
 def _fail(exc: Exception) -> None:

@@ -301,7 +301,7 @@ def test_a_run_killed_mid_way_is_resumed_with_its_run_id_and_books_once(stack, s
         victim.wait(10)
     assert stored_run(settings, args[-1]).status in ("running", "completed")  # completed: it won the race
 
-    resumed = orjson.loads(replay(*args, "--json").stdout)
+    resumed = orjson.loads(replay("--run-id", args[-1], "--yes", "--json").stdout)  # the recorded options
     assert (resumed["status"], resumed["adjusted"], Decimal(resumed["difference"])) == ("completed", 60, 150)
     eventually(lambda: stack.balance(wallet) == Decimal("400"), what="550 - 60 x 2.5, booked once")
     adjustments = ledger(settings, tenant.customer_id, "adjustment")
