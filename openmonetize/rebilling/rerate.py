@@ -4,8 +4,10 @@ the selected events, deduplicated, re-rated and compared with what the ledger ho
 Dedupe is the usage agent's rule (stream_processors/usage.py): per partition (a client retry
 has the same key, so the same partition), the first record of a (customer, event_id) is the
 event; a later record with the same body (`body_hash`) is a duplicate, one with another body a
-conflicting duplicate; neither was ever charged. The body hash is only computed when a copy
-turns up, from the first record's bytes, kept for that purpose.
+conflicting duplicate; neither was ever charged. Like the agent, it looks at every record read,
+before the time range: a copy whose own timestamp falls in the range is still a copy when the
+first record's does not (a conflicting body may carry another time). The body hash is only
+computed when a copy turns up, from the first record's bytes, kept for that purpose.
 
 Rating is `openmonetize.billing.rating.rate`, with the burn table and price the catalog has in
 force NOW at the event's timestamp (or version V of that burn table): the pipeline's function.
@@ -158,7 +160,8 @@ class Rerater:
         self.run_id = run_id
         self.keep_adjustments = keep_adjustments
         self.keep_ratings = keep_ratings
-        self.first: dict[str, bytes] = {}  # event id -> the bytes of its first record
+        # event id -> the bytes of its first record, and whether that record's time is in the range
+        self.first: dict[str, tuple[bytes, bool]] = {}
         self.outcome = PartitionOutcome(partition)
 
     def feed(self, key: bytes | None, value: bytes) -> None:
@@ -170,25 +173,31 @@ class Rerater:
         except ValueError:
             return  # the pipeline sent it to the DLQ as decode_error: never charged
         s = self.selection
-        at = record["timestamp"]
-        if record["customer_id"] != s.customer_id or not s.start <= at < s.end:
-            return
-        if s.user_ids and record["user_id"] not in s.user_ids:
+        if record["customer_id"] != s.customer_id or (s.user_ids and record["user_id"] not in s.user_ids):
             return
         event_id = record["event_id"]
-        totals = self.outcome.users.get(record["user_id"])
-        if totals is None:
-            totals = self.outcome.users[record["user_id"]] = UserTotals()
         first = self.first.get(event_id)
-        if first is not None:
-            if body_hash(self.decode(first)) == body_hash(record):
-                totals.duplicates += 1
-            else:
-                totals.conflicts += 1
+        if first is not None:  # a copy: of an event in the range, it is counted
+            first_value, in_range = first
+            if in_range:
+                totals = self._totals(record["user_id"])
+                if body_hash(self.decode(first_value)) == body_hash(record):
+                    totals.duplicates += 1
+                else:
+                    totals.conflicts += 1
             return
-        self.first[event_id] = value
-        totals.events += 1
-        self._compare(record, totals)
+        in_range = s.start <= record["timestamp"] < s.end
+        self.first[event_id] = (value, in_range)
+        if in_range:
+            totals = self._totals(record["user_id"])
+            totals.events += 1
+            self._compare(record, totals)
+
+    def _totals(self, user_id: str) -> UserTotals:
+        totals = self.outcome.users.get(user_id)
+        if totals is None:
+            totals = self.outcome.users[user_id] = UserTotals()
+        return totals
 
     def _compare(self, record: dict, totals: UserTotals) -> None:
         charged = self._charged(record)

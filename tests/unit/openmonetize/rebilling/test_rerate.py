@@ -7,6 +7,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
@@ -128,3 +131,36 @@ def test_the_key_filter_matches_the_tenants_keys_only(user_ids):
     wanted = Selection("cus_a", NOW, NOW, user_ids).key_filter()
     assert wanted(b"cus_a:u1") and not wanted(b"cus_ab:u1") and not wanted(None)
     assert wanted(b"cus_a:u3") == (not user_ids)
+
+
+def _books(charged: dict, records: list[dict], start: datetime, end: datetime) -> dict[str, Decimal]:
+    index, versions = catalog(V1, V2)
+    r = Rerater(0, Selection("cus_a", start, end), CODEC.decode, Rates(index, "cus_a", versions, None), charged, "rr")
+    feed(r, *records)
+    return {a.event_id: a.amount for a in r.outcome.adjustments}
+
+
+def _stream(draw_ids, draw_tokens, draw_minutes) -> list[dict]:
+    return [event(f"e{i}", input_tokens=tokens, output_tokens=tokens // 3, timestamp=NOW - timedelta(minutes=minutes))
+            for i, tokens, minutes in zip(draw_ids, draw_tokens, draw_minutes)]
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_one_pass_books_what_split_passes_book_and_a_second_pass_books_nothing(data):
+    """What makes replays safe to split, repeat and resume: per event, against the ledger."""
+    n = data.draw(st.integers(1, 30))
+    ids = data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n))  # repeats: client retries
+    tokens = data.draw(st.lists(st.integers(1, 50_000), min_size=n, max_size=n))
+    minutes = data.draw(st.lists(st.integers(1, 600), min_size=n, max_size=n))
+    records = _stream(ids, tokens, minutes)
+    charged = {r["event_id"]: Charged(wallet(), Decimal(data.draw(st.integers(0, 400))) / 4) for r in records}
+    start, end = NOW - timedelta(hours=11), NOW
+    split = NOW - timedelta(minutes=data.draw(st.integers(0, 660)))
+
+    whole = _books(charged, records, start, end)
+    halves = {**_books(charged, records, start, split), **_books(charged, records, split, end)}
+    assert halves == whole
+
+    booked = {e: c._replace(before=c.before - whole.get(e, 0)) for e, c in charged.items()}  # the ledger after it
+    assert _books(booked, records, start, end) == {}
