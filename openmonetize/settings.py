@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     replay_workers: int = Field(
         0, ge=0, description="Processes reading usage.events partitions in a replay (0: one per core).")
     replay_ledger_wait_s: float = Field(
-        120.0, gt=0, description="How long a replay waits for the ledger sink and for its adjustments to land.")
+        120.0, gt=0, description="How long a replay waits for the ledger sink, and for its adjustments to land without progress.")
 
     # --- AI proxy (api/proxy/) ----------------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="AI proxy listen address.")
