@@ -138,11 +138,18 @@ def set_up(args, database_url: str) -> tuple[str, list[str], httpx.Client]:
     answer = api.post("/v1/burn-tables", json={"name": "bench", "rules": RULES, "effective_from": effective})
     answer.raise_for_status()
     stale_users = [f"stale-{n}" for n in range(args.staleness_samples * args.runs)]
-    for user in [f"user-{n}" for n in range(args.users)] + stale_users:
-        bought = api.post("/v1/credits/purchase", params={"wait": "true"},
+    users = [f"user-{n}" for n in range(args.users)] + stale_users
+    for user in users:
+        bought = api.post("/v1/credits/purchase",
                           json={"customer_id": tenant.customer_id, "user_id": user, "amount": "1000000"})
-        if bought.status_code != 200:
+        if bought.status_code not in (200, 202):
             raise SystemExit(f"funding {user} answered {bought.status_code}: {bought.text}")
+    deadline = time.monotonic() + 300
+    for user in users:  # applied at the wallet agent's pace, which a busy stack may slow down
+        while api.get(f"/v1/customers/{tenant.customer_id}/credits", params={"user_id": user}).status_code != 200:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the purchase for {user} was not applied within 300 s")
+            time.sleep(0.05)  # poll interval
     keys = [api.post("/v1/api-keys", json={"name": f"bench-client-{i}"}).json()["api_key"] for i in range(args.concurrency)]
     return tenant.customer_id, keys, api
 
