@@ -85,20 +85,22 @@ class WalletAgent:
         )
         self.applied.install(app.consumer)
         self.app = app
-        self._changelog_metadata = False
 
     async def ensure_changelog_metadata(self) -> None:
-        """Fetch the producer's metadata of the table's changelog topic, once.
+        """Make sure the producer's metadata holds the table's changelog topic.
 
         aiokafka places a `use_partitioner` table's changelog record with the partition count in
-        its metadata, which only a send fetches. On a fresh cluster the changelog topic is created
-        at start-up, and the first table write found no metadata for it: `TypeError: 'NoneType'
-        object is not iterable` in `partitions_for_topic`, on every batch, forever.
+        its cluster metadata, synchronously, and crashes when the topic is missing there
+        (`TypeError: 'NoneType' object is not iterable` in `partitions_for_topic`). On a fresh
+        cluster it was, batch after batch: each metadata refresh replaces the whole map, and the
+        changelog topic Faust had just created was not in it. Called right before the table
+        writes, with no await between, so no refresh can land in between.
         """
-        if not self._changelog_metadata:
-            topic = self.table.changelog_topic.get_topic_name()
-            await self.app.producer._ensure_producer().partitions_for(topic)
-            self._changelog_metadata = True
+        producer = self.app.producer._ensure_producer()
+        topic = self.table.changelog_topic.get_topic_name()
+        if producer.client.cluster.partitions_for_topic(topic) is None:
+            log.warning("changelog topic missing from the producer's metadata; fetching it", topic=topic)
+            await producer.partitions_for(topic)
 
     def state(self, wallet_id: str):
         raw = self.table.get(wallet_id.encode())
@@ -159,7 +161,6 @@ class WalletAgent:
                 states[key] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
-        await self.ensure_changelog_metadata()
         await send_all(self.producer, [
             (self.topics.ledger_entries.name, ledger),
             (self.topics.usage_rated.name, rated),
@@ -167,6 +168,7 @@ class WalletAgent:
             (self.topics.usage_dlq.name, dlq),
         ])
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
+        await self.ensure_changelog_metadata()
         for key, state in states.items():
             self.table[key] = wallet_state_codec.dumps(state)
         self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order

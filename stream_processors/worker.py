@@ -6,12 +6,14 @@ import faust
 
 from openmonetize.settings import get_settings
 from stream_processors.app import create_app
+from stream_processors.changelogs import create_changelogs
 
 
 def run() -> None:
     settings = get_settings()
     (settings.stack_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     app = create_app(settings)
+    create_changelogs(app, settings.kafka_bootstrap)
     # Faust installs its own logging unless given a dictConfig; hand it ours.
     logging_config = {
         "version": 1,
