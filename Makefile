@@ -63,8 +63,8 @@ bench-pipeline: venv  ## usage.events to the ledger with own workers on the runn
 	$(VENV)/bin/python -m deploy.bench.pipeline $(PIPELINE_ARGS) --workers "$(PIPELINE_WORKERS)"
 
 .PHONY: bench-reports
-bench-reports: venv  ## every documented report over 10,000,000 generated rows (QUICK=1: 1,000,000) in ClickHouse
-	$(VENV)/bin/python -m deploy.bench.reports --rows $(if $(QUICK),1000000,10000000) --runs 3
+bench-reports: venv  ## every documented report over 10,000,000 generated rows (QUICK=1: 500,000) in ClickHouse
+	$(VENV)/bin/python -m deploy.bench.reports --rows $(if $(QUICK),500000,10000000) --runs 3
 
 .PHONY: bench-sinks
 bench-sinks: venv  ## each sink draining a backlog into its own database on the running stack; QUICK=1 short
@@ -84,4 +84,4 @@ bench-proxy: venv  ## what the AI proxy adds to a call vs the same call direct (
 
 .PHONY: bench-replay
 bench-replay: venv  ## rebilling replay dry runs over 1,000,000 events (QUICK=1: 100,000) on the running stack
-	$(VENV)/bin/python -m deploy.bench.replay $(if $(QUICK),--quick,--events 1000000) --runs 3
+	$(VENV)/bin/python -m deploy.bench.replay $(if $(QUICK),--quick --runs 1,--events 1000000 --runs 3)
