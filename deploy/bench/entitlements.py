@@ -146,7 +146,8 @@ def set_up(args, database_url: str) -> tuple[str, list[str], httpx.Client]:
             raise SystemExit(f"funding {user} answered {bought.status_code}: {bought.text}")
     deadline = time.monotonic() + 300
     for user in users:  # applied at the wallet agent's pace, which a busy stack may slow down
-        while api.get(f"/v1/customers/{tenant.customer_id}/credits", params={"user_id": user}).status_code != 200:
+        while Decimal(api.get(f"/v1/customers/{tenant.customer_id}/credits", params={"user_id": user})
+                      .json().get("balance", "0")) < Decimal("1000000"):
             if time.monotonic() > deadline:
                 raise SystemExit(f"the purchase for {user} was not applied within 300 s")
             time.sleep(0.05)  # poll interval
