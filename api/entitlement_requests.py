@@ -7,6 +7,8 @@ wallet commands they become. Pure, so every rule is unit tested
   which the route rates with the tenant's burn table in force now. Not both, not neither.
 - `max_output_tokens` is accepted for `output_tokens` (what a caller knows before an LLM call);
   not both.
+- Instead of `estimate`, the seed's `action` (type, provider, model, estimated tokens), read as
+  the same usage estimate.
 - A hold's id (`reservation_id`) is the reserve command's id: derived from (tenant, key) when
   the request has an idempotency key, so a retry names the same hold, else fresh.
 """
@@ -29,7 +31,7 @@ from openmonetize.billing.money import CONTEXT, QUANTUM, ZERO, quantize
 from openmonetize.billing.rating import RateParams
 from schemas.usage_event import EVENT_TYPES, EventLimits, Id, Label
 
-__all__ = ["Check", "CheckIn", "EstimateIn", "ForeignCustomer", "Release", "ReleaseIn", "RequestError"]
+__all__ = ["ActionIn", "Check", "CheckIn", "EstimateIn", "ForeignCustomer", "Release", "ReleaseIn", "RequestError"]
 
 WalletId = Annotated[str, msgspec.Meta(min_length=1, max_length=400)]
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -54,12 +56,33 @@ class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Any = None  # a JSON number or a decimal string
 
 
+class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The seed's shape of what the user is about to do: a type and the estimated units.
+
+    `type` is llm_call (the default), embedding or image_generation; `estimated_tokens` is
+    taken as input tokens when the split is not known."""
+
+    type: str = "llm_call"
+    provider: Label | None = None
+    model: Label | None = None
+    estimated_input_tokens: int | None = None
+    estimated_output_tokens: int | None = None
+    estimated_tokens: int | None = None
+    image_count: int | None = None
+    image_size: Label | None = None
+    quality: Label | None = None
+
+
+ACTION_TYPES = {"llm_call": "TOKEN_USAGE", "embedding": "EMBEDDING", "image_generation": "IMAGE_GENERATION"}
+
+
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
-    """`POST /v1/entitlements/check`."""
+    """`POST /v1/entitlements/check`: an `estimate`, or the seed's `action`."""
 
     customer_id: Id
     user_id: Id
-    estimate: EstimateIn
+    estimate: EstimateIn | None = None
+    action: ActionIn | None = None
     team_id: Id | None = None
     feature_id: Id | None = None
     reserve: bool = False
@@ -150,7 +173,11 @@ def parse_check(
                 "reserve_ttl_s", f"must be 1 to {max_ttl_s} seconds (ENTITLEMENT_MAX_RESERVE_TTL_S), got {body.reserve_ttl_s}"
             )
         ttl_s = body.reserve_ttl_s
-    credits, usage = parse_estimate(body.estimate, limits=limits, max_amount=max_amount, now=now)
+    if (body.estimate is None) == (body.action is None):
+        raise RequestError("estimate", "give an estimate (credits or usage units), or the action about to be made; "
+                                       "one of them")
+    estimate = body.estimate if body.estimate is not None else estimate_of(body.action)
+    credits, usage = parse_estimate(estimate, limits=limits, max_amount=max_amount, now=now)
     return Check(
         customer_id=tenant,
         user_id=body.user_id,
@@ -162,6 +189,18 @@ def parse_check(
         ttl_s=ttl_s,
         idempotency_key=idempotency_key(header_key, body.idempotency_key),
     )
+
+
+def estimate_of(action: ActionIn) -> EstimateIn:
+    """The usage estimate of a seed-shaped action, or RequestError naming the field."""
+    if action.type not in ACTION_TYPES:
+        raise RequestError("action.type", f"unknown action type {action.type[:40]!r}; one of {', '.join(ACTION_TYPES)}")
+    if action.estimated_tokens is not None and action.estimated_input_tokens is not None:
+        raise RequestError("action.estimated_tokens", "give estimated_tokens or estimated_input_tokens, not both")
+    inputs = action.estimated_input_tokens if action.estimated_input_tokens is not None else action.estimated_tokens
+    return EstimateIn(event_type=ACTION_TYPES[action.type], provider=action.provider, model=action.model,
+                      input_tokens=inputs, max_output_tokens=action.estimated_output_tokens,
+                      image_count=action.image_count, image_size=action.image_size, quality=action.quality)
 
 
 def parse_estimate(

@@ -38,7 +38,7 @@ from api import idempotency, json_bodies
 from api.auth import tenant
 from api.balances_state import Codecs, balances_of, codecs_of
 from api.catalog_state import catalog_of, in_db
-from api.entitlement_requests import Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
+from api.entitlement_requests import ACTION_TYPES, Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
 from api.errors import ApiError
 from api.holds import Hold, Holds
 from api.idempotency import Outcome
@@ -90,7 +90,9 @@ class CheckOut(msgspec.Struct, omit_defaults=True):
     balance: str
     reserved: str
     policy: str  # the tenant's unfunded policy: allow_overdraft (a call made anyway is charged) or reject
-    reason: str | None = None  # when not allowed: insufficient_credits or contended
+    estimated_credits: str  # = required (the seed's name)
+    reason: str | None  # null when allowed; else insufficient_credits or contended
+    actions: list[dict]  # what the caller can do about a denial: top_up (with the credits missing), retry
     reservation_id: str | None = None  # `"reserve": true` and allowed: name it in the usage event
     reservation_expires_at: datetime | None = None
     reservation_status: str | None = None  # accepted (Kafka has it), applied (`?wait=true`), pending (the wait timed out)
@@ -115,7 +117,18 @@ _DECIMAL = {"type": ["number", "string"], "description": "a JSON number or a dec
 
 def _check_schema() -> dict:
     schema = json_bodies.schema(CheckIn)
-    estimate = schema["properties"]["estimate"]
+    def body_of(name: str) -> dict:  # the object schema of an optional (object | null) field, alone
+        found = next(s for s in schema["properties"][name]["anyOf"] if s.get("type") == "object")
+        schema["properties"][name] = found
+        return found
+
+    schema["oneOf"] = [{"required": ["estimate"]}, {"required": ["action"]}]
+    action = body_of("action")
+    action["description"] = (
+        "instead of `estimate`: the seed's shape (type llm_call, embedding or image_generation; provider, model, "
+        "estimated_input_tokens, estimated_output_tokens or estimated_tokens; image_count, image_size, quality)")
+    action["properties"]["type"] = {"type": "string", "enum": list(ACTION_TYPES), "default": "llm_call"}
+    estimate = body_of("estimate")
     estimate["description"] = (
         "`credits`, or an event-like usage estimate (`event_type` and its units) rated with the burn table in force now"
     )
@@ -236,6 +249,7 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
             holds.discard(reservation_id)
             HOLDS.labels("contended").inc()
             out.allowed, out.reason, outcome = False, "contended", "contended"
+            out.actions = [{"type": "retry", "message": "another hold took the credits first: check again"}]
             out.available = decimal_text(applied.available + required)
             out.reservation_id = out.reservation_expires_at = out.reservation_status = None
         else:
@@ -318,21 +332,21 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
 def new_answer(catalog: Catalog, customer_id: str, check_: Check) -> CheckOut:
     """A check's answer before it is decided: denied, nothing known yet."""
     policy = catalog.tenant(customer_id).unfunded_policy
-    return CheckOut(False, "", "0", "0", "0", "0", policy, feature_id=check_.feature_id)
+    return CheckOut(False, "", "0", "0", "0", "0", policy, "0", None, [], feature_id=check_.feature_id)
 
 
 def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out: CheckOut) -> Decimal:
     """The credits the estimate requires (a usage estimate rated with the tenant's burn table in
     force now), written into `out`; 422 `no_rate` when nothing prices it."""
     if check_.credits is not None:
-        out.required = decimal_text(check_.credits)
+        out.required = out.estimated_credits = decimal_text(check_.credits)
         return check_.credits
     tenant_settings = catalog.tenant(customer_id)
     try:
         rated = rate(check_.usage, catalog.burn_table_at(customer_id, now), None, tenant_settings.credit_price_usd)
     except NoRate as exc:
         raise ApiError(422, "no_rate", str(exc), "estimate") from None
-    out.required = decimal_text(rated.credits)
+    out.required = out.estimated_credits = decimal_text(rated.credits)
     out.rule_key, out.burn_table_id, out.burn_table_version = rated.rule_key, rated.burn_table_id, rated.burn_table_version
     return rated.credits
 
@@ -355,6 +369,9 @@ def assess(catalog: Catalog, balances: WalletBalances, holds: Holds, customer_id
     out.allowed = available >= required
     if not out.allowed:
         out.reason = "insufficient_credits"
+        out.actions = [{"type": "top_up", "credits": decimal_text(required - available),
+                        "message": f"buy at least {decimal_text(required - available)} credits "
+                                   "(POST /v1/credits/purchase) for this wallet"}]
 
 
 def _balance(balances: WalletBalances, wallet_id: str, customer_id: str, now: datetime) -> Balance:

@@ -48,6 +48,26 @@ def test_done_when_burn_table_100_credits_7_5_allowed_750_denied_and_no_other_te
         assert (large["allowed"], large["required"], large["available"]) == (False, "750", "100")
         assert large["reason"] == "insufficient_credits"
 
+        # The seed's body (an `action` with the estimated tokens) and its answer's keys.
+        def seed_check(input_tokens: int, output_tokens: int) -> dict:
+            answer = api.post("/v1/entitlements/check", json={
+                "customer_id": me, "user_id": "u-42", "feature_id": "chat",
+                "action": {"type": "llm_call", "provider": "openai", "model": "gpt-4o",
+                           "estimated_input_tokens": input_tokens, "estimated_output_tokens": output_tokens}})
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        allowed = seed_check(1000, 500)
+        assert {k: allowed[k] for k in ("allowed", "reason", "estimated_credits", "available", "actions")} == {
+            "allowed": True, "reason": None, "estimated_credits": "7.5", "available": "100", "actions": []}
+        denied = seed_check(100_000, 50_000)
+        assert {k: denied[k] for k in ("allowed", "reason", "estimated_credits", "available")} == {
+            "allowed": False, "reason": "insufficient_credits", "estimated_credits": "750", "available": "100"}
+        assert [(a["type"], a["credits"]) for a in denied["actions"]] == [("top_up", "650")]
+        both = api.post("/v1/entitlements/check", json={"customer_id": me, "user_id": "u-42",
+                                                         "estimate": {"credits": 1}, "action": {"model": "gpt-4o"}})
+        assert both.status_code == 422 and both.json()["error"]["field"] == "estimate", both.text
+
     with httpx.Client(base_url=settings.api_url, headers={"X-OM-Api-Key": other.api_key}, timeout=30) as theirs:
         read = theirs.get(f"/v1/customers/{me}/credits", params={"user_id": "u-42"})
         assert read.status_code == 403 and read.json()["error"]["code"] == "foreign_customer"

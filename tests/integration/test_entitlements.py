@@ -87,10 +87,13 @@ def test_allowed_up_to_the_exact_available_credits_and_denied_beyond(settings, a
     buy(api, tenant, "10.5", user_id="u1")
     exact = decided(api, tenant, {"credits": "10.5"})
     assert exact == {"allowed": True, "wallet_id": wallet_ids.user_wallet(tenant.customer_id, "u1"), "required": "10.5",
-                     "available": "10.5", "balance": "10.5", "reserved": "0", "policy": "allow_overdraft"}
+                     "available": "10.5", "balance": "10.5", "reserved": "0", "policy": "allow_overdraft",
+                     "estimated_credits": "10.5", "reason": None, "actions": []}
     over = decided(api, tenant, {"credits": "10.500000000001"})
     assert (over["allowed"], over["reason"], over["required"], over["available"]) == (
         False, "insufficient_credits", "10.500000000001", "10.5")
+    assert over["actions"] == [{"type": "top_up", "credits": "0.000000000001",
+                                "message": "buy at least 0.000000000001 credits (POST /v1/credits/purchase) for this wallet"}]
     assert decided(api, tenant, {"credits": 0.000000000001})["allowed"] is True
 
 
@@ -340,7 +343,9 @@ def test_openapi_and_metrics(settings, api, tenant):
     operation = spec["paths"]["/v1/entitlements/check"]["post"]
     assert {"200", "400", "401", "403", "409", "422", "503"} <= set(operation["responses"])
     body = operation["requestBody"]["content"]["application/json"]["schema"]
-    assert {"customer_id", "user_id", "estimate"} <= set(body["required"])
+    assert {"customer_id", "user_id"} <= set(body["required"])
+    assert body["oneOf"] == [{"required": ["estimate"]}, {"required": ["action"]}]  # the seed's `action` or ours
+    assert body["properties"]["action"]["properties"]["type"]["enum"] == ["llm_call", "embedding", "image_generation"]
     assert body["properties"]["estimate"]["properties"]["credits"]["type"] == ["number", "string"]
     assert "/v1/entitlements/release" in spec["paths"]
     decided(api, tenant, {"credits": 1})

@@ -151,3 +151,40 @@ def test_a_release_names_the_wallet_or_the_user_to_route_not_both():
             parse_release(decode(body), tenant="cus_a")
     with pytest.raises(ForeignCustomer):
         parse_release(decode(b'{"customer_id":"cus_b","reservation_id":"r","wallet_id":"w"}'), tenant="cus_a")
+
+
+def seed_check(action: dict):
+    body = {"customer_id": "cus_a", "user_id": "u1", "action": action}
+    return parse_check(_check.decode(msgspec.json.encode(body)), tenant="cus_a", header_key=None, limits=LIMITS,
+                       max_amount=Decimal("1e9"), default_ttl_s=300, max_ttl_s=3600, now=NOW)
+
+
+def test_the_seed_action_is_read_as_the_same_usage_estimate():
+    seed = seed_check({"provider": "openai", "model": "gpt-4o", "estimated_input_tokens": 1000,
+                       "estimated_output_tokens": 500})
+    same = check({"event_type": "TOKEN_USAGE", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000,
+                  "max_output_tokens": 500})
+    assert (seed.credits, seed.usage) == (same.credits, same.usage)
+    images = seed_check({"type": "image_generation", "model": "dall-e-3", "image_count": 2, "image_size": "1024x1024"})
+    assert (images.usage.event_type, images.usage.image_count) == ("IMAGE_GENERATION", 2)
+    assert seed_check({"model": "m", "estimated_tokens": 70}).usage.input_tokens == 70
+
+
+@pytest.mark.parametrize("action, field", [
+    ({"type": "teleport", "estimated_tokens": 1}, "action.type"),
+    ({"estimated_tokens": 1, "estimated_input_tokens": 1}, "action.estimated_tokens"),
+    ({"model": "gpt-4o"}, "estimate"),  # no units at all
+])
+def test_a_bad_action_is_refused_naming_the_field(action, field):
+    with pytest.raises(RequestError) as caught:
+        seed_check(action)
+    assert caught.value.field == field
+
+
+def test_an_estimate_or_an_action_exactly_one():
+    for body in ({"customer_id": "cus_a", "user_id": "u1"},
+                 {"customer_id": "cus_a", "user_id": "u1", "estimate": {"credits": 1}, "action": {"estimated_tokens": 1}}):
+        with pytest.raises(RequestError) as caught:
+            parse_check(_check.decode(msgspec.json.encode(body)), tenant="cus_a", header_key=None, limits=LIMITS,
+                        max_amount=Decimal("1e9"), default_ttl_s=300, max_ttl_s=3600, now=NOW)
+        assert caught.value.field == "estimate"
