@@ -36,21 +36,29 @@ def check(balances: Mapping[str, Decimal], entries: Iterable[Mapping]) -> list[M
         seen = by_id.setdefault(entry["entry_id"], entry)
         if seen["amount"] != entry["amount"] or seen["wallet_id"] != entry["wallet_id"]:
             conflicts.add(entry["wallet_id"])
+    sums = ledger_sums(by_id.values())
+    found = []
+    for wallet_id in sorted(set(balances) | set(sums)):
+        ledger_sum, count = sums.get(wallet_id, (quantize(ZERO), 0))
+        balance = balances.get(wallet_id)
+        if wallet_id in conflicts:
+            found.append(Mismatch(wallet_id, balance, ledger_sum, count, "an entry id with two amounts"))
+        elif balance is None:
+            found.append(Mismatch(wallet_id, None, ledger_sum, count, "ledger entries but no balance"))
+        elif balance != ledger_sum:
+            found.append(Mismatch(wallet_id, balance, ledger_sum, count, "balance differs from the ledger"))
+    return found
+
+
+def ledger_sums(entries: Iterable[Mapping]) -> dict[str, tuple[Decimal, int]]:
+    """wallet → (sum of amounts, entries) of ledger records; a repeated entry id counts once."""
+    by_id: dict[str, Mapping] = {}
+    for entry in entries:
+        by_id.setdefault(entry["entry_id"], entry)
     per_wallet: dict[str, list[Decimal]] = {}
     for entry in by_id.values():
         per_wallet.setdefault(entry["wallet_id"], []).append(entry["amount"])
-    found = []
-    for wallet_id in sorted(set(balances) | set(per_wallet)):
-        amounts = per_wallet.get(wallet_id, [])
-        ledger_sum = total(amounts) if amounts else quantize(ZERO)
-        balance = balances.get(wallet_id)
-        if wallet_id in conflicts:
-            found.append(Mismatch(wallet_id, balance, ledger_sum, len(amounts), "an entry id with two amounts"))
-        elif balance is None:
-            found.append(Mismatch(wallet_id, None, ledger_sum, len(amounts), "ledger entries but no balance"))
-        elif balance != ledger_sum:
-            found.append(Mismatch(wallet_id, balance, ledger_sum, len(amounts), "balance differs from the ledger"))
-    return found
+    return {wallet_id: (total(amounts), len(amounts)) for wallet_id, amounts in per_wallet.items()}
 
 
 def latest_balances(records: Iterable[Mapping]) -> dict[str, Decimal]:
@@ -60,31 +68,6 @@ def latest_balances(records: Iterable[Mapping]) -> dict[str, Decimal]:
         if record["version"] >= latest.get(record["wallet_id"], {"version": -1})["version"]:
             latest[record["wallet_id"]] = record
     return {wallet_id: record["balance"] for wallet_id, record in latest.items()}
-
-
-def from_topics(settings, customer_id: str | None = None) -> tuple[list[Mismatch], int, int]:
-    """(mismatches, wallets, entries) over the whole of wallet.balances and ledger.entries."""
-    from psycopg_pool import ConnectionPool
-
-    from openmonetize.dlq import reader_codec
-    from openmonetize.topic_reader import read_to_end
-    from schemas.registry import SchemaRegistry
-    from schemas.topics import topics
-
-    spec = topics(settings)
-    with ConnectionPool(settings.database_url, min_size=1, max_size=1, open=True) as pool:
-        registry = SchemaRegistry(pool)
-        balance_codec = reader_codec(registry, spec.wallet_balances)
-        ledger_codec = reader_codec(registry, spec.ledger_entries)
-        balances = latest_balances(balance_codec.decode(m.value())
-                                   for m in read_to_end(settings.kafka_bootstrap, spec.wallet_balances.name)
-                                   if m.value() is not None)
-        entries = [ledger_codec.decode(m.value()) for m in read_to_end(settings.kafka_bootstrap, spec.ledger_entries.name)]
-    if customer_id is not None:
-        prefix = f"w:{customer_id}:"
-        balances = {w: b for w, b in balances.items() if w.startswith(prefix)}
-        entries = [e for e in entries if e["wallet_id"].startswith(prefix)]
-    return check(balances, entries), len(balances), len(entries)
 
 
 # --- the Postgres ledger (sinks/ledger_postgres.py) ---------------------------------------
@@ -167,12 +150,7 @@ def clickhouse_sums(settings, customer_id: str | None = None) -> tuple[dict, dic
 
 def debit_sums(entries: Iterable[Mapping]) -> dict[str, tuple[Decimal, int]]:
     """wallet → (credits debited for usage, entries) from ledger records; a repeated id counts once."""
-    by_id = {e["entry_id"]: e for e in entries if e["kind"] == "usage_debit"}
-    found: dict[str, tuple[Decimal, int]] = {}
-    for entry in by_id.values():
-        credits, count = found.get(entry["wallet_id"], (ZERO, 0))
-        found[entry["wallet_id"]] = (credits - entry["amount"], count + 1)
-    return {w: (quantize(c), n) for w, (c, n) in found.items()}
+    return {w: (-amount, n) for w, (amount, n) in ledger_sums(e for e in entries if e["kind"] == "usage_debit").items()}
 
 
 def postgres_debit_sums(database_url: str, customer_id: str | None = None) -> dict[str, tuple[Decimal, int]]:
@@ -307,8 +285,8 @@ def reconcile(settings, customer_id: str | None = None, source: str = "all") -> 
     if "topics" in wanted:
         sources.append("topics")
         found += [("topics", m) for m in check(balances, entries)]
-        for wallet_id, amounts in _topic_sums(entries).items():
-            line(wallet_id).topic_sum = amounts
+        for wallet_id, (amount, _n) in ledger_sums(entries).items():
+            line(wallet_id).topic_sum = amount
     sums = None
     if "postgres" in wanted:
         sums = postgres_sums(settings.database_url, customer_id)
@@ -338,11 +316,3 @@ def reconcile(settings, customer_id: str | None = None, source: str = "all") -> 
                   None if sums is None else sum(rows for _, rows in sums.values()),
                   None if events is None else sum(n for _, n in events.values()),
                   found, [lines[w] for w in sorted(lines)])
-
-
-def _topic_sums(entries: Iterable[Mapping]) -> dict[str, Decimal]:
-    by_id = {e["entry_id"]: e for e in entries}
-    per_wallet: dict[str, list[Decimal]] = {}
-    for entry in by_id.values():
-        per_wallet.setdefault(entry["wallet_id"], []).append(entry["amount"])
-    return {w: total(amounts) for w, amounts in per_wallet.items()}
