@@ -12,7 +12,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import ORJSONResponse, PlainTextResponse
 from psycopg_pool import ConnectionPool
 
-from api import auth, balances_state, catalog_state, errors, openapi_docs
+from api import auth, balances_state, catalog_state, dashboard, errors, openapi_docs
 from api.body_limits import BodyLimits
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
     app.include_router(rebilling.router)
+    dashboard.install(app)  # /dashboard: HTML pages over the routes above, outside the OpenAPI schema
     # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, size.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)

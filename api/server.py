@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from openmonetize import logs, metrics
 from openmonetize.settings import get_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DASHBOARD_SECRET_ENV = "DASHBOARD_SESSION_SECRET"
 
 
 def run() -> None:
@@ -39,6 +41,9 @@ def run() -> None:
         uvicorn.run(create_app(settings), **options)
         return
     metrics_dir, temporary = _metrics_dir()
+    # One dashboard session key for every worker (api/dashboard/sessions.py); drawn here when unset.
+    if not settings.dashboard_session_secret:
+        os.environ.setdefault(DASHBOARD_SECRET_ENV, secrets.token_hex(32))
     try:
         uvicorn.run("api.server:worker_app", factory=True, workers=settings.api_workers, **options)
     finally:

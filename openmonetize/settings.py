@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     replay_ledger_wait_s: float = Field(
         120.0, gt=0, description="How long a replay waits for the ledger sink, and for its adjustments to land without progress.")
 
+    # --- Dashboard (api/dashboard/) ----------------------------------------------------
+    dashboard_session_secret: str = Field(
+        "", repr=False, description="64 hex characters sealing the dashboard's session cookies (AES-256-GCM), the same in "
+                                    "every API process; empty: drawn at API start, so sessions end when the API restarts.")
+
     # --- AI proxy (api/proxy/) ----------------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="AI proxy listen address.")
     proxy_port: int = Field(18082, description="AI proxy port: the providers' SDKs' base URL points here.")

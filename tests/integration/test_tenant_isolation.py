@@ -45,7 +45,11 @@ def app_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = app_routes()
-AUTHENTICATED = [route for route in ROUTES if route not in PUBLIC and route not in REGISTRY]
+# The dashboard's HTML pages authenticate by session cookie, not by key header, and act through
+# the routes below: tests/integration/test_dashboard.py holds their own isolation matrix
+# (every page without a session goes to sign-in; another tenant's ids are refused).
+DASHBOARD = [route for route in ROUTES if route[1].startswith("/dashboard")]
+AUTHENTICATED = [route for route in ROUTES if route not in PUBLIC and route not in REGISTRY and route not in DASHBOARD]
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""Who may see a dashboard page: a live session (api/dashboard/sessions.py), and for every form
+a CSRF token that matches the session's."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from api.dashboard import sessions
+from api.dashboard.sessions import Session
+
+
+class SignInRequired(Exception):
+    """No session, an expired one, or its key was revoked: back to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A form without the session's CSRF token."""
+
+
+class KeysUnavailable(Exception):
+    """API keys cannot be checked now (Postgres down)."""
+
+
+async def session(request: Request) -> Session:
+    """FastAPI dependency: the page's session, or SignInRequired."""
+    try:
+        found = await sessions.current(request)
+    except Exception as exc:  # noqa: BLE001 - Postgres down or the pool exhausted: not the user's fault
+        raise KeysUnavailable(type(exc).__name__) from exc
+    if found is None:
+        raise SignInRequired()
+    return found
+
+
+async def form_session(request: Request) -> Session:
+    """FastAPI dependency for POSTs: the session, and its CSRF token in the form."""
+    found = await session(request)
+    form = await request.form()
+    if not sessions.csrf_ok(found, form.get("csrf_token")):
+        raise CsrfRefused()
+    return found
+
+
+def install(app) -> None:
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, _exc: SignInRequired):
+        response = RedirectResponse("/dashboard/signin", status_code=303)
+        if request.cookies.get(sessions.COOKIE):
+            response.delete_cookie(sessions.COOKIE, path="/dashboard")
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(_request: Request, _exc: CsrfRefused):
+        return HTMLResponse(
+            "<h1>Form refused</h1><p>csrf_token: missing or not this session's. Reload the page and submit again.</p>"
+            '<p><a href="/dashboard/overview">Back to the dashboard</a></p>', status_code=403)
+
+    @app.exception_handler(KeysUnavailable)
+    async def _unavailable(_request: Request, exc: KeysUnavailable):
+        return HTMLResponse(f"<h1>Unavailable</h1><p>API keys cannot be checked right now ({exc}); retry shortly.</p>",
+                            status_code=503, headers={"Retry-After": "2"})

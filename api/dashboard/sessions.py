@@ -1,0 +1,107 @@
+"""The dashboard's session: the API key a user signed in with, kept server-side in meaning,
+sealed in an opaque cookie (AES-GCM, so the browser holds ciphertext it can neither read nor
+forge), HttpOnly and SameSite=Strict, never in a URL.
+
+The API runs several worker processes (API_WORKERS), so the session cannot live in one
+process's memory; sealing it with a key every worker shares keeps it stateless.
+DASHBOARD_SESSION_SECRET (hex, 32 bytes) is that key; unset, `api/server.py` draws one at start
+and hands it to its workers, so sessions end when the API restarts.
+
+The key is checked on EVERY request exactly as `api/auth.py` checks a header key (the same
+cache, which hears revocations within milliseconds), so a revoked key ends its session at once.
+Each session carries its own CSRF token, which every form posts back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import Request
+
+from api import tenants
+
+COOKIE = "om_dashboard"
+SECRET_ENV = "DASHBOARD_SESSION_SECRET"
+MAX_AGE_S = 12 * 3600
+_AAD = b"openmonetize-dashboard-session-v1"
+
+
+@dataclass(frozen=True)
+class Session:
+    api_key: str
+    customer_id: str
+    csrf: str
+    issued_at: float
+
+
+class Sealer:
+    """Seal and open session cookies with one AES-256-GCM key."""
+
+    def __init__(self, secret_hex: str | None):
+        key = bytes.fromhex(secret_hex) if secret_hex else secrets.token_bytes(32)
+        if len(key) != 32:
+            raise ValueError(f"{SECRET_ENV} must be 64 hex characters (32 bytes)")
+        self._aead = AESGCM(key)
+
+    def seal(self, session: Session) -> str:
+        nonce = secrets.token_bytes(12)
+        body = orjson.dumps({"k": session.api_key, "c": session.customer_id, "x": session.csrf, "t": session.issued_at})
+        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, body, _AAD)).decode().rstrip("=")
+
+    def open(self, cookie: str | None, now: float | None = None) -> Session | None:
+        """The session a cookie holds, or None (absent, tampered with, sealed by another key, expired)."""
+        if not cookie or len(cookie) > 4000:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
+            data = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], _AAD))
+            session = Session(data["k"], data["c"], data["x"], float(data["t"]))
+        except (ValueError, InvalidTag, KeyError, TypeError, orjson.JSONDecodeError):
+            return None
+        if (now or time.time()) - session.issued_at > MAX_AGE_S:
+            return None
+        return session
+
+
+def sealer_of(request: Request) -> Sealer:
+    app = request.app
+    sealer = getattr(app.state, "dashboard_sealer", None)
+    if sealer is None:
+        secret = app.state.settings.dashboard_session_secret or os.environ.get(SECRET_ENV) or None
+        app.state.dashboard_sealer = sealer = Sealer(secret)
+    return sealer
+
+
+def new_session(api_key: str, customer_id: str) -> Session:
+    return Session(api_key, customer_id, secrets.token_urlsafe(24), time.time())
+
+
+async def current(request: Request) -> Session | None:
+    """The signed-in session whose key is still active, or None. Raises when keys cannot be
+    checked (Postgres down): the caller says so rather than signing the user out."""
+    session = sealer_of(request).open(request.cookies.get(COOKIE))
+    if session is None or not session.api_key.startswith(tenants.KEY_PREFIX):
+        return None
+    customer_id = await request.app.state.api_keys.customer_for(session.api_key)
+    if customer_id is None or customer_id != session.customer_id:
+        return None  # revoked, or the key changed hands: the session is over
+    return session
+
+
+def csrf_ok(session: Session, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(session.csrf.encode(), token.encode())
+
+
+def cookie_options(request: Request) -> dict:
+    return dict(
+        key=COOKIE, max_age=MAX_AGE_S, httponly=True, samesite="strict", path="/dashboard",
+        secure=request.url.scheme == "https",
+    )
