@@ -1,0 +1,202 @@
+"""The dashboard over HTTP against the running API: sign-in and its cookie, pages without a
+session, CSRF, a revoked key ending its session, another tenant's ids refused on every page that
+takes one, and the usage CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from api.app import create_app
+from tests.conftest import eventually, unique
+from tests.integration.support import new_tenant, token_event
+
+pytestmark = pytest.mark.integration
+
+
+def dashboard_routes() -> list[tuple[str, str]]:
+    found = set()
+    for route in iter_route_contexts(create_app().routes):
+        if route.path.startswith("/dashboard"):
+            found.update((method, route.path) for method in route.methods or () if method != "HEAD")
+    return sorted(found)
+
+
+ROUTES = dashboard_routes()
+PUBLIC = {("GET", "/dashboard/signin"), ("POST", "/dashboard/signin"), ("GET", "/dashboard")}
+
+
+class Browser:
+    """An httpx client holding a dashboard session, like a browser would."""
+
+    def __init__(self, settings, api_key: str | None = None):
+        self.http = httpx.Client(base_url=settings.api_url, timeout=60, follow_redirects=False)
+        self.csrf = ""
+        if api_key is not None:
+            response = self.http.post("/dashboard/signin", data={"api_key": api_key})
+            assert response.status_code == 303, response.text
+            self.csrf = csrf_of(self.get("/dashboard/overview").text)
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, data: dict | None = None, csrf: bool = True) -> httpx.Response:
+        return self.http.post(path, data={**({"csrf_token": self.csrf} if csrf else {}), **(data or {})})
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def victim(settings):
+    """Tenant A with a burn table, a rebilling run, a funded user wallet and a second key."""
+    a = new_tenant(settings)
+    headers = {"X-OM-Api-Key": a.api_key}
+    api = httpx.Client(base_url=settings.api_url, headers=headers, timeout=30)
+    table = api.post("/v1/burn-tables", json={"name": "victim", "rules": {"default": {"unit": "1", "input_tokens": "1"}}})
+    run = api.post("/v1/rebilling/runs", json={"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})
+    funded = api.post("/v1/credits/purchase", params={"wait": "true"},
+                      json={"customer_id": a.customer_id, "user_id": "victim-user", "amount": "10"})
+    second = api.post("/v1/api-keys", json={"name": "second"})
+    assert table.status_code == 201 and run.status_code == 202 and funded.status_code == 200, (table.text, run.text)
+    return {"tenant": a, "burn_table_id": table.json()["burn_table_id"], "run_id": run.json()["run_id"],
+            "wallet_id": funded.json()["wallet_id"], "key_id": second.json()["id"]}
+
+
+def test_sign_in_keeps_the_key_in_a_sealed_strict_cookie(settings, tenant):
+    browser = Browser(settings)
+    refused = browser.http.post("/dashboard/signin", data={"api_key": "om_not-a-key"})
+    assert refused.status_code == 401 and "api_key" in refused.text and "unknown or revoked" in refused.text
+    response = browser.http.post("/dashboard/signin", data={"api_key": tenant.api_key})
+    assert response.status_code == 303 and response.headers["location"].endswith("/dashboard/overview")
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/dashboard" in cookie
+    assert tenant.api_key not in cookie and tenant.api_key not in response.headers["location"]
+    page = browser.get("/dashboard/overview")
+    assert page.status_code == 200 and tenant.customer_id in page.text and tenant.api_key not in page.text
+    tampered = httpx.get(f"{settings.api_url}/dashboard/overview", cookies={"om_dashboard": "x" + browser.http.cookies["om_dashboard"][1:]})
+    assert tampered.status_code == 303 and tampered.headers["location"] == "/dashboard/signin"
+
+
+def test_every_page_without_a_session_goes_to_sign_in(settings):
+    assert len(ROUTES) >= 15, ROUTES
+    concrete = {"{burn_table_id}": "bt_x", "{run_id}": "run_x", "{key_id}": "key_x"}
+    for method, path in ROUTES:
+        if (method, path) in PUBLIC:
+            continue
+        for name, value in concrete.items():
+            path = path.replace(name, value)
+        response = httpx.request(method, f"{settings.api_url}{path}", timeout=30)
+        assert response.status_code == 303, f"{method} {path}: {response.status_code}"
+        assert response.headers["location"] == "/dashboard/signin", f"{method} {path}"
+
+
+def test_a_form_without_the_sessions_csrf_token_is_refused_and_does_nothing(settings, tenant):
+    browser = Browser(settings, tenant.api_key)
+    keys = lambda: httpx.get(f"{settings.api_url}/v1/api-keys", headers={"X-OM-Api-Key": tenant.api_key}).json()["api_keys"]  # noqa: E731
+    before = len(keys())
+    assert browser.post("/dashboard/api-keys", {"name": "forged"}, csrf=False).status_code == 403
+    assert browser.post("/dashboard/api-keys", {"name": "forged", "csrf_token": "not-it"}, csrf=False).status_code == 403
+    other = Browser(settings, tenant.api_key)  # another session of the same key: another token
+    assert other.csrf != browser.csrf
+    assert browser.post("/dashboard/api-keys", {"name": "forged", "csrf_token": other.csrf}, csrf=False).status_code == 403
+    assert len(keys()) == before
+    created = browser.post("/dashboard/api-keys", {"name": "real"})
+    assert created.status_code == 200 and "shown this once" in created.text
+    assert len(keys()) == before + 1
+
+
+def test_a_revoked_key_ends_its_session(settings, tenant):
+    headers = {"X-OM-Api-Key": tenant.api_key}
+    doomed = httpx.post(f"{settings.api_url}/v1/api-keys", headers=headers, json={"name": "doomed"}).json()
+    browser = Browser(settings, doomed["api_key"])
+    assert browser.get("/dashboard/wallets").status_code == 200
+    assert httpx.delete(f"{settings.api_url}/v1/api-keys/{doomed['id']}", headers=headers).status_code == 200
+    eventually(lambda: all(browser.get("/dashboard/wallets").status_code == 303 for _ in range(6)), timeout_s=5,
+               what="every API process sends the revoked key's session to sign-in")
+    assert browser.get("/dashboard/overview").headers["location"] == "/dashboard/signin"
+
+
+def test_another_tenants_ids_are_refused_on_every_page(settings, victim):
+    """The dashboard's isolation matrix: each route that takes an id, with tenant A's id, in B's session."""
+    a = victim["tenant"]
+    b = Browser(settings, new_tenant(settings).api_key)
+    attacks = {
+        ("GET", "/dashboard/burn-tables/{burn_table_id}"): lambda: b.get(f"/dashboard/burn-tables/{victim['burn_table_id']}"),
+        ("POST", "/dashboard/burn-tables/{burn_table_id}/versions"): lambda: b.post(
+            f"/dashboard/burn-tables/{victim['burn_table_id']}/versions", {"rules": '{"default": {"unit": "9"}}'}),
+        ("GET", "/dashboard/rebilling/{run_id}"): lambda: b.get(f"/dashboard/rebilling/{victim['run_id']}"),
+        ("POST", "/dashboard/api-keys/{key_id}/revoke"): lambda: b.post(f"/dashboard/api-keys/{victim['key_id']}/revoke"),
+    }
+    with_ids = [route for route in ROUTES if "{" in route[1]]
+    assert sorted(attacks) == with_ids, "a dashboard route takes an id: add its attack here"
+    for route, attack in attacks.items():
+        response = attack()
+        assert response.status_code == 404, f"{route}: {response.status_code} {response.text[:300]}"
+    # Pages that take no id show B's own data only, whatever A's ids B puts in the query.
+    own = [b.get("/dashboard/wallets", params={"wallet": victim["wallet_id"]}), b.get("/dashboard/overview"),
+           b.get("/dashboard/usage", params={"user_id": "victim-user"}), b.get("/dashboard/burn-tables"),
+           b.get("/dashboard/api-keys"), b.get("/dashboard/rebilling"),
+           b.get("/dashboard/usage.csv", params={"user_id": "victim-user"})]
+    for response in own:
+        assert response.status_code == 200, response.text[:300]
+        for secret in (a.customer_id, victim["burn_table_id"], victim["run_id"], victim["key_id"], a.api_key[:11]):
+            assert secret not in response.text.replace(victim["wallet_id"], ""), f"{response.url} shows {secret}"
+    # A's burn table was not changed, A's key still works.
+    headers = {"X-OM-Api-Key": a.api_key}
+    versions = httpx.get(f"{settings.api_url}/v1/burn-tables/{victim['burn_table_id']}", headers=headers).json()["versions"]
+    keys = httpx.get(f"{settings.api_url}/v1/api-keys", headers=headers).json()["api_keys"]
+    assert len(versions) == 1 and [k["revoked_at"] for k in keys if k["id"] == victim["key_id"]] == [None]
+
+
+def test_purchase_form_goes_through_the_credits_route_and_names_a_bad_field(settings, tenant):
+    browser = Browser(settings, tenant.api_key)
+    bad = browser.post("/dashboard/wallets/credits", {"kind": "purchase", "amount": "1.5e400"})
+    assert bad.status_code == 422 and "<strong>amount</strong>" in bad.text
+    good = browser.post("/dashboard/wallets/credits", {"kind": "grant", "amount": "12.5", "user_id": "u-form",
+                                                        "expires_at": "2099-01-01T00:00"})
+    assert good.status_code == 200 and "Grant applied" in good.text and "balance now 12.5" in good.text, good.text[-2000:]
+    assert "expires 2099-01-01 00:00:00 UTC" in good.text
+
+
+def test_usage_csv_exports_the_filtered_rows(settings, tenant):
+    headers = {"X-OM-Api-Key": tenant.api_key}
+    api = httpx.Client(base_url=settings.api_url, headers=headers, timeout=30)
+    assert api.post("/v1/burn-tables", json={"name": "t", "rules": {"default": {"input_tokens": "1", "output_tokens": "2"}}}).status_code == 201
+    api.post("/v1/credits/purchase", params={"wait": "true"}, json={"customer_id": tenant.customer_id, "amount": "100000"})
+    eventually(lambda: api.get(f"/v1/customers/{tenant.customer_id}/credits").json()["balance"] == "100000", timeout_s=20,
+               what="the purchase in the balances view")
+    events = [token_event(user_id="ana", feature_id="chat", model="gpt-4o", input_tokens=10, output_tokens=5),
+              token_event(user_id="ana", feature_id="chat", model="gpt-4o", input_tokens=20, output_tokens=5),
+              token_event(user_id="bo", feature_id="search", model="gpt-4o-mini", input_tokens=7, output_tokens=1)]
+    assert api.post("/v1/events/ingest", json={"events": events}).json()["accepted"] == 3
+    browser = Browser(settings, tenant.api_key)
+    today = datetime.now(timezone.utc).date()
+    period = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+
+    def exported(**filters) -> list[dict]:
+        response = browser.get("/dashboard/usage.csv", params={**period, **filters})
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+        assert "attachment" in response.headers["content-disposition"]
+        return list(csv.DictReader(io.StringIO(response.text)))
+
+    rows = eventually(lambda: (r := exported()) and sum(int(x["events"]) for x in r) == 3 and r, timeout_s=30,
+                      what="three events in the usage rollups")
+    assert {(r["user_id"], r["feature_id"], r["model"], r["events"], r["input_tokens"], r["credits"]) for r in rows} == {
+        ("ana", "chat", "gpt-4o", "2", "30", "50"), ("bo", "search", "gpt-4o-mini", "1", "7", "9")}
+    only_bo = exported(user_id="bo")
+    assert [(r["user_id"], r["credits"]) for r in only_bo] == [("bo", "9")]
+    assert exported(model="no-such-model") == []
+    page = browser.get("/dashboard/usage", params={**period, "feature_id": "chat"})
+    assert page.status_code == 200 and "2 events, 50 credits" in page.text
+    bad = browser.get("/dashboard/usage", params={"from": "yesterday"})
+    assert bad.status_code == 422 and "<strong>from</strong>" in bad.text
