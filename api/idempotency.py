@@ -66,3 +66,82 @@ def complete(conn: psycopg.Connection, customer_id: str, key: str, status: int, 
         "WHERE customer_id = %s AND idempotency_key = %s AND response_status IS NULL",
         (status, body.decode(), customer_id, key),
     )
+
+
+# --- routes that create a resource in Postgres ---------------------------------------------
+# The claim, the creation and the stored answer share ONE transaction: a twin racing this
+# request waits on the key's row and then replays the answer; a creation that fails (4xx, a
+# crash) rolls the claim back too, so a retry creates. A write that follows the commit (a
+# catalog publication) is not covered: its 503 says so, and a retry replays the 201.
+def fingerprint(route: str, *parts: object) -> bytes:
+    """What "the same request" means for a key: the route and the parsed request."""
+    import hashlib
+
+    import msgspec
+    import orjson
+
+    canonical = [route, *(msgspec.to_builtins(part) if isinstance(part, msgspec.Struct) else part for part in parts)]
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS, default=str)).digest()
+
+
+def create_once(
+    conn: psycopg.Connection, customer_id: str, key: str | None, route: str, request_hash: bytes, create,
+    stored=None,
+):
+    """`create(conn) -> (status, body: bytes, result)` run once per (tenant, key).
+
+    Returns `(claim, status, body, result)`: claim None without a key; REPLAY with the stored
+    answer (result None); CONFLICT (nothing created); NEW once created. `stored(body) -> bytes`
+    changes what is kept for replays (e.g. without a secret)."""
+    if key is None:
+        status, body, result = create(conn)
+        return None, status, body, result
+    with conn.transaction():
+        claimed = claim(conn, customer_id, key, route, request_hash, "")
+        if claimed.outcome is Outcome.CONFLICT:
+            return claimed, None, None, None
+        if claimed.outcome is Outcome.REPLAY:
+            return claimed, claimed.status, claimed.body, None
+        status, body, result = create(conn)  # IN_FLIGHT cannot outlive its transaction: NEW here
+        complete(conn, customer_id, key, status, stored(body) if stored else body)
+        return Claim(Outcome.NEW), status, body, result
+
+
+KEY_HEADER_DOC = ("Retry-safe key (1-255 printable ASCII): the same key and request again answers the first "
+                  "answer (`Idempotent-Replayed: true`) and creates nothing; with another request, 409")
+
+
+async def respond_once(request, customer_id: str, header_key: str | None, route: str, parts: tuple, create,
+                       stored=None):
+    """A creating route's answer with its `Idempotency-Key`: `create(conn) -> (status, body, result)`
+    runs at most once per key (`create_once`, on a pooled connection, off the event loop).
+    Returns `(response, result)`; result None on a replay. 409 `idempotency_conflict`, 422 for a
+    malformed key, 503 when Postgres is not there."""
+    from fastapi import Response
+
+    from api.catalog_state import in_db
+    from api.credit_requests import RequestError, idempotency_key
+    from api.errors import ApiError
+
+    try:
+        key = idempotency_key(header_key, None)
+    except RequestError as exc:
+        raise ApiError(422, "invalid_request", str(exc), exc.field) from None
+    request_hash = fingerprint(route, *parts)
+    if key is None:
+        status, body, result = await in_db(request, create)
+        return Response(body, status, media_type="application/json"), result
+    try:
+        claimed, status, body, result = await in_db(request, create_once, customer_id, key, route, request_hash,
+                                                    create, stored)
+    except psycopg.OperationalError as exc:  # Postgres down or the pool exhausted: not the client's fault
+        raise ApiError(503, "idempotency_unavailable",
+                       f"idempotency keys cannot be checked right now ({type(exc).__name__}); retry later",
+                       headers={"Retry-After": str(request.app.state.settings.ingest_retry_after_s)}) from exc
+    if claimed.outcome is Outcome.CONFLICT:
+        raise ApiError(409, "idempotency_conflict",
+                       "this Idempotency-Key was already used for a different request; use a new key for a new request",
+                       "Idempotency-Key")
+    if claimed.outcome is Outcome.REPLAY:
+        return Response(body, status, {"Idempotent-Replayed": "true"}, media_type="application/json"), None
+    return Response(body, status, media_type="application/json"), result

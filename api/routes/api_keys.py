@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
 
-from api import json_bodies, tenants
+from api import idempotency, json_bodies, tenants
 from api.auth import tenant
 from api.catalog_state import in_db
 
@@ -39,7 +40,7 @@ class NewKeyOut(msgspec.Struct):
     name: str
     prefix: str
     created_at: datetime
-    api_key: str  # the secret: shown this once, never again
+    api_key: str | None  # the secret: shown this once, never again (null in an Idempotency-Key replay)
 
 
 class KeysOut(msgspec.Struct):
@@ -47,6 +48,7 @@ class KeysOut(msgspec.Struct):
 
 
 _decoder = json_bodies.decoder(KeyIn)
+_KEY = Header(None, alias="Idempotency-Key", description=idempotency.KEY_HEADER_DOC)
 
 
 @router.post(
@@ -54,17 +56,34 @@ _decoder = json_bodies.decoder(KeyIn)
     summary="Create an API key for the caller's tenant; the secret is in this answer only",
     status_code=201,
     responses={
-        201: json_bodies.content("The new key, with its secret `api_key`", json_bodies.schema(NewKeyOut)),
-        **json_bodies.errors(400, 401, 413, 422, descriptions={400: "The body is not JSON (`malformed_json`)"}),
+        201: json_bodies.content("The new key, with its secret `api_key` (null when an Idempotency-Key replays the "
+                                 "answer: the secret is never stored; revoke that key if it was lost)",
+                                 json_bodies.schema(NewKeyOut)),
+        **json_bodies.errors(400, 401, 409, 413, 422, 503, descriptions={
+            400: "The body is not JSON (`malformed_json`)",
+            409: "The Idempotency-Key was used for a different request (`idempotency_conflict`)",
+            503: "Postgres is unavailable (`idempotency_unavailable`)"}),
     },
     openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
         "schema": {**json_bodies.schema(KeyIn), "description": "name: 1-200 characters (default `default`)"}}}}},
 )
-async def create(request: Request, caller: str = Depends(tenant)):
+async def create(request: Request, idempotency_key: str | None = _KEY, caller: str = Depends(tenant)):
     body = await json_bodies.read(request, _decoder) if await request.body() else KeyIn()
-    new = await in_db(request, tenants.create_api_key, caller, body.name)
-    key = new.key
-    return json_bodies.respond(NewKeyOut(key.key_id, key.name, key.prefix, key.created_at, new.api_key), 201)
+
+    def create_key(conn):
+        new = tenants.create_api_key(conn, caller, body.name)
+        key = new.key
+        return 201, orjson.dumps(msgspec.to_builtins(
+            NewKeyOut(key.key_id, key.name, key.prefix, key.created_at, new.api_key))), new
+
+    response, _ = await idempotency.respond_once(request, caller, idempotency_key, "POST /v1/api-keys", (body,),
+                                                 create_key, stored=_without_secret)
+    return response
+
+
+def _without_secret(body: bytes) -> bytes:
+    """What a replay answers: the key, not its secret (only its hash is ever stored)."""
+    return orjson.dumps({**orjson.loads(body), "api_key": None})
 
 
 @router.get(

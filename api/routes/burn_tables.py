@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
 
-from api import json_bodies
+from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
@@ -88,24 +89,38 @@ _created = json_bodies.decoder(BurnTableIn)
 _versioned = json_bodies.decoder(BurnTableVersionIn)
 _OUT = json_bodies.schema(BurnTableOut)
 _NOT_FOUND = {404: "No burn table with this id for this tenant"}
+_WRITE_ERRORS = {
+    409: "The Idempotency-Key was used for a different request (`idempotency_conflict`)",
+    503: "Saved but not yet published to the catalog (`catalog_unavailable`: a retry with the same key replays the "
+         "201, `openmonetize catalog sync` publishes it), or Postgres unavailable (`idempotency_unavailable`)",
+}
+_KEY = Header(None, alias="Idempotency-Key", description=idempotency.KEY_HEADER_DOC)
 
 
 @router.post(
     "/v1/burn-tables",
     summary="Create a burn table (version 1)",
     status_code=201,
-    responses={201: json_bodies.content("The new table's version 1", _OUT), **json_bodies.errors(401, 403, 413, 422)},
+    responses={201: json_bodies.content("The new table's version 1", _OUT),
+               **json_bodies.errors(401, 403, 409, 413, 422, 503, descriptions=_WRITE_ERRORS)},
     openapi_extra=json_bodies.request_body(_with_rules(json_bodies.schema(BurnTableIn))),
 )
-async def create(request: Request, customer_id: str = Depends(tenant)):
+async def create(request: Request, key: str | None = _KEY, customer_id: str = Depends(tenant)):
     body = await json_bodies.read(request, _created)
     json_bodies.check_customer(body.customer_id, customer_id)
     rules = _rules(body.rules)
-    record = await in_db(
-        request, catalog_store.create_burn_table, customer_id, body.name.strip(), rules, json_bodies.effective_from(body.effective_from)
-    )
-    await publish(request, [record], f"burn table {record.table.burn_table_id} v1")
-    return json_bodies.respond(_out(record), 201)
+    effective_from = json_bodies.effective_from(body.effective_from)
+
+    def create_table(conn):
+        record = catalog_store.create_burn_table(conn, customer_id, body.name.strip(), rules, effective_from)
+        return 201, _encoded(record), record
+
+    parts = (body.name.strip(), rules_json(rules), body.effective_from)
+    response, record = await idempotency.respond_once(request, customer_id, key, "POST /v1/burn-tables", parts,
+                                                      create_table)
+    if record is not None:
+        await publish(request, [record], f"burn table {record.table.burn_table_id} v1")
+    return response
 
 
 @router.get(
@@ -143,21 +158,29 @@ async def get_table(request: Request, burn_table_id: str, customer_id: str = Dep
     status_code=201,
     responses={
         201: json_bodies.content("The new version", _OUT),
-        **json_bodies.errors(401, 403, 404, 413, 422, descriptions=_NOT_FOUND),
+        **json_bodies.errors(401, 403, 404, 409, 413, 422, 503, descriptions={**_NOT_FOUND, **_WRITE_ERRORS}),
     },
     openapi_extra=json_bodies.request_body(_with_rules(json_bodies.schema(BurnTableVersionIn))),
 )
-async def add_version(request: Request, burn_table_id: str, customer_id: str = Depends(tenant)):
+async def add_version(request: Request, burn_table_id: str, key: str | None = _KEY,
+                      customer_id: str = Depends(tenant)):
     body = await json_bodies.read(request, _versioned)
     json_bodies.check_customer(body.customer_id, customer_id)
     rules = _rules(body.rules)
-    record = await in_db(
-        request, catalog_store.add_burn_table_version, customer_id, burn_table_id, rules, json_bodies.effective_from(body.effective_from)
-    )
-    if record is None:
-        raise _not_found(burn_table_id)
-    await publish(request, [record], f"burn table {burn_table_id} v{record.table.version}")
-    return json_bodies.respond(_out(record), 201)
+    effective_from = json_bodies.effective_from(body.effective_from)
+
+    def add(conn):
+        record = catalog_store.add_burn_table_version(conn, customer_id, burn_table_id, rules, effective_from)
+        if record is None:
+            raise _not_found(burn_table_id)
+        return 201, _encoded(record), record
+
+    parts = (burn_table_id, rules_json(rules), body.effective_from)
+    response, record = await idempotency.respond_once(
+        request, customer_id, key, "POST /v1/burn-tables/{id}/versions", parts, add)
+    if record is not None:
+        await publish(request, [record], f"burn table {burn_table_id} v{record.table.version}")
+    return response
 
 
 def _rules(raw: dict) -> dict:
@@ -172,6 +195,10 @@ def _rules(raw: dict) -> dict:
 
 def _not_found(burn_table_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no burn table {burn_table_id!r} for this tenant", "burn_table_id")
+
+
+def _encoded(record: BurnTableRecord) -> bytes:
+    return orjson.dumps(msgspec.to_builtins(_out(record)))
 
 
 def _out(record: BurnTableRecord) -> BurnTableOut:

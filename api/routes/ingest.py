@@ -74,6 +74,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/v1/events/ingest",
     summary="Ingest a batch of usage events",
+    description=("Idempotent by `event_id`: an event sent again (a retry of the whole batch, a duplicate in it) is "
+                 "accepted and charged once (the usage agent dedupes over the event window), so no `Idempotency-Key` "
+                 "is needed; one sent with the header is treated the same way, the header is ignored."),
     status_code=202,
     responses={**RESPONSES, 400: {**RESPONSES[400], **_ERROR}},
     openapi_extra={

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 
 from api import json_bodies
 from api.auth import tenant
@@ -74,7 +74,13 @@ _rating = json_bodies.decoder(RatingIn)
     },
     openapi_extra=json_bodies.request_body(json_bodies.schema(RatingIn)),
 )
-async def calculate(request: Request, customer_id: str = Depends(tenant)):
+async def calculate(
+    request: Request,
+    _key: str | None = Header(None, alias="Idempotency-Key", description=(
+        "Accepted and ignored: rating is pure (it reads the catalog and writes nothing), so a retry is always safe "
+        "and answers the same while the catalog is unchanged")),
+    customer_id: str = Depends(tenant),
+):
     body = await json_bodies.read(request, _rating)
     json_bodies.check_customer(body.customer_id, customer_id)
     usage = _params(body)

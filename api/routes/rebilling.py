@@ -17,9 +17,10 @@ from decimal import Decimal
 from typing import Annotated
 
 import msgspec
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
 
-from api import json_bodies
+from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
@@ -96,13 +97,16 @@ _OUT = json_bodies.schema(RunOut)
     responses={
         202: json_bodies.content("The run, queued; poll GET /v1/rebilling/runs/{run_id}", _OUT),
         **json_bodies.errors(401, 403, 409, 422, descriptions={
-            409: "A run of this tenant is queued or running (`replay_running`)",
+            409: "A run of this tenant is queued or running (`replay_running`), or the Idempotency-Key was used for a "
+                 "different request (`idempotency_conflict`); the same key and body replay the first answer",
             422: "A field is invalid or a guard rail refuses the range; `field` names it",
         }),
     },
     openapi_extra=json_bodies.request_body(json_bodies.schema(RunIn)),
 )
-async def start(request: Request, customer_id: str = Depends(tenant)):
+async def start(request: Request, key: str | None = Header(None, alias="Idempotency-Key",
+                                                           description=idempotency.KEY_HEADER_DOC),
+                customer_id: str = Depends(tenant)):
     body = await json_bodies.read(request, _decoder)
     json_bodies.check_customer(body.customer_id, customer_id)
     for field, at in (("from", body.start), ("to", body.end)):
@@ -116,11 +120,17 @@ async def start(request: Request, customer_id: str = Depends(tenant)):
     run = runs.Run(runs.new_run_id(), customer_id, sorted(set(body.user_ids)), body.start, body.end,
                    body.burn_table_version, "apply" if replay.apply else "dry_run", body.rebuild_analytics, "queued",
                    "api")
-    busy = await in_db(request, runs.create_unless_busy, run)
-    if busy is not None:
-        raise ApiError(409, "replay_running", f"run {busy} of this tenant is queued or running: one at a time")
-    _launch(replay, run.run_id)
-    return json_bodies.respond(_out(run), 202)
+    def create(conn):
+        busy = runs.create_unless_busy(conn, run)
+        if busy is not None:
+            raise ApiError(409, "replay_running", f"run {busy} of this tenant is queued or running: one at a time")
+        return 202, orjson.dumps(msgspec.to_builtins(_out(run))), run
+
+    response, created = await idempotency.respond_once(request, customer_id, key, "POST /v1/rebilling/runs", (body,),
+                                                       create)
+    if created is not None:
+        _launch(replay, run.run_id)  # after the commit: the process reads the run's record
+    return response
 
 
 @router.get(

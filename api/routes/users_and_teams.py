@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from fastapi import APIRouter, Depends, Query, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api import cursors, json_bodies
+from api import cursors, idempotency, json_bodies
 from api import users_and_teams as store
 from api.auth import tenant
 from api.catalog_state import in_db
@@ -82,9 +83,12 @@ _user = json_bodies.decoder(UserIn)
 _team = json_bodies.decoder(TeamIn)
 _CURSOR = Query(None, max_length=1000, description="next_cursor of the previous page")
 _LIMIT = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page")
-_WRITE_ERRORS = json_bodies.errors(400, 401, 403, 409, 413, 422, descriptions={
+_KEY = Header(None, alias="Idempotency-Key", description=idempotency.KEY_HEADER_DOC)
+_WRITE_ERRORS = json_bodies.errors(400, 401, 403, 409, 413, 422, 503, descriptions={
+    503: "Postgres is unavailable (`idempotency_unavailable`); retry with the same key",
     400: "The body is not JSON (`malformed_json`)",
-    409: "The id exists already (`user_exists`, `team_exists`)",
+    409: "The id exists already (`user_exists`, `team_exists`), or the Idempotency-Key was used for a different "
+         "request (`idempotency_conflict`)",
     422: "A field is invalid (`invalid_id`, `invalid_request`); `field` names it",
 })
 
@@ -102,11 +106,16 @@ def _body(type_, id_field: str) -> dict:
     responses={201: json_bodies.content("The user", json_bodies.schema(UserOut)), **_WRITE_ERRORS},
     openapi_extra=_body(UserIn, "user_id"),
 )
-async def create_user(request: Request, customer_id: str, caller: str = Depends(tenant)):
+async def create_user(request: Request, customer_id: str, key: str | None = _KEY, caller: str = Depends(tenant)):
     json_bodies.check_customer(customer_id, caller)
     body = await json_bodies.read(request, _user)
-    user = await in_db(request, store.create_user, caller, body.user_id, body.name)
-    return json_bodies.respond(UserOut(user.user_id, user.name, user.created_at), 201)
+
+    def create(conn):
+        user = store.create_user(conn, caller, body.user_id, body.name)
+        return 201, orjson.dumps(msgspec.to_builtins(UserOut(user.user_id, user.name, user.created_at))), user
+
+    route = "POST /v1/customers/{id}/users"
+    return (await idempotency.respond_once(request, caller, key, route, (body,), create))[0]
 
 
 @router.get(
@@ -146,11 +155,16 @@ async def get_user(request: Request, customer_id: str, user_id: str, caller: str
     responses={201: json_bodies.content("The team", json_bodies.schema(TeamOut)), **_WRITE_ERRORS},
     openapi_extra=_body(TeamIn, "team_id"),
 )
-async def create_team(request: Request, customer_id: str, caller: str = Depends(tenant)):
+async def create_team(request: Request, customer_id: str, key: str | None = _KEY, caller: str = Depends(tenant)):
     json_bodies.check_customer(customer_id, caller)
     body = await json_bodies.read(request, _team)
-    team = await in_db(request, store.create_team, caller, body.team_id, body.name)
-    return json_bodies.respond(_team_out(team), 201)
+
+    def create(conn):
+        team = store.create_team(conn, caller, body.team_id, body.name)
+        return 201, orjson.dumps(msgspec.to_builtins(_team_out(team))), team
+
+    route = "POST /v1/customers/{id}/teams"
+    return (await idempotency.respond_once(request, caller, key, route, (body,), create))[0]
 
 
 @router.get(
