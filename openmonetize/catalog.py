@@ -12,6 +12,8 @@ each version has a key of its own):
     burn_table:{customer_id}:{burn_table_id}:{version}            BurnTableRecord
     price:{provider}:{model}:{version}                            PriceRecord (dataset snapshot)
     price_override:{customer_id}:{provider}:{model}:{version}     PriceRecord (a tenant's override)
+    plan:{customer_id}:{plan_id}                                  PlanRecord (plans are not edited)
+    subscription:{customer_id}:{subscription_id}                  SubscriptionRecord (its status changes)
 
 Values are JSON objects with a `kind`; amounts are decimal strings, times RFC 3339.
 
@@ -19,6 +21,9 @@ Lookups: a tenant with several burn tables is rated with the NEWEST-CREATED tabl
 version in force at the event's time (creating a table switches the tenant to it from its
 `effective_from`; older tables still rate the time before). A price is the tenant's override
 in force at that time, else the dataset snapshot's.
+
+Feature gating (the entitlement check) answers from here too: a tenant's `disabled_features`
+and, for a user or team with active subscriptions, the features their plans include.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class TenantSettings:
     credit_price_usd: Decimal = Decimal("0.01")
     routing_order: tuple[str, ...] = ROUTING_LEVELS
     unfunded_policy: str = "allow_overdraft"
+    features: tuple[str, ...] | None = None  # the tenant's declared feature ids; None: not declared
+    disabled_features: tuple[str, ...] = ()  # switched off for the whole tenant
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,44 @@ class PriceRecord:
         return "dataset" if self.customer_id is None else "override"
 
 
-Record = TenantSettings | BurnTableRecord | PriceRecord
+@dataclass(frozen=True)
+class PlanRecord:
+    """A plan: `credits` per `period_count` x `period` to each subscriber (openmonetize/plans/)."""
+
+    plan_id: str
+    customer_id: str
+    name: str
+    credits: Decimal
+    period: str
+    period_count: int
+    rollover: str
+    rollover_cap: Decimal | None
+    features: tuple[str, ...] | None  # None: every feature
+    excluded_features: tuple[str, ...]
+    priority: int
+    created_at: datetime
+
+    def includes(self, feature_id: str) -> bool:
+        return (self.features is None or feature_id in self.features) and feature_id not in self.excluded_features
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A user's or team's subscription to a plan; the scheduler's progress is not published."""
+
+    subscription_id: str
+    customer_id: str
+    plan_id: str
+    user_id: str | None
+    team_id: str | None
+    wallet_id: str
+    status: str  # active or cancelled
+    starts_at: datetime
+    cancelled_at: datetime | None
+    created_at: datetime
+
+
+Record = TenantSettings | BurnTableRecord | PriceRecord | PlanRecord | SubscriptionRecord
 
 
 # --- the JSON codec ------------------------------------------------------------------------
@@ -103,6 +147,10 @@ def rules_json(rules: Mapping[str, RateRule]) -> dict:
 def key_of(record: Record) -> str:
     if isinstance(record, TenantSettings):
         return f"tenant:{record.customer_id}"
+    if isinstance(record, PlanRecord):
+        return f"plan:{record.customer_id}:{record.plan_id}"
+    if isinstance(record, SubscriptionRecord):
+        return f"subscription:{record.customer_id}:{record.subscription_id}"
     if isinstance(record, BurnTableRecord):
         t = record.table
         return f"burn_table:{t.customer_id}:{t.burn_table_id}:{t.version}"
@@ -120,6 +168,25 @@ def encode(record: Record) -> bytes:
             "credit_price_usd": decimal_text(record.credit_price_usd),
             "routing_order": list(record.routing_order),
             "unfunded_policy": record.unfunded_policy,
+            "features": None if record.features is None else list(record.features),
+            "disabled_features": list(record.disabled_features),
+        }
+    elif isinstance(record, PlanRecord):
+        body = {
+            "kind": "plan", "plan_id": record.plan_id, "customer_id": record.customer_id, "name": record.name,
+            "credits": decimal_text(record.credits), "period": record.period, "period_count": record.period_count,
+            "rollover": record.rollover, "rollover_cap": _text_or_none(record.rollover_cap),
+            "features": None if record.features is None else list(record.features),
+            "excluded_features": list(record.excluded_features), "priority": record.priority,
+            "created_at": record.created_at.isoformat(),
+        }
+    elif isinstance(record, SubscriptionRecord):
+        body = {
+            "kind": "subscription", "subscription_id": record.subscription_id, "customer_id": record.customer_id,
+            "plan_id": record.plan_id, "user_id": record.user_id, "team_id": record.team_id,
+            "wallet_id": record.wallet_id, "status": record.status, "starts_at": record.starts_at.isoformat(),
+            "cancelled_at": None if record.cancelled_at is None else record.cancelled_at.isoformat(),
+            "created_at": record.created_at.isoformat(),
         }
     elif isinstance(record, BurnTableRecord):
         t = record.table
@@ -157,6 +224,21 @@ def decode(value: bytes) -> Record:
             credit_price_usd=Decimal(body["credit_price_usd"]),
             routing_order=tuple(body["routing_order"]),
             unfunded_policy=body["unfunded_policy"],
+            features=None if body.get("features") is None else tuple(body["features"]),
+            disabled_features=tuple(body.get("disabled_features") or ()),
+        )
+    if kind == "plan":
+        return PlanRecord(
+            body["plan_id"], body["customer_id"], body["name"], Decimal(body["credits"]), body["period"],
+            body["period_count"], body["rollover"], _decimal_or_none(body.get("rollover_cap")),
+            None if body.get("features") is None else tuple(body["features"]), tuple(body["excluded_features"]),
+            body["priority"], _time(body["created_at"]),
+        )
+    if kind == "subscription":
+        return SubscriptionRecord(
+            body["subscription_id"], body["customer_id"], body["plan_id"], body.get("user_id"), body.get("team_id"),
+            body["wallet_id"], body["status"], _time(body["starts_at"]),
+            None if body.get("cancelled_at") is None else _time(body["cancelled_at"]), _time(body["created_at"]),
         )
     if kind == "burn_table":
         table = BurnTable(
@@ -193,6 +275,11 @@ def _time(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"time without a timezone: {text!r}")
     return value
+
+
+def _subject(subscription: SubscriptionRecord) -> str:
+    return f"user:{subscription.user_id}" if subscription.user_id else f"team:{subscription.team_id}" \
+        if subscription.team_id else "customer"
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -267,6 +354,10 @@ class CatalogIndex:
         self._burn_tables: dict[str, tuple[tuple[BurnTable, ...], ...]] = {}  # customer → tables, newest first
         self._price_records: dict[_PriceGroup, dict[str, ProviderPrice]] = {}
         self._prices: dict[_PriceGroup, tuple[ProviderPrice, ...]] = {}
+        self._plans: dict[tuple[str, str], PlanRecord] = {}  # (customer, plan_id) → plan
+        self._subscriptions: dict[str, SubscriptionRecord] = {}  # key → subscription
+        self._by_subject: dict[tuple[str, str], dict[str, SubscriptionRecord]] = {}  # (customer, user:/team: id) → key → it
+        self._subscribed: dict[tuple[str, str], tuple[str, ...]] = {}  # (customer, user:/team: id) → active plan ids
         self._listing = threading.Lock()
 
     def apply(self, key: str, record: Record | None) -> None:
@@ -278,6 +369,10 @@ class CatalogIndex:
                 kind, group = "tenant", record.customer_id
             elif isinstance(record, BurnTableRecord):
                 kind, group = "burn_table", record.table.customer_id
+            elif isinstance(record, PlanRecord):
+                kind, group = "plan", (record.customer_id, record.plan_id)
+            elif isinstance(record, SubscriptionRecord):
+                kind, group = "subscription", record.customer_id
             else:
                 kind, group = "price", (record.customer_id, record.price.provider, record.price.model)
             if kind is None:
@@ -288,6 +383,10 @@ class CatalogIndex:
                 self._apply_tenant(group, record)
             elif kind == "burn_table":
                 self._apply_burn_table(group, key, record)
+            elif kind == "plan":
+                self._apply_plan(group, record)
+            elif kind == "subscription":
+                self._apply_subscription(group, key, record)
             else:
                 self._apply_price(group, key, record)
 
@@ -296,6 +395,27 @@ class CatalogIndex:
             self._tenants.pop(customer_id, None)
         else:
             self._tenants[customer_id] = record
+
+    def _apply_plan(self, group, record) -> None:
+        if record is None:
+            self._plans.pop(group, None)
+        else:
+            self._plans[group] = record
+
+    def _apply_subscription(self, customer_id, key, record) -> None:
+        before = self._subscriptions.pop(key, None)
+        if before is not None:
+            self._by_subject.get((customer_id, _subject(before)), {}).pop(key, None)
+        if record is not None:
+            self._subscriptions[key] = record
+            self._by_subject.setdefault((customer_id, _subject(record)), {})[key] = record
+        for subject in {_subject(s) for s in (before, record) if s is not None}:
+            group = (customer_id, subject)
+            active = tuple(sorted(s.plan_id for s in self._by_subject.get(group, {}).values() if s.status == "active"))
+            if active:
+                self._subscribed[group] = active
+            else:
+                self._subscribed.pop(group, None)
 
     def _apply_burn_table(self, customer_id, key, record) -> None:
         records = self._burn_records.setdefault(customer_id, {})
@@ -323,6 +443,23 @@ class CatalogIndex:
     # --- lookups (what the workers call per event) --------------------------------------------
     def tenant(self, customer_id: str) -> TenantSettings:
         return self._tenants.get(customer_id) or TenantSettings(customer_id)
+
+    def plan(self, customer_id: str, plan_id: str) -> PlanRecord | None:
+        return self._plans.get((customer_id, plan_id))
+
+    def active_plans(self, customer_id: str, user_id: str | None, team_id: str | None) -> list[PlanRecord]:
+        """The plans of the user's and the team's active subscriptions."""
+        found = []
+        for subject in (f"user:{user_id}" if user_id else None, f"team:{team_id}" if team_id else None):
+            for plan_id in self._subscribed.get((customer_id, subject), ()) if subject else ():
+                plan = self._plans.get((customer_id, plan_id))
+                if plan is not None:
+                    found.append(plan)
+        return found
+
+    def plans_including(self, customer_id: str, feature_id: str) -> list[str]:
+        """The ids of the tenant's plans that include a feature (an upgrade hint)."""
+        return sorted(p.plan_id for (c, _), p in list(self._plans.items()) if c == customer_id and p.includes(feature_id))
 
     def knows(self, customer_id: str) -> bool:
         """A tenant is known once its settings or a burn table of its own were published."""

@@ -157,7 +157,7 @@ def _price_record(row: dict) -> PriceRecord:
 
 
 # --- tenant settings -----------------------------------------------------------------------
-_TENANT_COLUMNS = "customer_id, credit_price_usd, routing_order, unfunded_policy"
+_TENANT_COLUMNS = "customer_id, credit_price_usd, routing_order, unfunded_policy, features, disabled_features"
 
 
 def tenant_settings(conn: psycopg.Connection, customer_id: str) -> TenantSettings:
@@ -170,17 +170,20 @@ def tenant_settings(conn: psycopg.Connection, customer_id: str) -> TenantSetting
 
 def put_tenant_settings(conn: psycopg.Connection, settings: TenantSettings) -> TenantSettings:
     row = conn.execute(
-        f"""INSERT INTO tenant_settings ({_TENANT_COLUMNS}) VALUES (%s, %s, %s, %s)
+        f"""INSERT INTO tenant_settings ({_TENANT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
             ON CONFLICT (customer_id) DO UPDATE SET credit_price_usd = EXCLUDED.credit_price_usd,
-                routing_order = EXCLUDED.routing_order, unfunded_policy = EXCLUDED.unfunded_policy, updated_at = now()
+                routing_order = EXCLUDED.routing_order, unfunded_policy = EXCLUDED.unfunded_policy,
+                features = EXCLUDED.features, disabled_features = EXCLUDED.disabled_features, updated_at = now()
             RETURNING {_TENANT_COLUMNS}""",
-        (settings.customer_id, settings.credit_price_usd, list(settings.routing_order), settings.unfunded_policy),
+        (settings.customer_id, settings.credit_price_usd, list(settings.routing_order), settings.unfunded_policy,
+         None if settings.features is None else list(settings.features), list(settings.disabled_features)),
     ).fetchone()
     return _tenant(*row)
 
 
-def _tenant(customer_id, credit_price_usd, routing_order, unfunded_policy) -> TenantSettings:
-    return TenantSettings(customer_id, credit_price_usd, tuple(routing_order), unfunded_policy)
+def _tenant(customer_id, credit_price_usd, routing_order, unfunded_policy, features, disabled_features) -> TenantSettings:
+    return TenantSettings(customer_id, credit_price_usd, tuple(routing_order), unfunded_policy,
+                          None if features is None else tuple(features), tuple(disabled_features or ()))
 
 
 # --- everything, for `catalog sync` --------------------------------------------------------
@@ -192,3 +195,6 @@ def all_records(conn: psycopg.Connection) -> Iterator[Record]:
         yield _burn_record(row)
     for row in cur.execute(f"SELECT {_PRICE_COLUMNS} FROM provider_prices ORDER BY created_at").fetchall():
         yield _price_record(row)
+    from openmonetize.plans import store as plans_store  # plans.store reads the catalog's record types
+
+    yield from plans_store.all_records(conn)

@@ -601,6 +601,10 @@ from openmonetize.replay_cli import replay  # noqa: E402 - `openmonetize replay`
 
 main.add_command(replay)
 
+from openmonetize.plans.cli import plans  # noqa: E402 - `openmonetize plans run-due`
+
+main.add_command(plans)
+
 
 if __name__ == "__main__":
     main()

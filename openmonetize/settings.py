@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         3600, gt=0, description="Longest reserve_ttl_s an entitlement check accepts (422 above)."
     )
 
+    # --- plans and subscriptions (openmonetize/plans/) --------------------------------------
+    plans_scheduler_interval_s: float = Field(
+        60.0, ge=0, description="How often each API process runs the plans scheduler (grants of the periods due), "
+        "under a Postgres advisory lock so one process at a time; 0: never (run `openmonetize plans run-due`)."
+    )
+
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")
     postgres_db: str = "openmonetize"
