@@ -17,8 +17,8 @@ from api.body_limits import BodyLimits
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
 from api.routes import (
-    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, pricing, rating, rebilling, reports,
-    schema_registry, tenant_settings, users_and_teams,
+    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, plans, pricing, rating, rebilling,
+    reports, schema_registry, tenant_settings, users_and_teams,
 )
 from openmonetize import metrics
 from openmonetize.logs import get_logger
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client
     app.include_router(rebilling.router)
+    app.include_router(plans.router)  # its lifespan runs the plans scheduler every PLANS_SCHEDULER_INTERVAL_S
     dashboard.install(app)  # /dashboard: HTML pages over the routes above, outside the OpenAPI schema
     # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, size.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
