@@ -37,6 +37,8 @@ def require(settings: Settings, catalog: Catalog | None, balances: WalletBalance
         raise Refusal(400, "invalid_request", f"OpenMonetize proxy: the call cannot be estimated ({exc})") from None
     check = Check(who.customer_id, who.user_id, who.team_id, who.feature_id, None, usage, False, 0, None)
     out = entitlements.new_answer(catalog, who.customer_id, check)
+    if not entitlements.gate(catalog, who.customer_id, check, out):
+        raise Refusal(403, "permission", f"OpenMonetize: {out.actions[0]['message']} ({out.reason})")
     try:
         required = entitlements.price(catalog, who.customer_id, check, now, out)
     except ApiError as exc:  # no_rate: nothing in force prices this model

@@ -91,8 +91,11 @@ class CheckOut(msgspec.Struct, omit_defaults=True):
     reserved: str
     policy: str  # the tenant's unfunded policy: allow_overdraft (a call made anyway is charged) or reject
     estimated_credits: str  # = required (the seed's name)
-    reason: str | None  # null when allowed; else insufficient_credits or contended
-    actions: list[dict]  # what the caller can do about a denial: top_up (with the credits missing), retry
+    # null when allowed; else insufficient_credits, contended, feature_disabled or feature_not_in_plan
+    reason: str | None
+    # what the caller can do about a denial: top_up (with the credits missing), retry, upgrade (with
+    # the plans that include the feature), contact_admin (a feature switched off for the tenant)
+    actions: list[dict]
     reservation_id: str | None = None  # `"reserve": true` and allowed: name it in the usage event
     reservation_expires_at: datetime | None = None
     reservation_status: str | None = None  # accepted (Kafka has it), applied (`?wait=true`), pending (the wait timed out)
@@ -197,6 +200,8 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
 
     catalog = catalog_of(request)
     out = new_answer(catalog, customer_id, check_)
+    if not gate(catalog, customer_id, check_, out):
+        return json_bodies.respond(out), "denied"  # before pricing: a switched-off feature needs no estimate
     required = price(catalog, customer_id, check_, now, out)
 
     balances = balances_of(request)
@@ -333,6 +338,32 @@ def new_answer(catalog: Catalog, customer_id: str, check_: Check) -> CheckOut:
     """A check's answer before it is decided: denied, nothing known yet."""
     policy = catalog.tenant(customer_id).unfunded_policy
     return CheckOut(False, "", "0", "0", "0", "0", policy, "0", None, [], feature_id=check_.feature_id)
+
+
+def gate(catalog: Catalog, customer_id: str, check_: Check, out: CheckOut) -> bool:
+    """Feature gating, from the catalog in memory: False (and `out` denied with its reason and
+    actions) when the check names a feature the tenant switched off (`feature_disabled`), or
+    one that none of the plans of the user's and the team's active subscriptions includes
+    (`feature_not_in_plan`; without subscriptions no plan gates). Usage events of such a feature
+    are still billed: this answers "may", the usage that happened is charged."""
+    feature = check_.feature_id
+    if feature is None:
+        return True
+    if feature in catalog.tenant(customer_id).disabled_features:
+        out.reason = "feature_disabled"
+        out.actions = [{"type": "contact_admin", "feature_id": feature,
+                        "message": f"the feature {feature!r} is switched off for this account "
+                                   "(settings: disabled_features)"}]
+        return False
+    plans = catalog.active_plans(customer_id, check_.user_id, check_.team_id)
+    if plans and not any(plan.includes(feature) for plan in plans):
+        out.reason = "feature_not_in_plan"
+        upgrades = catalog.plans_including(customer_id, feature)
+        out.actions = [{"type": "upgrade", "feature_id": feature, "plans": upgrades,
+                        "message": f"the feature {feature!r} is not in the plan"
+                                   + (f"; these plans include it: {', '.join(upgrades)}" if upgrades else "")}]
+        return False
+    return True
 
 
 def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out: CheckOut) -> Decimal:

@@ -17,18 +17,22 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
+from api.users_and_teams import ID
 from openmonetize import catalog_store
 from openmonetize.billing.money import quantize
 from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
 
 router = APIRouter(tags=["tenant settings"])
 MAX_CREDIT_PRICE_USD = Decimal(1_000_000)
+MAX_FEATURES = 200
 
 
 class SettingsIn(msgspec.Struct, forbid_unknown_fields=True):
     credit_price_usd: Decimal | None = None
     routing_order: list[str] | None = None
     unfunded_policy: str | None = None
+    features: list[str] | None | msgspec.UnsetType = msgspec.UNSET
+    disabled_features: list[str] | None = None
 
 
 class SettingsOut(msgspec.Struct):
@@ -36,6 +40,8 @@ class SettingsOut(msgspec.Struct):
     credit_price_usd: str
     routing_order: list[str]
     unfunded_policy: str
+    features: list[str] | None  # the declared feature ids; null: not declared (any id is accepted)
+    disabled_features: list[str]  # entitlement checks of these answer allowed: false, reason feature_disabled
 
 
 _decoder = json_bodies.decoder(SettingsIn)
@@ -44,7 +50,10 @@ _DOC = {"description": (
     f"credit_price_usd: USD revenue per credit (margin = credits x price - provider cost), >= 0. "
     f"routing_order: the wallets an event may be charged to, first existing wins, a non-empty "
     f"ordering of {list(ROUTING_LEVELS)}. unfunded_policy: {list(UNFUNDED_POLICIES)}: a debit past the "
-    f"balance overdraws the wallet, or goes to usage.dlq as insufficient_credits.")}
+    f"balance overdraws the wallet, or goes to usage.dlq as insufficient_credits. features: the tenant's feature ids "
+    f"(null: not declared, plans may then name any id; leave out to keep them), what plans' feature lists are checked "
+    f"against. disabled_features: features switched off for the whole tenant: an entitlement check naming one answers "
+    f"allowed: false, reason feature_disabled (usage events of them are still billed).")}
 
 
 @router.get(
@@ -73,7 +82,15 @@ async def put_settings(request: Request, customer_id: str, caller: str = Depends
         _price(body.credit_price_usd) if body.credit_price_usd is not None else current.credit_price_usd,
         _order(body.routing_order) if body.routing_order is not None else current.routing_order,
         _policy(body.unfunded_policy) if body.unfunded_policy is not None else current.unfunded_policy,
+        _features(body.features, "features") if body.features is not msgspec.UNSET else current.features,
+        _features(body.disabled_features, "disabled_features") if body.disabled_features is not None
+        else current.disabled_features,
     )
+    if wanted.features is not None:
+        for i, feature in enumerate(wanted.disabled_features):
+            if feature not in wanted.features:
+                raise ApiError(422, "unknown_feature", f"{feature!r} is not one of the declared features",
+                               f"disabled_features[{i}]")
     saved = await in_db(request, catalog_store.put_tenant_settings, wanted)
     await publish(request, [saved], f"settings of {caller}")
     return json_bodies.respond(_out(saved))
@@ -102,6 +119,20 @@ def _policy(policy: str) -> str:
     return policy
 
 
+def _features(ids: list[str] | None, field: str) -> tuple[str, ...] | None:
+    if ids is None:
+        return None
+    if len(ids) > MAX_FEATURES:
+        raise ApiError(422, "invalid_settings", f"at most {MAX_FEATURES} features", field)
+    for i, feature in enumerate(ids):
+        if not ID.fullmatch(feature):
+            raise ApiError(422, "invalid_settings", "a feature id is 1-128 letters, digits and . _ : @ + -, starting "
+                           "with a letter or digit", f"{field}[{i}]")
+    return tuple(dict.fromkeys(ids))
+
+
 def _out(settings: TenantSettings) -> SettingsOut:
     return SettingsOut(settings.customer_id, f"{settings.credit_price_usd.normalize():f}",
-                       list(settings.routing_order), settings.unfunded_policy)
+                       list(settings.routing_order), settings.unfunded_policy,
+                       None if settings.features is None else list(settings.features),
+                       list(settings.disabled_features))
