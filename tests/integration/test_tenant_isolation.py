@@ -62,11 +62,14 @@ class Victim:
     burn_table_id: str
     price_model: str  # a model only A has a price override for
     run_id: str = ""  # A's rebilling run
+    plan_id: str = ""  # A's plan, created with the Idempotency-Key `victim-plan`
+    subscription_id: str = ""  # A's user's subscription to it
     user_id: str = "victim-user"
     team_id: str = "victim-team"
 
     def ids(self) -> list[str]:
-        return [self.customer_id, self.key_id, self.burn_table_id, self.price_model, self.run_id]
+        return [self.customer_id, self.key_id, self.burn_table_id, self.price_model, self.run_id, self.plan_id,
+                self.subscription_id]
 
 
 @dataclass
@@ -144,6 +147,21 @@ def attacks(a: Victim, b_customer_id: str) -> dict[tuple[str, str], list[Attack]
         ("POST", "/v1/rebilling/runs"): [Attack("POST", "/v1/rebilling/runs", json={
             "customer_id": a.customer_id, "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"})],
         ("GET", "/v1/rebilling/runs/{run_id}"): [Attack("GET", f"/v1/rebilling/runs/{a.run_id}")],
+        ("POST", "/v1/plans"): [
+            Attack("POST", "/v1/plans", json={"name": "stolen", "credits": 1, "customer_id": a.customer_id}),
+            # A's idempotency key is A's: B using the same key creates B's own plan, never replays A's
+            Attack("POST", "/v1/plans", json={"name": "victim", "credits": 5}, headers={"Idempotency-Key": "victim-plan"},
+                   expect="own")],
+        ("GET", "/v1/plans"): [Attack("GET", "/v1/plans", expect="own")],
+        ("GET", "/v1/plans/{plan_id}"): [Attack("GET", f"/v1/plans/{a.plan_id}")],
+        ("POST", "/v1/subscriptions"): [
+            Attack("POST", "/v1/subscriptions", json={"plan_id": a.plan_id, "user_id": "intruder"}),
+            Attack("POST", "/v1/subscriptions", json={"plan_id": a.plan_id, "user_id": u, "customer_id": a.customer_id})],
+        ("GET", "/v1/subscriptions"): [Attack("GET", "/v1/subscriptions", params={"plan_id": a.plan_id}, expect="own"),
+                                       Attack("GET", "/v1/subscriptions", expect="own")],
+        ("GET", "/v1/subscriptions/{subscription_id}"): [Attack("GET", f"/v1/subscriptions/{a.subscription_id}")],
+        ("POST", "/v1/subscriptions/{subscription_id}/cancel"): [
+            Attack("POST", f"/v1/subscriptions/{a.subscription_id}/cancel")],
     }
 
 
@@ -162,9 +180,9 @@ def send(settings, attack: Attack, api_key: str | None) -> httpx.Response:
                          params=attack.params, headers=headers, timeout=30)
 
 
-def as_a(settings, a, method, path, **kwargs) -> httpx.Response:
-    response = httpx.request(method, f"{settings.api_url}{path}", headers={"X-OM-Api-Key": a.api_key}, timeout=30,
-                             **kwargs)
+def as_a(settings, a, method, path, headers=None, **kwargs) -> httpx.Response:
+    response = httpx.request(method, f"{settings.api_url}{path}", headers={"X-OM-Api-Key": a.api_key, **(headers or {})},
+                             timeout=30, **kwargs)
     assert response.status_code < 300, response.text
     return response
 
@@ -185,6 +203,10 @@ def world(settings) -> World:
     as_a(settings, victim, "POST", "/v1/api-keys")  # A has two keys: only the tenant check can refuse B's DELETE
     a.run_id = as_a(settings, victim, "POST", "/v1/rebilling/runs", json={
         "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}).json()["run_id"]
+    a.plan_id = as_a(settings, victim, "POST", "/v1/plans", headers={"Idempotency-Key": "victim-plan"},
+                     json={"name": "victim", "credits": 5}).json()["plan_id"]
+    a.subscription_id = as_a(settings, victim, "POST", "/v1/subscriptions", json={
+        "plan_id": a.plan_id, "user_id": a.user_id}).json()["subscription_id"]
     eventually(lambda: as_a(settings, victim, "GET", "/v1/providers/pricing",
                             params={"provider": "openai", "model": a.price_model}).json()["prices"],
                timeout_s=10, what="A's price override in force")
