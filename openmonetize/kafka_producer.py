@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import KafkaError, Producer
 from prometheus_client import Histogram
@@ -131,13 +132,16 @@ class AckedProducer:
     def _on_error(err: KafkaError) -> None:
         log.warning("kafka producer error", error=err.str(), fatal=err.fatal())
 
-    async def produce(self, topic: str, records: Iterable[tuple[bytes, bytes]], count: int) -> Delivery:
+    async def produce(
+        self, topic: str, records: Iterable[tuple[bytes, bytes]], count: int, partition: int | None = None
+    ) -> Delivery:
         """Produce `count` (key, value) records and wait until each is acknowledged or failed.
-        A request's work: the records go out in one pass and ONE future is awaited."""
+        A request's work: the records go out in one pass and ONE future is awaited. `partition`
+        places them all there instead of by key (a Faust table's changelog partition)."""
         if count == 0:
             return Delivery(0)
         request = _Request(asyncio.get_running_loop(), count)
-        produce = self._producer.produce
+        produce = self._producer.produce if partition is None else partial(self._producer.produce, partition=partition)
         callback = request.on_delivery
         started = time.perf_counter()
         produced = 0

@@ -25,9 +25,18 @@ async def send_all(producer: AckedProducer, outputs: list[tuple[str, list[tuple[
     A batch whose outputs may be lost must never be recorded as applied: on any failure the
     process exits, and the batch is read again from the last applied offsets.
     """
-    pending = [(topic, records) for topic, records in outputs if records]
-    deliveries = await asyncio.gather(*(producer.produce(t, r, len(r)) for t, r in pending))
-    for (topic, _), delivery in zip(pending, deliveries):
+    await _acknowledged(producer, [(topic, records, None) for topic, records in outputs])
+
+
+async def send_to_partitions(producer: AckedProducer, topic: str, per_partition: dict[int, list[tuple[bytes, bytes]]]) -> None:
+    """Like `send_all`, each partition's records to that partition (a table's changelog)."""
+    await _acknowledged(producer, [(topic, records, partition) for partition, records in per_partition.items()])
+
+
+async def _acknowledged(producer: AckedProducer, sends: list[tuple[str, list[tuple[bytes, bytes]], int | None]]) -> None:
+    pending = [(topic, records, partition) for topic, records, partition in sends if records]
+    deliveries = await asyncio.gather(*(producer.produce(t, r, len(r), partition=p) for t, r, p in pending))
+    for (topic, _, _), delivery in zip(pending, deliveries):
         if delivery.error is not None:
             log.error("outputs not acknowledged; exiting", topic=topic, error=delivery.error)
             os._exit(OUTPUT_FAILURE_EXIT)

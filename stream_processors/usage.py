@@ -5,8 +5,9 @@ Per batch (`take_events`), in this order, like the wallet agent:
    goes to `usage.dlq` with the reason and the original bytes;
 2. the rated events (keyed by wallet id, for the wallet agent) and DLQ records are sent and
    ACKNOWLEDGED;
-3. the dedupe entries and each partition's next offset (`applied_offsets`) are written to the
-   `usage-seen` table.
+3. the dedupe entries are written to the `usage-seen` table's changelog (acknowledged, one
+   librdkafka write per partition) and its local store, then each partition's next offset
+   (`applied_offsets`) to the table.
 A crash between 2 and 3 forwards the batch again; the wallet agent skips the re-delivered
 event ids (`WalletState.seen`), so nothing is charged twice.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter as CounterOf
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -41,7 +43,7 @@ from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key, writing_for
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all
+from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all, send_to_partitions
 
 log = get_logger(__name__)
 
@@ -130,6 +132,7 @@ class UsageAgent:
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
         writes: dict[int, dict[bytes, bytes]] = {}  # partition -> dedupe entries of this batch
+        outcomes: CounterOf[str] = CounterOf()
         for message in messages:
             batch_seen = writes.setdefault(message.partition, {})
             try:
@@ -139,7 +142,7 @@ class UsageAgent:
                 record = self._decoded_or_none(message)
                 outcome, output = "processing_error", self._dlq(
                     message, "processing_error", "rate", f"{type(exc).__name__}: {exc}", record, now)
-            EVENTS.labels(outcome).inc()
+            outcomes[outcome] += 1
             if outcome == "rated":
                 # Only a charge is remembered: an event refused for want of a tenant or a rate can
                 # be re-driven from the DLQ (`openmonetize dlq retry`) once the catalog is fixed.
@@ -148,8 +151,16 @@ class UsageAgent:
             elif outcome != "duplicate":
                 dlq.append(output)
 
+        for outcome, count in outcomes.items():
+            EVENTS.labels(outcome).inc(count)
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
+        # The dedupe entries reach the table's changelog as one acknowledged librdkafka write per
+        # partition, not one Faust send per entry (that was about a quarter of this agent's time);
+        # after the debits are acknowledged (an entry must never be durable before its charge),
+        # before the marker that covers them.
+        await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(),
+                                 {partition: list(entries.items()) for partition, entries in writes.items()})
 
         last_event = {event.message.partition: event for event in events}
         next_offsets = {}
@@ -157,8 +168,9 @@ class UsageAgent:
             next_offsets[message.partition] = message.offset + 1
         for partition, offset in next_offsets.items():
             with writing_for(last_event[partition]):
+                store = self.seen.data  # the local store only: the changelog has the entries already
                 for key, value in writes.get(partition, {}).items():
-                    self.seen[key] = value
+                    store[key] = value
                 self.applied.save({(self.topic_name, partition): offset})
 
     def _needs_catch_up(self, messages) -> bool:
