@@ -15,4 +15,6 @@ OM=.venv/bin/openmonetize
 trap '$OM stack down >/dev/null 2>&1 || echo "warning: test stack did not stop cleanly" >&2' EXIT
 
 $OM stack up || { echo "test stack did not start; logs in $STACK_DIR/logs" >&2; exit 1; }
+# The dashboard's browser test drives Debian's chromium: apt-get installs it when missing.
+.venv/bin/python -m deploy.local_stack.browser || echo "warning: chromium is missing; the dashboard browser test will fail" >&2
 .venv/bin/pytest -p no:cacheprovider "$@"

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import Request
 
+from api.balances_state import balances_of
+from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
 from openmonetize import wallet_ids
@@ -87,7 +89,12 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
     """Post `event` and yield each stage as it is seen; stages not seen by the deadline are
     yielded with ok=False."""
     customer_id, event_id = session.customer_id, event["event_id"]
-    wallet_id = wallet_ids.wallet_for(customer_id, event["user_id"], event.get("team_id"))
+    # The wallet the usage agent will charge: the same routing rule (openmonetize.wallet_ids.route)
+    # over the tenant's routing order and the wallets the balances view knows.
+    order = catalog_of(request).tenant(customer_id).routing_order
+    balances = balances_of(request)
+    wallet_id = wallet_ids.route(customer_id, event["user_id"], event.get("team_id"), order,
+                                 lambda w: balances.get(w) is not None)
     before = reads.wallet(request, customer_id, wallet_id)
     watch = await asyncio.to_thread(KafkaWatch, request)
     queue: asyncio.Queue[Stage] = asyncio.Queue()

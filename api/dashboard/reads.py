@@ -86,7 +86,10 @@ async def preview(request: Request, customer_id: str, proposed: BurnTable, now: 
     current = proposed_total = ZERO
     bad_current = bad_proposed = 0
     for row in rows:
-        usage = RateParams.from_record({k: (v if v != "" else None) for k, v in row.items()})
+        record = {k: (v if v != "" else None) for k, v in row.items()}
+        if record["timestamp"].tzinfo is None:  # clickhouse-connect gives the UTC column's values naive
+            record["timestamp"] = record["timestamp"].replace(tzinfo=timezone.utc)
+        usage = RateParams.from_record(record)
         try:
             current += rate(usage, catalog.burn_table_at(customer_id, usage.timestamp), None, ZERO).credits
         except NoRate:
