@@ -200,3 +200,25 @@ def test_usage_csv_exports_the_filtered_rows(settings, tenant):
     assert page.status_code == 200 and "2 events, 50 credits" in page.text
     bad = browser.get("/dashboard/usage", params={"from": "yesterday"})
     assert bad.status_code == 422 and "<strong>from</strong>" in bad.text
+
+
+def test_dlq_lists_and_retries_the_tenants_records_only(settings):
+    owner, other = new_tenant(settings), new_tenant(settings)
+    event = token_event()  # the tenant has no burn table nor settings yet: the worker sends it to the DLQ
+    ingest = httpx.post(f"{settings.api_url}/v1/events/ingest", headers={"X-OM-Api-Key": owner.api_key},
+                        json={"events": [event]}, timeout=30)
+    assert ingest.json()["accepted"] == 1
+    browser = Browser(settings, owner.api_key)
+
+    def listed() -> str | None:
+        found = re.search(r'name="id" value="([0-9]+:[0-9]+)"', page := browser.get("/dashboard/dlq").text)
+        return found and event["event_id"] in page and found.group(1)
+
+    dlq_id = eventually(listed, timeout_s=30, what="the event in the tenant's DLQ page")
+    intruder = Browser(settings, other.api_key)
+    assert event["event_id"] not in intruder.get("/dashboard/dlq").text
+    refused = intruder.post("/dashboard/dlq/retry", {"id": dlq_id})
+    assert refused.status_code == 200 and "no such DLQ record for this tenant" in refused.text
+    assert browser.post("/dashboard/dlq/retry").status_code == 422
+    retried = browser.post("/dashboard/dlq/retry", {"id": dlq_id})
+    assert retried.status_code == 200 and re.search(rf"<code>{dlq_id}</code></td><td>retried<", retried.text), retried.text[-3000:]
