@@ -7,7 +7,8 @@ import pytest
 
 from tests.integration.support import new_tenant
 
-DEFAULTS = {"credit_price_usd": "0.01", "routing_order": ["user", "team", "customer"], "unfunded_policy": "allow_overdraft"}
+DEFAULTS = {"credit_price_usd": "0.01", "routing_order": ["user", "team", "customer"], "unfunded_policy": "allow_overdraft",
+            "features": None, "disabled_features": []}
 
 
 def call(settings, tenant, method, body=None, customer_id=None, **kwargs):
@@ -24,6 +25,11 @@ def test_defaults_until_set_then_a_put_changes_only_what_it_names(settings, tena
     again = call(settings, tenant, "PUT", {"routing_order": ["team", "customer"]}).json()
     assert again["routing_order"] == ["team", "customer"] and again["unfunded_policy"] == "reject"
     assert call(settings, tenant, "GET").json() == again
+    gated = call(settings, tenant, "PUT", {"features": ["chat", "video"], "disabled_features": ["video"]}).json()
+    assert (gated["features"], gated["disabled_features"], gated["unfunded_policy"]) == (["chat", "video"], ["video"],
+                                                                                          "reject")
+    undeclared = call(settings, tenant, "PUT", {"features": None}).json()  # null: not declared; left out: kept
+    assert (undeclared["features"], undeclared["disabled_features"]) == (None, ["video"])
 
 
 @pytest.mark.parametrize("body, field", [
@@ -37,6 +43,8 @@ def test_defaults_until_set_then_a_put_changes_only_what_it_names(settings, tena
     ({"credit_price_usd": "cheap"}, "credit_price_usd"),
     ({"routing_order": "user"}, "routing_order"),
     ({"colour": "red"}, "colour"),
+    ({"features": ["bad id"]}, "features[0]"),
+    ({"features": ["chat"], "disabled_features": ["video"]}, "disabled_features[0]"),
 ])
 def test_invalid_settings_name_the_field_and_change_nothing(settings, tenant, body, field):
     refused = call(settings, tenant, "PUT", body)
