@@ -38,6 +38,8 @@ class _Client:
         self.rating = operations.Rating(self)
         self.credits = operations.Credits(self)
         self.burn_tables = operations.BurnTables(self)
+        self.plans = operations.Plans(self)
+        self.subscriptions = operations.Subscriptions(self)
 
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}(base_url={self.base_url!r}, customer_id={self.customer_id!r})"

@@ -129,3 +129,47 @@ class BurnTable(_Result):
     effective_from: datetime
     created_at: datetime
     rules: dict[str, dict[str, Decimal | dict[str, Decimal]]]
+
+
+class Plan(_Result, kw_only=True):
+    """`plans.create` / `get` / `list`: credits granted every period to each subscriber."""
+
+    plan_id: str
+    customer_id: str
+    name: str
+    credits: Decimal
+    period: str
+    period_count: int
+    rollover: str  # none, full, capped
+    rollover_cap: Decimal | None = None
+    features: list[str] | None = None  # None: every feature
+    excluded_features: list[str] = []
+    priority: int = 0
+    created_at: datetime
+
+
+class PlanGrant(_Result, kw_only=True):
+    period: int
+    period_start: datetime
+    period_end: datetime
+    credits: Decimal  # 0: skipped (its credits would already have expired)
+    command_ids: list[str]
+    granted_at: datetime
+
+
+class Subscription(_Result, kw_only=True):
+    """`subscriptions.create` / `get` / `cancel`: a user's or team's subscription to a plan."""
+
+    subscription_id: str
+    customer_id: str
+    plan_id: str
+    user_id: str | None = None
+    team_id: str | None = None
+    wallet_id: str
+    status: str  # active, cancelled
+    starts_at: datetime
+    cancelled_at: datetime | None = None
+    created_at: datetime
+    periods_granted: int
+    next_grant_at: datetime | None = None
+    grants: list[PlanGrant] | None = None  # `get` only

@@ -255,3 +255,50 @@ class BurnTables(Resource):
             return decoded(_BurnTableList)(response).burn_tables
 
         return self._client._run(Operation("GET", "/v1/burn-tables", read))
+
+
+class _PlanList(msgspec.Struct, frozen=True):
+    plans: list[models.Plan]
+
+
+class Plans(Resource):
+    def create(self, name: str, credits: Decimal | int | str, *, period: str = "month", period_count: int = 1,
+               rollover: str = "none", rollover_cap: Decimal | int | str | None = None,
+               features: list[str] | None = None, excluded_features: list[str] | None = None, priority: int = 0,
+               idempotency_key: str | None = None) -> models.Plan:
+        """A plan: `credits` every `period_count` x `period` (day, week, month, year) to each
+        subscriber, rollover none, full or capped (at `rollover_cap`)."""
+        body = _without_none(dict(
+            name=name, credits=money(credits, "credits"), period=period, period_count=period_count, rollover=rollover,
+            rollover_cap=money(rollover_cap, "rollover_cap") if rollover_cap is not None else None,
+            features=features, excluded_features=excluded_features, priority=priority))
+        return self._client._run(Operation("POST", "/v1/plans", decoded(models.Plan), body,
+                                           idempotency_key=idempotency_key or new_idempotency_key()))
+
+    def list(self) -> list[models.Plan]:
+        def read(response: httpx.Response) -> list[models.Plan]:
+            return decoded(_PlanList)(response).plans
+
+        return self._client._run(Operation("GET", "/v1/plans", read))
+
+    def get(self, plan_id: str) -> models.Plan:
+        return self._client._run(Operation("GET", f"/v1/plans/{quote(plan_id, safe='')}", decoded(models.Plan)))
+
+
+class Subscriptions(Resource):
+    def create(self, plan_id: str, *, user_id: str | None = None, team_id: str | None = None,
+               starts_at: datetime | None = None, idempotency_key: str | None = None) -> models.Subscription:
+        """Subscribe a user or a team (one of them) to a plan; its started periods are granted at once."""
+        body = _without_none(dict(plan_id=plan_id, user_id=user_id, team_id=team_id, starts_at=starts_at))
+        return self._client._run(Operation("POST", "/v1/subscriptions", decoded(models.Subscription), body,
+                                           idempotency_key=idempotency_key or new_idempotency_key()))
+
+    def get(self, subscription_id: str) -> models.Subscription:
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}"
+        return self._client._run(Operation("GET", path, decoded(models.Subscription)))
+
+    def cancel(self, subscription_id: str) -> models.Subscription:
+        """No further grant; cancelling twice changes nothing."""
+        path = f"/v1/subscriptions/{quote(subscription_id, safe='')}/cancel"
+        return self._client._run(Operation("POST", path, decoded(models.Subscription),
+                                           idempotency_key=new_idempotency_key()))

@@ -238,3 +238,17 @@ def test_the_async_client_retries_a_hold_and_an_event_with_the_same_key_and_id(s
     with OpenMonetize(tenant.api_key, customer_id=tenant.customer_id, base_url=settings.api_url) as om:
         balance_is(om, "96.5", "u1", reserved="0")  # one hold, settled by the event, charged 3.5 once
 
+
+
+def test_a_plan_whose_answer_is_lost_is_created_once_and_a_subscription_granted(relay, tenant):
+    relay.drop_next()  # the plan reaches the API, its answer never reaches the SDK: retried with the same key
+    with through(relay, tenant) as om:
+        plan = om.plans.create("pro", 10, rollover="capped", rollover_cap=Decimal("2.5"), features=["chat"])
+        assert (plan.credits, plan.rollover_cap, plan.features) == (Decimal(10), Decimal("2.5"), ["chat"])
+        tries = [r.headers.get("idempotency-key") for r in relay.requests_to("/v1/plans")]
+        assert len(tries) == 2 and tries[0] == tries[1] is not None
+        assert [p.plan_id for p in om.plans.list()] == [plan.plan_id] and om.plans.get(plan.plan_id) == plan
+        sub = om.subscriptions.create(plan.plan_id, user_id="u1")
+        assert (sub.status, sub.periods_granted) == ("active", 1)
+        assert [g.credits for g in om.subscriptions.get(sub.subscription_id).grants] == [Decimal(10)]
+        assert om.subscriptions.cancel(sub.subscription_id).status == "cancelled"
