@@ -159,7 +159,10 @@ _KEY = Header(None, alias="Idempotency-Key",
     summary="May this user spend about this much? From memory; optionally hold the credits",
     responses={
         200: json_bodies.content(
-            "The decision. `allowed` is `available >= required`; with `reserve` and allowed, the hold's `reservation_id`",
+            "The decision. `allowed` is `available >= required`; with `reserve` and allowed, the hold's `reservation_id`. "
+            "`reason` when denied: insufficient_credits, contended, feature_disabled (the tenant switched the feature "
+            "off), feature_not_in_plan (none of the user's or team's plans includes it; `actions` names the plans that "
+            "do: upgrade)",
             json_bodies.schema(CheckOut)),
         **json_bodies.errors(400, 401, 403, 409, 413, 422, 503, descriptions={
             400: "The body is not JSON (`malformed_json`)",
