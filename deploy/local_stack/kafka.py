@@ -224,8 +224,21 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
     _align_configs(admin, [s for s in specs if s.name in existing])
     created = [s.name for s in missing]
     if created:
+        _wait_for_leaders(admin, created)
         log.info("kafka_topics_created", topics=created)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once every partition of the new topics has a leader: a client asking for offsets
+    right after creation otherwise gets NOT_LEADER_FOR_PARTITION."""
+    def led() -> bool:
+        found = admin.list_topics(timeout=10).topics
+        return all(n in found and found[n].error is None and found[n].partitions
+                   and all(p.leader >= 0 for p in found[n].partitions.values()) for n in names)
+
+    if not wait_until(led, timeout_s, interval_s=0.1):
+        raise StackError(f"new topics still without a leader after {timeout_s:g}s: {names}")
 
 
 def _align_configs(admin: AdminClient, specs: list[TopicSpec]) -> None:
