@@ -28,10 +28,12 @@ from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
 from openmonetize import wallet_ids
+from openmonetize.dlq import reader_codec
 from openmonetize.catalog import decimal_text
 from schemas.topics import topics
 
 STAGES = ("edge", "kafka", "rated", "wallet", "clickhouse", "ledger")
+DLQ = "dlq"  # not a stage: the worker refused the event (no rate, unfunded, ...), which ends the journey
 DEADLINE_S = 30.0
 POLL_S = 0.1
 
@@ -51,7 +53,8 @@ class KafkaWatch:
     def __init__(self, request: Request):
         settings = request.app.state.settings
         spec = topics(settings)
-        self.names = {spec.usage_events.name: "kafka", spec.usage_rated.name: "rated"}
+        self.names = {spec.usage_events.name: "kafka", spec.usage_rated.name: "rated", spec.usage_dlq.name: DLQ}
+        self.dlq_codec = reader_codec(request.app.state.schema_registry, spec.usage_dlq)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": "om-dashboard-sandbox",
             "enable.auto.commit": False, "fetch.wait.max.ms": 20, "isolation.level": "read_committed",
@@ -75,6 +78,10 @@ class KafkaWatch:
                     if needle in (message.value() or b""):
                         stage = wanted.pop(message.topic())
                         at_ms = message.timestamp()[1]
+                        if stage == DLQ:  # no usage.rated record will come
+                            wanted = {t: s for t, s in wanted.items() if s != "rated"}
+                            found(Stage(DLQ, False, _ms(started), self._refusal(message)))
+                            continue
                         found(Stage(stage, True, _ms(started), {
                             "topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
                             "broker_timestamp_ms": at_ms,
@@ -83,6 +90,15 @@ class KafkaWatch:
                         }))
         finally:
             self.consumer.close()
+
+    def _refusal(self, message) -> dict:
+        where = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
+                 "dlq_id": f"{message.partition()}:{message.offset()}"}
+        try:
+            record = self.dlq_codec.decode(message.value())
+        except Exception as exc:  # noqa: BLE001 - the refusal is still shown, without its reason
+            return {**where, "reason": f"sent to the DLQ (record not decoded: {exc})"}
+        return {**where, "reason": f"sent to the DLQ: {record['reason']} ({record['detail']})", "stage": record["stage"]}
 
 
 async def travel(request: Request, session: Session, event: dict) -> AsyncIterator[Stage]:
@@ -121,18 +137,23 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
         asyncio.create_task(_poll(queue, "ledger", started, deadline, lambda: _ledger(request, session, wallet_id,
                                                                                      event_id))),
     ]
-    seen = {"edge"}
+    seen, missing = {"edge"}, None
     try:
-        while len(seen) < len(STAGES):
+        while len(seen) < len(STAGES) and not (missing and "kafka" in seen):
             try:
                 stage = await asyncio.wait_for(queue.get(), max(deadline - time.monotonic(), 0.01))
             except asyncio.TimeoutError:
                 break
+            if stage.stage == DLQ:  # the worker refused it: nothing further will happen to it
+                seen.add("rated")
+                missing = {"reason": "not reached: the event went to the DLQ"}
+                yield Stage("rated", False, stage.ms, stage.detail)
+                continue
             seen.add(stage.stage)
             yield stage
         for name in STAGES:
             if name not in seen:
-                yield Stage(name, False, _ms(started), {"reason": f"not seen within {DEADLINE_S:.0f} s"})
+                yield Stage(name, False, _ms(started), missing or {"reason": f"not seen within {DEADLINE_S:.0f} s"})
     finally:
         stop.set()
         for task in pollers:

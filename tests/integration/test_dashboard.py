@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import orjson
 import pytest
 from fastapi.routing import iter_route_contexts
 
@@ -222,3 +223,31 @@ def test_dlq_lists_and_retries_the_tenants_records_only(settings):
     assert browser.post("/dashboard/dlq/retry").status_code == 422
     retried = browser.post("/dashboard/dlq/retry", {"id": dlq_id})
     assert retried.status_code == 200 and re.search(rf"<code>{dlq_id}</code></td><td>retried<", retried.text), retried.text[-3000:]
+
+
+def sse(response: httpx.Response) -> list[tuple[str, dict]]:
+    events = []
+    for block in response.text.strip().split("\n\n"):
+        name = re.search(r"^event: (.*)$", block, re.M).group(1)
+        events.append((name, orjson.loads(re.search(r"^data: (.*)$", block, re.M).group(1))))
+    return events
+
+
+def test_the_sandbox_streams_a_refused_event_to_the_dlq_and_a_field_error_at_the_edge(settings, tenant):
+    browser = Browser(settings, tenant.api_key)  # no burn table, no settings: the worker refuses its events
+    form = {"kind": "text", "user_id": "u-sandbox", "provider": "openai", "model": "gpt-4o", "input_tokens": "10",
+            "output_tokens": "2"}
+    response = browser.post("/dashboard/sandbox/events", form)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = sse(response)
+    stages = {data["stage"]: data for name, data in events if name == "stage"}
+    assert events[0][0] == "event" and events[-1][0] == "done" and list(stages) == [
+        "edge", "kafka", "rated", "wallet", "clickhouse", "ledger"], events
+    assert stages["edge"]["ok"] and stages["kafka"]["ok"] and stages["kafka"]["detail"]["topic"] == "usage.events"
+    assert not stages["rated"]["ok"] and "sent to the DLQ: unknown_customer" in stages["rated"]["detail"]["reason"]
+    assert all(stages[s]["detail"]["reason"] == "not reached: the event went to the DLQ" for s in ("wallet", "clickhouse", "ledger"))
+    assert stages["rated"]["ms"] < 20_000  # not the 30 s deadline
+
+    bad = sse(browser.post("/dashboard/sandbox/events", {**form, "input_tokens": "12x"}))
+    edge = [data for name, data in bad if name == "stage"]
+    assert len(edge) == 1 and not edge[0]["ok"] and edge[0]["detail"]["body"]["rejected"][0]["field"] == "input_tokens"

@@ -55,10 +55,11 @@ client.chat.completions.create(model=${JSON.stringify(value("sb-model"))}, messa
     const d = stage.detail || {};
     let text;
     if (stage.stage === "edge") text = stage.ok ? "HTTP " + d.status : `HTTP ${d.status}: ` + describe(d.body);
-    else if (stage.stage === "kafka" || stage.stage === "rated") text = d.topic ? `${d.topic} partition ${d.partition} offset ${d.offset} (broker stamped it at ${d.broker_ms} ms)` : d.reason;
-    else if (stage.stage === "wallet") text = d.wallet_id ? `${d.wallet_id}: ${d.balance_before} → ${d.balance_after}` : d.reason;
-    else if (stage.stage === "clickhouse") text = d.table ? `${d.table}: ${d.credits} credits, ${d.usd_cost} USD` : d.reason;
-    else text = d.entry_id ? `${d.entry_id}: ${d.amount} (balance after ${d.balance_after})` : d.reason;
+    else if (d.reason) text = d.reason + (d.dlq_id ? ` (DLQ record ${d.dlq_id}: see the DLQ page)` : "");
+    else if (stage.stage === "kafka" || stage.stage === "rated") text = `${d.topic} partition ${d.partition} offset ${d.offset} (broker stamped it at ${d.broker_ms} ms)`;
+    else if (stage.stage === "wallet") text = `${d.wallet_id}: ${d.balance_before} → ${d.balance_after}`;
+    else if (stage.stage === "clickhouse") text = `${d.table}: ${d.credits} credits, ${d.usd_cost} USD`;
+    else text = `${d.entry_id}: ${d.amount} (balance after ${d.balance_after})`;
     item.querySelector(".detail").textContent = text || "";
   }
 
