@@ -68,6 +68,16 @@ def complete(conn: psycopg.Connection, customer_id: str, key: str, status: int, 
     )
 
 
+def restate(conn: psycopg.Connection, customer_id: str, key: str, status: int, body: bytes) -> None:
+    """Replace a completed key's answer: a route that finished its work after the creation's
+    commit (a subscription's first grant) keeps the answer it actually gave."""
+    conn.execute(
+        "UPDATE idempotency_keys SET response_status = %s, response_body = %s WHERE customer_id = %s "
+        "AND idempotency_key = %s AND response_status IS NOT NULL",
+        (status, body.decode(), customer_id, key),
+    )
+
+
 # --- routes that create a resource in Postgres ---------------------------------------------
 # The claim, the creation and the stored answer share ONE transaction: a twin racing this
 # request waits on the key's row and then replays the answer; a creation that fails (4xx, a

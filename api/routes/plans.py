@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import msgspec
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api import cursors, idempotency, json_bodies
 from api.auth import tenant
@@ -292,8 +292,16 @@ async def subscribe(request: Request, key: str | None = _KEY, caller: str = Depe
         return response
     await publish(request, [found.record], f"subscription {found.record.subscription_id}")
     if starts_at <= now:
-        found = await _grant_due_now(request, found) or found
-        return json_bodies.respond(_subscription_out(found), 201)
+        granted = await _grant_due_now(request, found)
+        if granted is not None:
+            body_ = orjson.dumps(msgspec.to_builtins(_subscription_out(granted)))
+            if key is not None:  # a replay answers what this answer says
+                try:
+                    await in_db(request, idempotency.restate, caller, key, 201, body_)
+                except Exception as exc:  # noqa: BLE001 - the replay then shows the subscription before its grant
+                    log.warning("idempotency_restate_failed", subscription_id=granted.record.subscription_id,
+                                error=str(exc))
+            return Response(body_, 201, media_type="application/json")
     return response
 
 
