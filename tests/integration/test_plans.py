@@ -254,3 +254,40 @@ def test_a_burn_table_version_is_created_once_per_key(settings, tenant):
     rating = call(settings, tenant, "POST", "/v1/rating/calculate", {"event_type": "CUSTOM", "unit_type": "x",
                                                                     "quantity": 1}, key="pure")
     assert rating.status_code in (200, 422), rating.text  # accepted and ignored: rating writes nothing
+
+
+def test_a_run_that_dies_after_sending_is_repeated_and_granted_once(settings, tenant):
+    """The grant is acknowledged by Kafka but the run dies before recording the period (its
+    transaction rolls back): the next run sends the same command again, and the wallet agent
+    applies it once."""
+    from openmonetize.plans import scheduler
+
+    starts = datetime.now(timezone.utc) + timedelta(days=2)
+    once = plan(settings, tenant, credits=4, rollover="full")
+    sub = created(call(settings, tenant, "POST", "/v1/subscriptions",
+                       {"plan_id": once["plan_id"], "user_id": "crash", "starts_at": iso(starts)}))
+    send = scheduler.sender_for(settings)
+    sent: list[str] = []
+
+    def send_then_die(commands):
+        send(commands)
+        sent.extend(c["command_id"] for c in commands)
+        raise scheduler.SendError("the process died after Kafka's acknowledgement")
+
+    try:
+        at = starts + timedelta(seconds=1)
+        died = scheduler.run_due(settings.database_url, send_then_die, at, customer_id=tenant.customer_id)
+        assert (died.periods, died.failed) == (0, [sub["subscription_id"]])
+        again = scheduler.run_due(settings.database_url, send, at, customer_id=tenant.customer_id)
+        assert (again.periods, again.granted) == (1, 1)
+    finally:
+        send.close()
+    read = call(settings, tenant, "GET", f"/v1/subscriptions/{sub['subscription_id']}").json()
+    assert read["grants"][0]["command_ids"] == sent  # the same command, sent twice
+    wallet = eventually(lambda: (w := credits(settings, tenant, user_id="crash"))["version"] >= 1 and w, timeout_s=10,
+                        what="the grant applied")
+    # A later command lands after both copies: the wallet shows the grant once.
+    bought = call(settings, tenant, "POST", "/v1/credits/purchase",
+                  {"customer_id": tenant.customer_id, "user_id": "crash", "amount": 1}, wait="true")
+    assert bought.status_code == 200, bought.text
+    assert (bought.json()["balance"], bought.json()["version"]) == ("5", 2), (wallet, bought.text)
