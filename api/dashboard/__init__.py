@@ -9,13 +9,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.dashboard import guard, pages, sandbox
+from api.dashboard import guard, sandbox
+from api.dashboard.pages import ROUTERS
 
 STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
     guard.install(app)
-    app.include_router(pages.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(sandbox.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.dashboard import journey
 from api.dashboard.guard import form_session, session
-from api.dashboard.pages import render
+from api.dashboard.rendering import render
 from api.dashboard.sessions import Session
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)

@@ -15,7 +15,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from api.app import create_app
-from tests.conftest import eventually, unique
+from tests.conftest import eventually
 from tests.integration.support import new_tenant, token_event
 
 pytestmark = pytest.mark.integration

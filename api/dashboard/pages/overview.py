@@ -1,0 +1,47 @@
+"""The overview: credits remaining per wallet, burn per hour and per day (inline SVG), cost vs
+revenue and margin, top users, features and models; from the balances view and the usage report."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from fastapi import APIRouter, Depends, Request
+
+from api.dashboard import charts, internal, reads
+from api.dashboard.guard import session
+from api.dashboard.rendering import render
+from api.dashboard.sessions import Session
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+TOP_N = 5
+
+
+@router.get("/overview")
+async def overview(request: Request, s: Session = Depends(session)):
+    today = datetime.now(timezone.utc).date()
+    start, end = (today - timedelta(days=29)).isoformat(), (today + timedelta(days=1)).isoformat()
+    daily = await internal.call(request, s, "GET", "/v1/reports/usage",
+                                params={"from": start, "to": end, "granularity": "day"})
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hourly = await internal.call(request, s, "GET", "/v1/reports/usage", params={
+        "from": (now - timedelta(hours=23)).isoformat(), "to": (now + timedelta(hours=1)).isoformat(),
+        "granularity": "hour"})
+    tops = {}
+    for dimension in ("user", "feature", "model"):
+        answer = await internal.call(request, s, "GET", "/v1/reports/usage", params={
+            "from": start, "to": end, "granularity": "total", "group_by": dimension})
+        rows = answer.body.get("rows", []) if answer.ok else []
+        tops[dimension] = sorted(rows, key=lambda r: Decimal(r["credits"]), reverse=True)[:TOP_N]
+    by_day = {r["bucket"][:10]: r["credits"] for r in daily.body.get("rows", [])} if daily.ok else {}
+    days = [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
+    by_hour = {r["bucket"][:13]: r["credits"] for r in hourly.body.get("rows", [])} if hourly.ok else {}
+    hours = [(now - timedelta(hours=23 - i)).isoformat()[:13] for i in range(24)]
+    return render(
+        request, "overview.html", s, wallets=reads.wallets(request, s.customer_id),
+        totals=daily.body.get("totals") if daily.ok else None, error=None if daily.ok else daily.error,
+        burn_daily=charts.bars([charts.Point(d, by_day.get(d, "0")) for d in days], "Credits burned per day", "credits"),
+        burn_hourly=charts.bars([charts.Point(h.replace("T", " ") + "h", by_hour.get(h, "0")) for h in hours],
+                                "Credits burned per hour", "credits"),
+        tops=tops, start=start, end=end,
+    )

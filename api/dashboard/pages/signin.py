@@ -1,0 +1,52 @@
+"""Sign-in with an API key (a POST form; the key never in a URL) and sign-out: the session
+cookie of api/dashboard/sessions.py."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+
+from api import tenants
+from api.dashboard import sessions
+from api.dashboard.guard import form_session
+from api.dashboard.rendering import render
+from api.dashboard.sessions import Session
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+
+@router.get("")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard/overview", status_code=303)
+
+
+@router.get("/signin")
+async def signin_page(request: Request):
+    return render(request, "signin.html", None)
+
+
+@router.post("/signin")
+async def signin(request: Request):
+    form = await request.form()
+    api_key = str(form.get("api_key") or "").strip()
+    customer_id = None
+    if api_key.startswith(tenants.KEY_PREFIX):
+        try:
+            customer_id = await request.app.state.api_keys.customer_for(api_key)
+        except Exception as exc:  # noqa: BLE001 - Postgres down: say so, it is not the key's fault
+            error = {"field": "api_key", "reason": f"API keys cannot be checked right now ({type(exc).__name__}); retry shortly"}
+            return render(request, "signin.html", None, status=503, error=error)
+    if customer_id is None:
+        error = {"field": "api_key", "reason": "enter an API key" if not api_key else "unknown or revoked API key"}
+        return render(request, "signin.html", None, status=401, error=error)
+    sealed = sessions.sealer_of(request).seal(sessions.new_session(api_key, customer_id))
+    response = RedirectResponse("/dashboard/overview", status_code=303)
+    response.set_cookie(value=sealed, **sessions.cookie_options(request))
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, s: Session = Depends(form_session)):
+    response = RedirectResponse("/dashboard/signin", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/dashboard")
+    return response
