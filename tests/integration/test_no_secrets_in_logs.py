@@ -5,6 +5,7 @@ must contain none of them."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -39,7 +40,14 @@ def drive(api_url: str, tenant, provider_key: str) -> list[str]:
         assert api.delete(f"/v1/api-keys/{created.json()['id']}", headers=mine).status_code == 200
         eventually(lambda: api.get("/v1/burn-tables", headers={"X-OM-Api-Key": new_key}).status_code == 401,
                    timeout_s=3, interval_s=0.05, what="the revoked key refused")  # its revocation is NOTIFYd
-    return [tenant.api_key, unknown, provider_key, new_key]
+        # The dashboard: a key posted in the sign-in form (a bad one too), the session cookie, a key created there.
+        assert api.post("/dashboard/signin", data={"api_key": unknown}).status_code == 401
+        assert api.post("/dashboard/signin", data={"api_key": tenant.api_key}).status_code == 303
+        cookie = api.cookies["om_dashboard"]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', api.get("/dashboard/api-keys").text).group(1)
+        page = api.post("/dashboard/api-keys", data={"csrf_token": token, "name": "from-the-dashboard"}).text
+        dashboard_key = re.search(r'id="new-key-secret">(om_[^<]+)<', page).group(1)
+    return [tenant.api_key, unknown, provider_key, new_key, cookie, token, dashboard_key]
 
 
 def leaks(paths: list[Path], found_secrets: list[str]) -> list[str]:
