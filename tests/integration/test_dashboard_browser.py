@@ -2,7 +2,7 @@
 driven by Selenium; Selenium Manager is never asked to download anything): sign in with the key
 `openmonetize admin create-customer` prints, buy credits and see the balance, post events
 through the sandbox and watch them travel, see the balance and the usage chart change, create a
-burn-table version after previewing it, and run a rebilling dry run. Screenshots of each step go
+burn-table version after previewing it, run a rebilling dry run, then apply it. Screenshots of each step go
 to .artifacts/screenshots/ (OM_SCREENSHOTS overrides)."""
 
 from __future__ import annotations
@@ -55,11 +55,15 @@ def create_customer(name: str) -> dict:
 
 
 def test_sign_in_fund_sandbox_burn_table_version_and_rebilling_dry_run(settings, driver):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.1)
+    # A running run's page reloads itself every 2 s: elements go stale or are briefly absent.
+    run_wait = WebDriverWait(driver, 60, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException, NoSuchElementException))
     base = settings.api_url
     customer = create_customer("browser-test")
     headers = {"X-OM-Api-Key": customer["api_key"]}
@@ -140,9 +144,21 @@ def test_sign_in_fund_sandbox_burn_table_version_and_rebilling_dry_run(settings,
     fill("burn_table_version", "2", "new-run")
     driver.find_element(By.ID, "dry-run").click()
     wait.until(ec.url_contains("/dashboard/rebilling/rr_"))
-    WebDriverWait(driver, 60, poll_frequency=0.2).until(
-        lambda d: d.find_element(By.ID, "run-status").text in ("completed", "failed"))
+    run_wait.until(lambda d: d.find_element(By.ID, "run-status").text in ("completed", "failed"))
     shot("07-rebilling-dry-run")
     assert (text("run-mode"), text("run-status"), text("run-events")) == ("dry_run", "completed", "2")
     assert text("run-difference") == "6.4"
     assert wallet_balance() == Decimal("93.6")  # a dry run books nothing
+
+    # Apply it: the 6.4 credits difference is debited.
+    driver.back()
+    driver.refresh()
+    wait.until(ec.presence_of_element_located((By.ID, "apply-run")))
+    driver.find_element(By.CSS_SELECTOR, "#apply-run button").click()
+    wait.until(ec.alert_is_present()).accept()
+    run_wait.until(
+        lambda d: "/dashboard/rebilling/rr_" in d.current_url and d.find_element(By.ID, "run-mode").text == "apply"
+        and d.find_element(By.ID, "run-status").text in ("completed", "failed"))
+    shot("08-rebilling-applied")
+    assert (text("run-status"), text("run-difference")) == ("completed", "6.4")
+    wait.until(lambda d: wallet_balance() == Decimal("87.2"))

@@ -18,7 +18,9 @@
         (value("sb-quality") ? `, quality=${JSON.stringify(value("sb-quality"))}` : "")
       : `input_tokens=${value("sb-input") || 0}, output_tokens=${value("sb-output") || 0}`;
     sdk.textContent =
-`from openmonetize.sdk import OpenMonetize
+`import os
+
+from openmonetize.sdk import OpenMonetize
 
 with OpenMonetize(api_key=os.environ["OPENMONETIZE_API_KEY"], customer_id=${JSON.stringify(sdk.dataset.customer)},
                   base_url=${JSON.stringify(sdk.dataset.api)}) as om:
@@ -27,12 +29,16 @@ with OpenMonetize(api_key=os.environ["OPENMONETIZE_API_KEY"], customer_id=${JSON
     const headers = `{"X-OM-Api-Key": os.environ["OPENMONETIZE_API_KEY"], "X-OM-User-Id": ${JSON.stringify(value("sb-user"))}, ` +
       `"X-OM-Feature-Id": ${JSON.stringify(value("sb-feature"))}${value("sb-team") ? `, "X-OM-Team-Id": ${JSON.stringify(value("sb-team"))}` : ""}}`;
     proxy.textContent = image
-? `from openai import OpenAI
+? `import os
+
+from openai import OpenAI
 
 client = OpenAI(base_url="${proxy.dataset.proxy}/v1", api_key=os.environ["OPENAI_API_KEY"],
                 default_headers=${headers})
 client.images.generate(model=${JSON.stringify(value("sb-model"))}, prompt="a lighthouse at dawn", n=${value("sb-images") || 1}, size=${JSON.stringify(value("sb-size"))})`
-: `from openai import OpenAI
+: `import os
+
+from openai import OpenAI
 
 client = OpenAI(base_url="${proxy.dataset.proxy}/v1", api_key=os.environ["OPENAI_API_KEY"],
                 default_headers=${headers})
