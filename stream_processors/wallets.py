@@ -6,7 +6,8 @@ with the pure step (`wallet_step.apply_records`), and then, in this order:
 
 1. sends every output (ledger entries, rated usage, balances, DLQ records) and waits until
    Kafka has ACKNOWLEDGED all of them;
-2. writes each changed wallet's state to the `wallets` table once per batch;
+2. writes each changed wallet's state to the `wallets` table once per batch (its changelog
+   through the acknowledged librdkafka producer, then the local store);
 3. writes, in the same table, the next offset to apply for each source partition of the batch
    (`applied_offsets`): where the consumer resumes after a crash or rebalance, instead of the
    group's committed offset, which Faust was seen to move past unapplied records.
@@ -22,6 +23,7 @@ needed to write it from a batch (faust #497).
 
 from __future__ import annotations
 
+from collections import Counter as CounterOf
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -121,11 +123,12 @@ class WalletAgent:
         SKIPPED.labels("duplicate").inc(duplicates)
         SKIPPED.labels("gap_read").inc(filled)
         advanced: dict[tuple[str, int], int] = {}
+        kinds: CounterOf[str] = CounterOf()
         for message in messages:
             advanced[message.topic, message.partition] = message.offset + 1
             kind = "command" if message.topic == self.topics.wallet_commands.name else "debit"
             codec = self.codecs.wallet_command if kind == "command" else self.codecs.rated
-            RECORDS.labels(kind).inc()
+            kinds[kind] += 1
             try:
                 record = codec.decode(message.value)
             except DecodeError as exc:
@@ -135,6 +138,8 @@ class WalletAgent:
             per_wallet.setdefault(record["wallet_id"], []).append((kind, record))
             origin[record["command_id"] if kind == "command" else record["event_id"]] = message
 
+        for kind, count in kinds.items():
+            RECORDS.labels(kind).inc(count)
         ledger, rated, balances, states = [], [], [], {}
         for wallet_id, records in per_wallet.items():
             try:
@@ -168,9 +173,15 @@ class WalletAgent:
             (self.topics.usage_dlq.name, dlq),
         ])
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
+        # The states reach the table's changelog as one acknowledged librdkafka write (placed by
+        # murmur2 on the wallet id, as Faust's producer would), not one Faust send each; then the
+        # local store, then the markers, which Faust writes after them.
+        changed = [(key, wallet_state_codec.dumps(state)) for key, state in states.items()]
+        await send_all(self.producer, [(self.table.changelog_topic.get_topic_name(), changed)])
+        store = self.table.data
+        for key, value in changed:
+            store[key] = value
         await self.ensure_changelog_metadata()
-        for key, state in states.items():
-            self.table[key] = wallet_state_codec.dumps(state)
         self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
