@@ -28,12 +28,16 @@ from decimal import Decimal
 
 import psycopg
 from confluent_kafka import Producer
+from prometheus_client import Counter
 
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, store
 
 log = get_logger(__name__)
 SCHEDULER_LOCK_ID = 7_402_113_008  # the API processes' periodic run: one at a time
+PERIODS = Counter("openmonetize_plan_periods_total",
+                  "Subscription periods the plans scheduler dealt with in this process, by outcome (granted, skipped: "
+                  "its credits would already have expired, failed: Kafka did not acknowledge, left due)", ["outcome"])
 
 
 @dataclass
@@ -125,6 +129,7 @@ def deal_with_one(conn: psycopg.Connection, subscription_id: str, send: Callable
         amount = sum((lot.amount for lot in live), Decimal(0))
         store.record_period(conn, due, k, start, end, [lot.command_id for lot in live], amount)
     summary.periods += 1
+    PERIODS.labels("granted" if live else "skipped").inc()
     summary.granted += len(live)
     summary.skipped += 0 if live else 1
     summary.credits += amount
@@ -153,6 +158,7 @@ def run_due(database_url: str, send: Callable[[Sequence[dict]], None], now: date
                     pass
             except SendError as exc:
                 summary.failed.append(subscription_id)
+                PERIODS.labels("failed").inc()
                 log.warning("plan_grant_not_acknowledged", subscription_id=subscription_id, error=str(exc))
     log.info("plans_run_due", elapsed_s=round(time.monotonic() - started, 3), now=now.isoformat(), **summary.as_dict())
     return summary
