@@ -33,7 +33,8 @@ async def overview(request: Request, s: Session = Depends(session)):
             "from": start, "to": end, "granularity": "total", "group_by": dimension})
         rows = answer.body.get("rows", []) if answer.ok else []
         tops[dimension] = sorted(rows, key=lambda r: Decimal(r["credits"]), reverse=True)[:TOP_N]
-    by_day = {r["bucket"][:10]: r["credits"] for r in daily.body.get("rows", [])} if daily.ok else {}
+    daily_rows = {r["bucket"][:10]: r for r in daily.body.get("rows", [])} if daily.ok else {}
+    by_day = {day: r["credits"] for day, r in daily_rows.items()}
     days = [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
     by_hour = {r["bucket"][:13]: r["credits"] for r in hourly.body.get("rows", [])} if hourly.ok else {}
     hours = [(now - timedelta(hours=23 - i)).isoformat()[:13] for i in range(24)]
@@ -43,5 +44,8 @@ async def overview(request: Request, s: Session = Depends(session)):
         burn_daily=charts.bars([charts.Point(d, by_day.get(d, "0")) for d in days], "Credits burned per day", "credits"),
         burn_hourly=charts.bars([charts.Point(h.replace("T", " ") + "h", by_hour.get(h, "0")) for h in hours],
                                 "Credits burned per hour", "credits"),
+        cost_revenue=charts.grouped_bars(
+            [charts.Group(d, (daily_rows[d]["usd_cost"], daily_rows[d]["revenue_usd"]) if d in daily_rows else ("0", "0"))
+             for d in days], ("provider cost", "revenue"), "Cost vs revenue per day", "USD"),
         tops=tops, start=start, end=end,
     )

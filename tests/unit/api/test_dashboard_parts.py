@@ -74,3 +74,11 @@ def test_a_sandbox_form_becomes_a_token_or_an_image_event():
     assert image["event_type"] == "IMAGE_GENERATION" and image["image_count"] == 2 and image["quality"] == "hd"
     assert "input_tokens" not in image and "team_id" not in image
     assert event_from({"input_tokens": "12x"}, now)["input_tokens"] == "12x"  # left for the API to name the field
+
+
+def test_cost_and_revenue_bars_side_by_side_with_a_legend():
+    svg = str(charts.grouped_bars([charts.Group("2026-11-01", ("0.5", "2")), charts.Group("2026-11-02", ("0", "0"))],
+                                  ("provider cost", "revenue"), "Cost vs revenue", "USD"))
+    assert svg.count('class="bar series-0"') == 2 and svg.count('class="bar series-1"') == 2
+    assert 'data-series="revenue" data-value="2"' in svg and ">provider cost</text>" in svg
+    assert "No cost vs revenue" in str(charts.grouped_bars([charts.Group("d", ("0", "0"))], ("a", "b"), "Cost vs revenue"))
