@@ -51,8 +51,8 @@ def bars(points: list[Point], title: str, unit: str = "") -> Markup:
 
 
 def _short(value: Decimal) -> str:
-    text = f"{value.normalize():f}" if value == value.to_integral() else f"{value:.2f}"
-    return text
+    """The axis's top value, exact (never rounded: it labels real amounts)."""
+    return f"{value.normalize():f}"
 
 
 @dataclass(frozen=True)
