@@ -21,6 +21,7 @@ venv: $(VENV)/.installed  ## create .venv and install the package (+ the `openmo
 up: venv  ## start the local stack (Kafka, Postgres, ClickHouse, API, worker) and wait until ready
 	$(OM) stack up
 	@$(OM) stack env
+	@$(OM) stack env | sed -n 's|^API_URL=\(.*\)|dashboard: \1/dashboard (sign in with the key `$(OM) admin create-customer NAME` prints)|p'
 
 down: venv  ## stop everything `make up` started (data is kept in .stack/)
 	$(OM) stack down
