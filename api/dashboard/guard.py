@@ -3,10 +3,13 @@ a CSRF token that matches the session's."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.dashboard import sessions
+from api.dashboard.rendering import SECURITY_HEADERS
 from api.dashboard.sessions import Session
 
 
@@ -33,9 +36,20 @@ async def session(request: Request) -> Session:
     return found
 
 
+def same_origin(request: Request) -> bool:
+    """A browser's POST names its page's origin; one from another site is refused (the CSRF token
+    is the main defence; this also covers the sign-in form, which has no session yet)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser, or one that does not say: the CSRF token decides
+    return urlsplit(origin).netloc == request.headers.get("host")  # "null" (an opaque origin) never matches
+
+
 async def form_session(request: Request) -> Session:
     """FastAPI dependency for POSTs: the session, and its CSRF token in the form."""
     found = await session(request)
+    if not same_origin(request):
+        raise CsrfRefused()
     form = await request.form()
     if not sessions.csrf_ok(found, form.get("csrf_token")):
         raise CsrfRefused()
@@ -53,10 +67,11 @@ def install(app) -> None:
     @app.exception_handler(CsrfRefused)
     async def _csrf(_request: Request, _exc: CsrfRefused):
         return HTMLResponse(
-            "<h1>Form refused</h1><p>csrf_token: missing or not this session's. Reload the page and submit again.</p>"
-            '<p><a href="/dashboard/overview">Back to the dashboard</a></p>', status_code=403)
+            "<h1>Form refused</h1><p>csrf_token: missing or not this session's, or the form was posted from another "
+            "site. Reload the page and submit again.</p>"
+            '<p><a href="/dashboard/overview">Back to the dashboard</a></p>', status_code=403, headers=SECURITY_HEADERS)
 
     @app.exception_handler(KeysUnavailable)
     async def _unavailable(_request: Request, exc: KeysUnavailable):
         return HTMLResponse(f"<h1>Unavailable</h1><p>API keys cannot be checked right now ({exc}); retry shortly.</p>",
-                            status_code=503, headers={"Retry-After": "2"})
+                            status_code=503, headers={"Retry-After": "2", **SECURITY_HEADERS})

@@ -251,3 +251,18 @@ def test_the_sandbox_streams_a_refused_event_to_the_dlq_and_a_field_error_at_the
     bad = sse(browser.post("/dashboard/sandbox/events", {**form, "input_tokens": "12x"}))
     edge = [data for name, data in bad if name == "stage"]
     assert len(edge) == 1 and not edge[0]["ok"] and edge[0]["detail"]["body"]["rejected"][0]["field"] == "input_tokens"
+
+
+def test_a_form_posted_from_another_site_is_refused_and_pages_forbid_framing(settings, tenant):
+    browser = Browser(settings, tenant.api_key)
+    elsewhere = {"Origin": "https://attacker.example"}
+    forged = browser.http.post("/dashboard/api-keys", data={"csrf_token": browser.csrf, "name": "x"}, headers=elsewhere)
+    assert forged.status_code == 403
+    login = httpx.post(f"{settings.api_url}/dashboard/signin", data={"api_key": tenant.api_key}, headers=elsewhere)
+    assert login.status_code == 403 and "set-cookie" not in login.headers  # no login CSRF either
+    same = browser.http.post("/dashboard/api-keys", data={"csrf_token": browser.csrf, "name": "y"},
+                             headers={"Origin": settings.api_url})
+    assert same.status_code == 200
+    page = browser.get("/dashboard/overview")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"

@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 
 from api import tenants
 from api.dashboard import sessions
-from api.dashboard.guard import form_session
+from api.dashboard.guard import CsrfRefused, form_session, same_origin
 from api.dashboard.rendering import render
 from api.dashboard.sessions import Session
 
@@ -27,6 +27,8 @@ async def signin_page(request: Request):
 
 @router.post("/signin")
 async def signin(request: Request):
+    if not same_origin(request):
+        raise CsrfRefused()
     form = await request.form()
     api_key = str(form.get("api_key") or "").strip()
     customer_id = None
