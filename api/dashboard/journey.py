@@ -4,7 +4,8 @@ watching the real source, with a deadline:
   edge     POST /v1/events/ingest (in process) answered 202: Kafka acknowledged it
   kafka    the record read back from usage.events (partition, offset, broker timestamp)
   rated    the worker's record for it on usage.rated
-  wallet   the wallet.balances view shows the wallet applied it (new balance)
+  wallet   the API's wallet.balances view receives the record that applied it (the wait of the
+           credits routes' `?wait=true`): the balance before and after
   clickhouse  the ClickHouse sink landed it in usage_events
   ledger   the ledger sink wrote its entry to Postgres (read through GET .../ledger)
 
@@ -29,6 +30,7 @@ from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
 from openmonetize import wallet_ids
 from openmonetize.dlq import reader_codec
+from openmonetize.wallet_balances import Watch
 from openmonetize.catalog import decimal_text
 from schemas.topics import topics
 
@@ -113,6 +115,7 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
                                  lambda w: balances.get(w) is not None)
     before = reads.wallet(request, customer_id, wallet_id)
     watch = await asyncio.to_thread(KafkaWatch, request)
+    watch_wallet = balances.watch(wallet_id, event_id)  # before posting, so its record cannot be missed
     queue: asyncio.Queue[Stage] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     stop = threading.Event()
@@ -124,14 +127,14 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
     if not accepted:
         stop.set()
         watch.consumer.close()
+        watch_wallet.close()
         yield Stage("edge", False, _ms(started), detail)
         return
     yield Stage("edge", True, _ms(started), detail)
     kafka = loop.run_in_executor(None, watch.run, event_id, started, sent_wall_ms, deadline,
                                  lambda s: loop.call_soon_threadsafe(queue.put_nowait, s), stop)
     pollers = [
-        asyncio.create_task(_poll(queue, "wallet", started, deadline, lambda: _wallet(request, customer_id, wallet_id,
-                                                                                     event_id, before))),
+        asyncio.create_task(_wallet(watch_wallet, before, started, deadline, queue)),
         asyncio.create_task(_poll(queue, "clickhouse", started, deadline, lambda: _clickhouse(request, customer_id,
                                                                                              event_id))),
         asyncio.create_task(_poll(queue, "ledger", started, deadline, lambda: _ledger(request, session, wallet_id,
@@ -156,6 +159,7 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
                 yield Stage(name, False, _ms(started), missing or {"reason": f"not seen within {DEADLINE_S:.0f} s"})
     finally:
         stop.set()
+        watch_wallet.close()
         for task in pollers:
             task.cancel()
         await asyncio.gather(kafka, *pollers, return_exceptions=True)
@@ -170,15 +174,15 @@ async def _poll(queue: asyncio.Queue, name: str, started: float, deadline: float
         await asyncio.sleep(POLL_S)
 
 
-async def _wallet(request: Request, customer_id: str, wallet_id: str, event_id: str, before) -> dict | None:
-    """The view's latest record for the wallet names the event among those it applied, or (the
-    record of a later batch already replaced it) the wallet's version moved on."""
-    now = reads.wallet(request, customer_id, wallet_id)
-    if event_id not in now.applied_ids and now.version == before.version:
-        return None
-    return {"wallet_id": wallet_id, "balance_before": decimal_text(before.balance),
-            "balance_after": decimal_text(now.balance), "available": decimal_text(now.available),
-            "version": now.version}
+async def _wallet(watch: Watch, before, started: float, deadline: float, queue: asyncio.Queue) -> None:
+    """The first wallet.balances record whose applied ids name the event: the credits routes'
+    own wait (`?wait=true`), resolved by the view's thread as the record arrives, no polling."""
+    applied = await watch.applied(max(deadline - time.monotonic(), 0.01))
+    if applied is not None:
+        queue.put_nowait(Stage("wallet", True, _ms(started), {
+            "wallet_id": watch.wallet_id, "balance_before": decimal_text(before.balance),
+            "balance_after": decimal_text(applied.balance), "available": decimal_text(applied.available),
+            "version": applied.version}))
 
 
 _LANDED_SQL = "SELECT credits, usd_cost, kafka_partition, kafka_offset FROM {db}.usage_events FINAL " \
