@@ -266,3 +266,18 @@ def test_a_form_posted_from_another_site_is_refused_and_pages_forbid_framing(set
     page = browser.get("/dashboard/overview")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
+
+
+def test_burn_table_forms_name_every_problem_of_the_rules(settings, tenant):
+    browser = Browser(settings, tenant.api_key)
+    not_json = browser.post("/dashboard/burn-tables", {"name": "t", "rules": "{default: 1"})
+    assert not_json.status_code == 422 and "<strong>rules</strong>: not JSON" in not_json.text
+    assert "{default: 1" in not_json.text  # what was typed is kept
+    wrong = browser.post("/dashboard/burn-tables", {"name": "t", "rules": '{"default": {"input_mtok": "1"}, "gpt-4o": {"unit": "-1"}}'})
+    assert wrong.status_code == 422
+    for field in ("rules.default.input_mtok", "rules.gpt-4o.unit"):
+        assert f"<strong>{field}</strong>" in wrong.text, wrong.text[-3000:]
+    created = browser.post("/dashboard/burn-tables", {"name": "t", "rules": '{"default": {"unit": "1"}}'})
+    assert created.status_code == 303 and "/dashboard/burn-tables/bt_" in created.headers["location"]
+    table = browser.get(created.headers["location"])
+    assert table.status_code == 200 and "1 (in force)" in table.text

@@ -3,6 +3,7 @@ revenue and margin, top users, features and models; from the balances view and t
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,18 +22,22 @@ TOP_N = 5
 async def overview(request: Request, s: Session = Depends(session)):
     today = datetime.now(timezone.utc).date()
     start, end = (today - timedelta(days=29)).isoformat(), (today + timedelta(days=1)).isoformat()
-    daily = await internal.call(request, s, "GET", "/v1/reports/usage",
-                                params={"from": start, "to": end, "granularity": "day"})
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    hourly = await internal.call(request, s, "GET", "/v1/reports/usage", params={
-        "from": (now - timedelta(hours=23)).isoformat(), "to": (now + timedelta(hours=1)).isoformat(),
-        "granularity": "hour"})
-    tops = {}
-    for dimension in ("user", "feature", "model"):
-        answer = await internal.call(request, s, "GET", "/v1/reports/usage", params={
-            "from": start, "to": end, "granularity": "total", "group_by": dimension})
-        rows = answer.body.get("rows", []) if answer.ok else []
-        tops[dimension] = sorted(rows, key=lambda r: Decimal(r["credits"]), reverse=True)[:TOP_N]
+    report = "/v1/reports/usage"
+    dimensions = ("user", "feature", "model")
+    daily, hourly, *top_answers = await asyncio.gather(  # five reports, asked together
+        internal.call(request, s, "GET", report, params={"from": start, "to": end, "granularity": "day"}),
+        internal.call(request, s, "GET", report, params={
+            "from": (now - timedelta(hours=23)).isoformat(), "to": (now + timedelta(hours=1)).isoformat(),
+            "granularity": "hour"}),
+        *(internal.call(request, s, "GET", report, params={
+            "from": start, "to": end, "granularity": "total", "group_by": dimension}) for dimension in dimensions),
+    )
+    tops = {
+        dimension: sorted(answer.body.get("rows", []) if answer.ok else [], key=lambda r: Decimal(r["credits"]),
+                          reverse=True)[:TOP_N]
+        for dimension, answer in zip(dimensions, top_answers)
+    }
     daily_rows = {r["bucket"][:10]: r for r in daily.body.get("rows", [])} if daily.ok else {}
     by_day = {day: r["credits"] for day, r in daily_rows.items()}
     days = [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
