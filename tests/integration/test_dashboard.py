@@ -86,6 +86,10 @@ def test_sign_in_keeps_the_key_in_a_sealed_strict_cookie(settings, tenant):
     assert page.status_code == 200 and tenant.customer_id in page.text and tenant.api_key not in page.text
     tampered = httpx.get(f"{settings.api_url}/dashboard/overview", cookies={"om_dashboard": "x" + browser.http.cookies["om_dashboard"][1:]})
     assert tampered.status_code == 303 and tampered.headers["location"] == "/dashboard/signin"
+    browser.csrf = csrf_of(page.text)
+    signed_out = browser.post("/dashboard/signout")
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/dashboard/signin"
+    assert "om_dashboard" not in browser.http.cookies and browser.get("/dashboard/overview").status_code == 303
 
 
 def test_every_page_without_a_session_goes_to_sign_in(settings):
