@@ -6,10 +6,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.dashboard import sessions
-from api.dashboard.rendering import SECURITY_HEADERS
+from api.dashboard.rendering import SECURITY_HEADERS, render
+from api.errors import ApiError
 from api.dashboard.sessions import Session
 
 
@@ -57,6 +59,30 @@ async def form_session(request: Request) -> Session:
 
 
 def install(app) -> None:
+    """The dashboard's answers to its own exceptions, and an HTML page instead of the API's JSON
+    error for an ApiError or HTTP error raised while serving a /dashboard path (e.g. the balances
+    view not loaded yet: 503); every other path keeps the API's handlers (installed before)."""
+    api_error, http_error = app.exception_handlers[ApiError], app.exception_handlers[StarletteHTTPException]
+
+    def page(request: Request, status: int, error: dict, headers=None) -> HTMLResponse:
+        response = render(request, "error.html", None, status=status, error=error)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        if not request.url.path.startswith("/dashboard"):
+            return await api_error(request, exc)
+        return page(request, exc.status, {"code": exc.code, "message": exc.message, "field": exc.field}, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if not request.url.path.startswith("/dashboard"):
+            return await http_error(request, exc)
+        message = f"no page {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return page(request, exc.status_code, {"code": f"http_{exc.status_code}", "message": message}, exc.headers)
+
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, _exc: SignInRequired):
         response = RedirectResponse("/dashboard/signin", status_code=303)

@@ -270,6 +270,11 @@ def test_a_form_posted_from_another_site_is_refused_and_pages_forbid_framing(set
     page = browser.get("/dashboard/overview")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
+    missing = browser.get("/dashboard/no-such-page")  # an HTML page, not the API's JSON error
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "no page /dashboard/no-such-page" in missing.text
+    api = httpx.get(f"{settings.api_url}/v1/no-such-route")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"  # the API keeps its JSON errors
 
 
 def test_burn_table_forms_name_every_problem_of_the_rules(settings, tenant):
