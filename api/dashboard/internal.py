@@ -46,7 +46,7 @@ def client(request: Request) -> httpx.AsyncClient:
 
 async def call(request: Request, session: Session, method: str, path: str, *, params: dict | None = None,
                json: object = None, headers: dict | None = None) -> Answer:
-    """One request to our own API as the session's tenant."""
+    """One request to our own API as the session's tenant. Amounts in `json` go as decimal strings."""
     sent = {"X-OM-Api-Key": session.api_key, **(headers or {})}
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     async with client(request) as http:

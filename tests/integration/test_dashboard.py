@@ -286,7 +286,11 @@ def test_burn_table_forms_name_every_problem_of_the_rules(settings, tenant):
     assert wrong.status_code == 422
     for field in ("rules.default.input_mtok", "rules.gpt-4o.unit"):
         assert f"<strong>{field}</strong>" in wrong.text, wrong.text[-3000:]
-    created = browser.post("/dashboard/burn-tables", {"name": "t", "rules": '{"default": {"unit": "1"}}'})
+    # A JSON number with more digits than a float holds arrives exactly.
+    created = browser.post("/dashboard/burn-tables", {"name": "t", "rules": '{"default": {"unit": 0.100000000000000001}}'})
     assert created.status_code == 303 and "/dashboard/burn-tables/bt_" in created.headers["location"]
     table = browser.get(created.headers["location"])
     assert table.status_code == 200 and "1 (in force)" in table.text
+    table_id = created.headers["location"].rsplit("/", 1)[1]
+    rules = httpx.get(f"{settings.api_url}/v1/burn-tables/{table_id}", headers={"X-OM-Api-Key": tenant.api_key}).json()
+    assert rules["versions"][0]["rules"]["default"]["unit"] == "0.100000000000000001", rules  # a float would be 0.1

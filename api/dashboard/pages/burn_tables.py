@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import json
+from decimal import Decimal
+
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -36,7 +39,7 @@ async def create_table(request: Request, s: Session = Depends(form_session)):
     if problem:
         return await _tables_page(request, s, 422, form_error=problem, form_values=dict(form))
     answer = await internal.call(request, s, "POST", "/v1/burn-tables", json={
-        "name": str(form.get("name") or ""), "rules": rules})
+        "name": str(form.get("name") or ""), "rules": _exact(rules)})
     if not answer.ok:
         return await _tables_page(request, s, answer.status, form_error=_rules_error(answer), form_values=dict(form))
     return RedirectResponse(f"/dashboard/burn-tables/{answer.body['burn_table_id']}", status_code=303)
@@ -78,7 +81,7 @@ async def add_version(request: Request, burn_table_id: str, s: Session = Depends
             return await _table_page(request, s, burn_table_id, exc.status, form_values=dict(form),
                                      form_error={"field": "preview", "reason": exc.message, "code": exc.code})
         return await _table_page(request, s, burn_table_id, preview=found, form_values=dict(form))
-    body = {"rules": rules}
+    body = {"rules": _exact(rules)}
     if (effective := str(form.get("effective_from") or "").strip()):
         body["effective_from"] = effective if ("Z" in effective or "+" in effective) else effective + ":00Z"
     answer = await internal.call(request, s, "POST", f"/v1/burn-tables/{burn_table_id}/versions", json=body)
@@ -89,13 +92,22 @@ async def add_version(request: Request, burn_table_id: str, s: Session = Depends
 
 
 def _rules_from(text) -> tuple[dict | None, dict | None]:
+    """The rules typed in the form, numbers read as Decimal (never float), or the problem."""
     try:
-        rules = orjson.loads(str(text or ""))
-    except orjson.JSONDecodeError as exc:
+        rules = json.loads(str(text or ""), parse_float=Decimal)
+    except ValueError as exc:
         return None, {"field": "rules", "reason": f"not JSON: {exc}"}
     if not isinstance(rules, dict):
         return None, {"field": "rules", "reason": "must be a JSON object: rule key -> rates"}
     return rules, None
+
+
+def _exact(rules):
+    """The rules for the JSON API: each Decimal as a decimal string (the API takes a rate as a
+    number or a string, read exactly either way; a float would not be exact)."""
+    if isinstance(rules, dict):
+        return {key: _exact(value) for key, value in rules.items()}
+    return format(rules, "f") if isinstance(rules, Decimal) else rules
 
 
 def _rules_error(answer: internal.Answer) -> dict:
