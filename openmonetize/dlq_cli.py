@@ -318,7 +318,7 @@ def retry_records(settings: Settings, ids: list[DlqId], selection: Selection, ma
         if progress:
             show_sending(redriver.produced, redriver.acknowledged, final=True)
 
-    outcomes = [_outcome(p, dry_run) for p in planned] + [
+    outcomes = [retry_outcome(p, dry_run) for p in planned] + [
         {"id": str(i), "outcome": "failed", "why": why} for i, why in not_found
     ]
     counts = Counter(o["outcome"] for o in outcomes)
@@ -338,7 +338,7 @@ def retry_records(settings: Settings, ids: list[DlqId], selection: Selection, ma
     return 1 if counts["failed"] else 0
 
 
-def _outcome(item: Planned, dry_run: bool) -> dict:
+def retry_outcome(item: Planned, dry_run: bool) -> dict:
     entry, decision = item.entry, item.decision
     out = {"id": str(entry.id), "reason": entry.get("reason"), "customer_id": entry.get("customer_id"),
            "event_id": entry.get("event_id"), "topic": entry.get("source_topic")}

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from fastapi import Request
 
 from openmonetize.dlq import RETRY, DlqError, Redriver, Selection, parse_ids, plan
-from openmonetize.dlq_cli import _outcome, entry_json, session
+from openmonetize.dlq_cli import entry_json, retry_outcome, session
 
 MAX_RETRIES = 3  # `openmonetize dlq retry`'s default --max-retries
 MAX_SHOWN = 200
@@ -57,6 +57,6 @@ async def retry(request: Request, customer_id: str, ids: list[str]) -> list[dict
                 redriver.send(planned)
             finally:
                 redriver.close()
-        return [_outcome(p, dry_run=False) for p in planned] + outcomes
+        return [retry_outcome(p, dry_run=False) for p in planned] + outcomes
 
     return await asyncio.to_thread(run)
