@@ -52,7 +52,7 @@ bench: venv  ## every benchmark against the running stack (`make up` first) into
 	$(MAKE) --no-print-directory bench-reports
 	$(MAKE) --no-print-directory bench-replay
 	$(MAKE) --no-print-directory bench-proxy
-	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 20000 --duration 10,--events 1000000 --runs 1)" PIPELINE_WORKERS=1
+	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 20000 --duration 10,--events 1000000 --runs 1 --duration 30)" PIPELINE_WORKERS=1
 	@# last: the events it ingests go through the stack's own worker, which would slow the others
 	$(MAKE) --no-print-directory bench-ingest
 	$(VENV)/bin/python -m deploy.bench.summary
@@ -73,16 +73,16 @@ bench-sinks: venv  ## each sink draining a backlog into its own database on the 
 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3
-	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,10) --runs 3
+	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,5) --runs 3
 
 .PHONY: bench-entitlements
 bench-entitlements: venv  ## entitlement check latency over HTTP keep-alive and balance staleness on the running stack; QUICK=1 short
-	$(VENV)/bin/python -m deploy.bench.entitlements --duration $(if $(QUICK),3,10) --runs $(if $(QUICK),1,3)
+	$(VENV)/bin/python -m deploy.bench.entitlements --duration $(if $(QUICK),3,5) --runs $(if $(QUICK),1,3)
 
 .PHONY: bench-proxy
 bench-proxy: venv  ## what the AI proxy adds to a call vs the same call direct (fake upstream, fixed latency) on the running stack
-	$(VENV)/bin/python -m deploy.bench.proxy --duration $(if $(QUICK),3,10) --runs $(if $(QUICK),1,3)
+	$(VENV)/bin/python -m deploy.bench.proxy --duration $(if $(QUICK),3,5) --runs $(if $(QUICK),1,3)
 
 .PHONY: bench-replay
-bench-replay: venv  ## rebilling replay dry runs over 500,000 events (QUICK=1: 100,000) on the running stack
-	$(VENV)/bin/python -m deploy.bench.replay $(if $(QUICK),--quick --runs 1,--events 500000 --runs 3)
+bench-replay: venv  ## rebilling replay dry runs over 300,000 events (QUICK=1: 100,000) on the running stack
+	$(VENV)/bin/python -m deploy.bench.replay $(if $(QUICK),--quick --runs 1,--events 300000 --runs 3)

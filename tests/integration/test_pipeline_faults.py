@@ -96,6 +96,7 @@ def funded(pipeline: IsolatedPipeline, book: Ledgerbook) -> None:
                what="the purchases applied (routing reads them)")
 
 
+@pytest.mark.chaos  # 70 s: `make chaos-tests`; the suite kills the worker under load in test_chaos_short
 def test_kill_9_five_times_while_20000_events_with_5_percent_retries_flow(pipeline):
     book = Ledgerbook(pipeline)
     pipeline.start_worker()

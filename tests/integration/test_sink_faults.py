@@ -32,7 +32,7 @@ from tests.integration.support import Proxy
 from tests.integration.test_ledger_sink import MIGRATION as LEDGER_MIGRATION
 from tests.integration.test_pipeline_faults import CUSTOMERS, Ledgerbook, chunks, funded
 
-OUTAGE_S = 20
+OUTAGE_S = 8  # each store away this long: the sinks back off and retry; longer only costs suite time
 
 
 class Sinks:
@@ -132,14 +132,14 @@ def unchanged_for(count, seconds: float) -> None:
     assert count() == before
 
 
-def test_postgres_then_clickhouse_away_20_s_each_then_each_sink_killed_mid_stream(pipeline, sinks):
+def test_postgres_then_clickhouse_away_in_turn_then_each_sink_killed_mid_stream(pipeline, sinks):
     book = Ledgerbook(pipeline)
     pipeline.start_worker()
     sinks.start_sink("clickhouse")
     sinks.start_sink("ledger")
     funded(pipeline, book)
     generator = EventGenerator(seed=21, tenants=CUSTOMERS, users=40, duplicate_share=0.05)
-    load = steady(book, generator, 10_000, per_second=200)  # about 50 s
+    load = steady(book, generator, 6_000, per_second=200)  # about 30 s: both outages fall inside it
     eventually(lambda: sinks.ledger_debits() > 0 and sinks.clickhouse_rows() > 0, timeout_s=60,
                what="both sinks to store rows")
 
@@ -156,7 +156,7 @@ def test_postgres_then_clickhouse_away_20_s_each_then_each_sink_killed_mid_strea
     assert not load.is_alive()
     book.check()  # every event charged once: the balances and ledger.entries are exact
     accepted = len(book.events)
-    assert 9_000 < accepted < 10_000  # the generator's retries were in the stream
+    assert 5_400 < accepted < 6_000  # the generator's retries were in the stream
 
     def caught_up() -> bool:
         return sinks.clickhouse_rows() == accepted and sinks.ledger_debits() == accepted

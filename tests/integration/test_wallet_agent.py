@@ -49,13 +49,13 @@ def test_kill_9_mid_stream_charges_every_debit_exactly_once(pipeline):
     wallets = [f"w:cus_k:user:u{i}" for i in range(20)]
     expected = {w: Decimal(0) for w in wallets}
     events = []
-    for i in range(2000):
+    for i in range(1200):
         wallet = rng.choice(wallets)
         credits = Decimal(rng.randint(1, 5000)) / 1000
         events.append((wallet, f"ev{i}", credits))
         expected[wallet] -= credits
     pipeline.start_worker()
-    for chunk in range(5):
+    for chunk in range(3):
         applied_before = eventually(lambda: pipeline.ledger_size() + 1, what="the ledger topic's watermarks") - 1
         for wallet, event_id, credits in events[chunk * 400:(chunk + 1) * 400]:
             pipeline.debit(wallet, "cus_k", event_id, credits)
@@ -77,6 +77,6 @@ def test_kill_9_mid_stream_charges_every_debit_exactly_once(pipeline):
 
     balances = eventually(settled, timeout_s=120, interval_s=1, what="every wallet to settle at its exact balance")
     ledger = pipeline.ledger()
-    assert len([e for e in ledger.values() if e["kind"] == "usage_debit"]) == 2000  # each event charged once
+    assert len([e for e in ledger.values() if e["kind"] == "usage_debit"]) == len(events)  # each event charged once
     for wallet in wallets:
         assert total(e["amount"] for e in ledger.values() if e["wallet_id"] == wallet) == balances[wallet]["balance"]
