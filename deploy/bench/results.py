@@ -14,16 +14,17 @@ def merge_results(values: dict) -> None:
     """Read-modify-write bench-results.json: other benchmarks own the other keys."""
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data.update(values)
-    if "machine" not in data:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        data["machine"] = {"cores": os.cpu_count(), "ram_gb": round(ram, 1)}
-    if "git_commit" not in data:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent,
-                                    check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            commit = None
-        data["git_commit"] = commit
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    data["machine"] = {"cores": os.cpu_count(), "ram_gb": round(ram, 1)}
+    data["git_commit"] = _head()  # the code the latest figures came from (it was kept from the first run)
     tmp = RESULTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(RESULTS)
+
+
+def _head() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
