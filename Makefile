@@ -52,7 +52,7 @@ bench: venv  ## every benchmark against the running stack (`make up` first) into
 	$(MAKE) --no-print-directory bench-reports
 	$(MAKE) --no-print-directory bench-replay
 	$(MAKE) --no-print-directory bench-proxy
-	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 20000 --duration 10,--events 1000000 --runs 1 --duration 30)" PIPELINE_WORKERS=1
+	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 20000 --duration 5,--events 1000000 --runs 1 --duration 30)" PIPELINE_WORKERS=1
 	@# last: the events it ingests go through the stack's own worker, which would slow the others
 	$(MAKE) --no-print-directory bench-ingest
 	$(VENV)/bin/python -m deploy.bench.summary
@@ -69,11 +69,11 @@ bench-reports: venv  ## every documented report over 10,000,000 generated rows (
 
 .PHONY: bench-sinks
 bench-sinks: venv  ## each sink draining a backlog into its own database on the running stack; QUICK=1 short
-	$(VENV)/bin/python -m deploy.bench.sinks --records $(if $(QUICK),100000,300000) --runs $(if $(QUICK),1,3)
+	$(VENV)/bin/python -m deploy.bench.sinks --records $(if $(QUICK),50000,300000) --runs $(if $(QUICK),1,3)
 
 bench-ingest: venv  ## ingestion benchmarks against the running stack; results merged into bench-results.json
 	$(VENV)/bin/python -m deploy.bench.producer --events $(if $(QUICK),100000,500000) --runs 3
-	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,5) --runs 3
+	$(VENV)/bin/python -m deploy.bench.ingest_http --duration $(if $(QUICK),3,5) --runs $(if $(QUICK),1,3)
 
 .PHONY: bench-entitlements
 bench-entitlements: venv  ## entitlement check latency over HTTP keep-alive and balance staleness on the running stack; QUICK=1 short

@@ -25,7 +25,7 @@ import http.client
 import statistics
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ RULES = {"gpt-4o": {"input_tokens": "2.5", "output_tokens": "10", "per_unit": "1
 ESTIMATE = {"event_type": "TOKEN_USAGE", "provider": "openai", "model": "gpt-4o", "input_tokens": 1200,
             "max_output_tokens": 500}  # 8 credits
 POLL_S = 0.005
+SET_UP_CONNECTIONS = 8
 
 
 def quantiles_ms(latencies: list[float]) -> tuple[float, float]:
@@ -139,18 +140,25 @@ def set_up(args, database_url: str) -> tuple[str, list[str], httpx.Client]:
     answer.raise_for_status()
     stale_users = [f"stale-{n}" for n in range(args.staleness_samples * args.runs)]
     users = [f"user-{n}" for n in range(args.users)] + stale_users
-    for user in users:
+
+    def buy(user: str) -> None:
         bought = api.post("/v1/credits/purchase",
                           json={"customer_id": tenant.customer_id, "user_id": user, "amount": "1000000"})
         if bought.status_code not in (200, 202):
             raise SystemExit(f"funding {user} answered {bought.status_code}: {bought.text}")
+
     deadline = time.monotonic() + 300
-    for user in users:  # applied at the wallet agent's pace, which a busy stack may slow down
+
+    def applied(user: str) -> None:  # at the wallet agent's pace, which a busy stack may slow down
         while Decimal(api.get(f"/v1/customers/{tenant.customer_id}/credits", params={"user_id": user})
                       .json().get("balance", "0")) < Decimal("1000000"):
             if time.monotonic() > deadline:
                 raise SystemExit(f"the purchase for {user} was not applied within 300 s")
             time.sleep(0.05)  # poll interval
+
+    with ThreadPoolExecutor(SET_UP_CONNECTIONS) as pool:  # 120 purchases and balance polls, not one by one
+        list(pool.map(buy, users))
+        list(pool.map(applied, users))
     keys = [api.post("/v1/api-keys", json={"name": f"bench-client-{i}"}).json()["api_key"] for i in range(args.concurrency)]
     return tenant.customer_id, keys, api
 
