@@ -38,7 +38,7 @@ test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_A
 chaos: venv  ## fault scenarios under load on a stack of their own; writes chaos-results.json (CHAOS_ARGS=...)
 	deploy/run-chaos.sh $(CHAOS_ARGS)
 
-chaos-tests: venv  ## the pytest fault tests alone (workers and sinks killed -9, rebalances, outages); `make test` runs them too
+chaos-tests: venv  ## the pytest fault tests alone (workers and sinks killed -9, rebalances, outages); `make test` runs all but the one marked chaos
 	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py tests/integration/test_sink_faults.py $(PYTEST_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
