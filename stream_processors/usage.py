@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import orjson
+from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from openmonetize import metrics, wallet_ids
@@ -43,7 +44,7 @@ from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key, writing_for
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all, send_to_partitions
+from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
 
 log = get_logger(__name__)
 
@@ -118,7 +119,7 @@ class UsageAgent:
 
     async def run(self, stream) -> None:
         async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
-            await self.handle(events)
+            await handle_or_exit(self.handle, events, "usage")
 
     async def handle(self, events) -> None:
         if not self.applied.ready:
@@ -185,7 +186,13 @@ class UsageAgent:
         was produced is in force for that event."""
         self.caught_up_at = time.time()
         for catch_up in (self.catalog.wait_until_current, self.wallets_catch_up):
-            if not catch_up(CATCH_UP_S):
+            try:
+                current = catch_up(CATCH_UP_S)
+            except KafkaException as exc:  # e.g. NOT_LEADER just after a broker restart
+                log.warning("a view could not ask Kafka for its end; using what it has read",
+                            view=str(catch_up), error=str(exc))
+                continue
+            if not current:
                 log.warning("a view did not catch up in time; using what it has read", view=str(catch_up))
 
     def _one(self, message, batch_seen: dict[bytes, bytes], now: datetime) -> tuple[str, tuple[bytes, bytes] | None, dict | None]:

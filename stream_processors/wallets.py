@@ -38,7 +38,7 @@ from schemas.topics import Topics
 from stream_processors import wallet_state_codec
 from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, oldest_timestamp_s, send_all
+from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -110,7 +110,7 @@ class WalletAgent:
 
     async def run(self, stream) -> None:
         async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
-            await self.handle([event.message for event in events])
+            await handle_or_exit(self.handle, [event.message for event in events], "wallets")
 
     async def handle(self, messages) -> None:
         now = datetime.now(timezone.utc)
