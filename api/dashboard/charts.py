@@ -27,13 +27,7 @@ def bars(points: list[Point], title: str, unit: str = "") -> Markup:
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     step = plot_w / len(points)
     width = max(step * 0.7, 1.0)
-    parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'xmlns="http://www.w3.org/2000/svg">',
-        f'<line class="axis" x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - 8}" y2="{PAD_TOP + plot_h}"/>',
-        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + 4}" text-anchor="end">{escape(_short(top))}</text>',
-        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end">0</text>',
-    ]
+    parts = _frame(title, top, plot_h)
     every = max(1, len(points) // 8)
     for i, (point, value) in enumerate(zip(points, values)):
         h = float(value / top) * plot_h if top > 0 and value > 0 else 0.0
@@ -45,9 +39,25 @@ def bars(points: list[Point], title: str, unit: str = "") -> Markup:
         )
         if i % every == 0:
             parts.append(f'<text class="tick" x="{x + width / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
-                         f'{escape(point.label[5:] if len(point.label) >= 10 else point.label)}</text>')
+                         f'{escape(_tick(point.label))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _frame(title: str, top: Decimal, plot_h: float) -> list[str]:
+    """The opening of a chart's SVG: the x axis and the y axis's two labels (0 and `top`)."""
+    return [
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'xmlns="http://www.w3.org/2000/svg">',
+        f'<line class="axis" x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - 8}" y2="{PAD_TOP + plot_h}"/>',
+        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + 4}" text-anchor="end">{escape(_short(top))}</text>',
+        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end">0</text>',
+    ]
+
+
+def _tick(label: str) -> str:
+    """An x axis label without its year (2026-11-26 → 11-26)."""
+    return label[5:] if len(label) >= 10 else label
 
 
 def _short(value: Decimal) -> str:
@@ -69,13 +79,7 @@ def grouped_bars(groups: list[Group], series: tuple[str, ...], title: str, unit:
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     step = plot_w / len(groups)
     width = max(step * 0.8 / len(series), 1.0)
-    parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'xmlns="http://www.w3.org/2000/svg">',
-        f'<line class="axis" x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - 8}" y2="{PAD_TOP + plot_h}"/>',
-        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + 4}" text-anchor="end">{escape(_short(top))}</text>',
-        f'<text class="tick" x="{PAD_LEFT - 6}" y="{PAD_TOP + plot_h}" text-anchor="end">0</text>',
-    ]
+    parts = _frame(title, top, plot_h)
     for k, name in enumerate(series):
         parts.append(f'<rect class="series-{k}" x="{PAD_LEFT + 8 + k * 90}" y="2" width="10" height="10"/>'
                      f'<text class="tick" x="{PAD_LEFT + 22 + k * 90}" y="11">{escape(name)}</text>')
@@ -92,6 +96,6 @@ def grouped_bars(groups: list[Group], series: tuple[str, ...], title: str, unit:
             )
         if i % every == 0:
             parts.append(f'<text class="tick" x="{x0 + width * len(series) / 2:.1f}" y="{HEIGHT - 8}" '
-                         f'text-anchor="middle">{escape(group.label[5:] if len(group.label) >= 10 else group.label)}</text>')
+                         f'text-anchor="middle">{escape(_tick(group.label))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
