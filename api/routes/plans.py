@@ -37,6 +37,7 @@ from api.catalog_state import in_db, publish
 from api.credit_requests import RequestError, parse_amount
 from api.errors import ApiError
 from api.users_and_teams import ID as ID_PATTERN
+from api.users_and_teams import feature_ids
 from openmonetize import catalog_store
 from openmonetize.catalog import PlanRecord, decimal_text
 from openmonetize.logs import get_logger
@@ -47,7 +48,6 @@ log = get_logger(__name__)
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-MAX_FEATURES = 200
 MAX_START_SKEW = timedelta(days=400)
 
 
@@ -380,13 +380,7 @@ def _amount(value: Any, field: str, max_amount: Decimal) -> Decimal:
 
 
 def _features(ids: list[str], field: str) -> list[str]:
-    if len(ids) > MAX_FEATURES:
-        raise ApiError(422, "invalid_request", f"at most {MAX_FEATURES} features", field)
-    for i, feature in enumerate(ids):
-        if not ID_PATTERN.fullmatch(feature):
-            raise ApiError(422, "invalid_request", "a feature id is 1-128 letters, digits and . _ : @ + -, starting "
-                           "with a letter or digit", f"{field}[{i}]")
-    return list(dict.fromkeys(ids))
+    return list(feature_ids(ids, field, "invalid_request"))
 
 
 async def _plan_or_404(request: Request, caller: str, plan_id: str, field: str) -> PlanRecord:

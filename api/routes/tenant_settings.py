@@ -17,14 +17,13 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
-from api.users_and_teams import ID
+from api.users_and_teams import feature_ids
 from openmonetize import catalog_store
 from openmonetize.billing.money import quantize
 from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
 
 router = APIRouter(tags=["tenant settings"])
 MAX_CREDIT_PRICE_USD = Decimal(1_000_000)
-MAX_FEATURES = 200
 
 
 class SettingsIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,15 +119,7 @@ def _policy(policy: str) -> str:
 
 
 def _features(ids: list[str] | None, field: str) -> tuple[str, ...] | None:
-    if ids is None:
-        return None
-    if len(ids) > MAX_FEATURES:
-        raise ApiError(422, "invalid_settings", f"at most {MAX_FEATURES} features", field)
-    for i, feature in enumerate(ids):
-        if not ID.fullmatch(feature):
-            raise ApiError(422, "invalid_settings", "a feature id is 1-128 letters, digits and . _ : @ + -, starting "
-                           "with a letter or digit", f"{field}[{i}]")
-    return tuple(dict.fromkeys(ids))
+    return None if ids is None else feature_ids(ids, field, "invalid_settings")
 
 
 def _out(settings: TenantSettings) -> SettingsOut:
