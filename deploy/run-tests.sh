@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # `make test`: start the test stack (deploy/test.env: own ports and data dir), run pytest,
 # and stop the stack again whatever happened. Arguments go to pytest.
+# TEST_ENV_FILE names another env file (other ports, another STACK_DIR) to run a second test
+# stack beside the first, e.g. two developers' checkouts on one machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # Derive every URL from the test ports, whatever the caller's shell or .env says.
 unset KAFKA_BOOTSTRAP DATABASE_URL CLICKHOUSE_URL API_URL
-export OM_ENV_FILE=deploy/test.env
+export OM_ENV_FILE=${TEST_ENV_FILE:-deploy/test.env}
 set -a
-. deploy/test.env
+. "$OM_ENV_FILE"
 set +a
 
 OM=.venv/bin/openmonetize
