@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test chaos chaos-tests clean-test venv bench bench-ingest
+.PHONY: help up down status env test chaos chaos-tests clean-test venv bench bench-ingest openapi
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ env: venv  ## print KAFKA_BOOTSTRAP, DATABASE_URL, CLICKHOUSE_URL, API_URL
 
 test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_ARGS=... to filter)
 	deploy/run-tests.sh $(PYTEST_ARGS)
+
+openapi: venv  ## regenerate docs/openapi.json from the app (the TypeScript SDK's types come from it)
+	$(VENV)/bin/python -m api.openapi_spec --write
 
 chaos: venv  ## fault scenarios under load on a stack of their own; writes chaos-results.json (CHAOS_ARGS=...)
 	deploy/run-chaos.sh $(CHAOS_ARGS)
