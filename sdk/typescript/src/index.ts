@@ -43,7 +43,7 @@ export function resetDefaultClient(): void {
  * `import { client } from "@openmonetize/sdk"` as in the seed's README: an OpenMonetizeClient
  * that is `getDefaultClient()`, created lazily from the environment on first use.
  */
-export const client: OpenMonetizeClient = new Proxy({} as OpenMonetizeClient, {
+export const client: OpenMonetizeClient = new Proxy(Object.create(OpenMonetizeClient.prototype) as OpenMonetizeClient, {
   get(_target, property) {
     const target = getDefaultClient();
     const value: unknown = Reflect.get(target, property, target);

@@ -95,6 +95,7 @@ test("mistakes refused before sending: no API key, no customer id, NaN, an inval
 
 test("the default client is built from the environment, once", async () => {
   resetDefaultClient();
+  assert.ok(client instanceof OpenMonetizeClient);
   assert.equal(client.customerId, customerId);
   assert.equal(client.baseUrl, apiUrl.replace(/\/+$/, ""));
   assert.equal(client.credits, client.credits);
