@@ -477,13 +477,19 @@ class CatalogIndex:
         return found.price if found is not None else None
 
     def price_record_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> PriceRecord | None:
-        """The price in force with where it came from: the tenant's override, else the dataset."""
+        """The price in force with where it came from: the tenant's override, else the dataset;
+        each under the names as sent, then as the dataset spells them (`OPENAI` → openai,
+        `claude-3.5-sonnet` → claude-3-5-sonnet: `model_names.price_keys`)."""
+        from openmonetize.billing.model_names import price_keys  # TODO: move to the module imports
+
         if provider is None or model is None:
             return None
+        keys = price_keys(provider, model)
         for owner in (customer_id, None):
-            found = prices.in_force(self._prices.get((owner, provider, model), ()), at)
-            if found is not None:
-                return PriceRecord(found, owner)
+            for provider_id, model_id in keys:
+                found = prices.in_force(self._prices.get((owner, provider_id, model_id), ()), at)
+                if found is not None:
+                    return PriceRecord(found, owner)
         return None
 
     def prices_in_force(

@@ -4,6 +4,10 @@ The global prices are snapshots of the genai-prices dataset (`openmonetize admin
 import-prices`); a tenant overrides a model's price with `PUT`, which stores a new override
 version (`override-N`) in force from its `effective_from` (default now). The listing answers
 from this process's catalog, so it shows what rating uses.
+
+Names are the dataset's (`openmonetize.billing.model_names`): `PUT .../OpenAI/gpt-4-turbo-2024-04-09`
+overrides openai/gpt-4-turbo, and `?provider=OPENAI` lists openai's prices; a name the dataset
+does not know is kept as sent (its provider lower-cased).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from api.auth import tenant
 from api.catalog_state import catalog_of, in_db, publish
 from api.errors import ApiError
 from openmonetize import catalog_store
+from openmonetize.billing import model_names
 from openmonetize.billing.money import MAX_DIGITS, SCALE
 from openmonetize.catalog import PRICE_FIELDS, PriceRecord, decimal_text
 
@@ -67,10 +72,17 @@ for _name in PRICE_FIELDS:  # a JSON number or a decimal string, both read exact
 )
 async def list_prices(
     request: Request,
-    provider: str | None = Query(None, description="Only this provider (e.g. openai)"),
-    model: str | None = Query(None, description="Only this model (e.g. gpt-4o)"),
+    provider: str | None = Query(None, description="Only this provider (e.g. openai; OPENAI and OpenAI name it too)"),
+    model: str | None = Query(None, description="Only this model (e.g. gpt-4o; an alias such as claude-3.5-sonnet or "
+                                                "a dated name names the dataset's model)"),
     customer_id: str = Depends(tenant),
 ):
+    if provider is not None and model is not None:
+        provider, model = model_names.canonical(provider, model)
+    elif provider is not None:
+        provider = model_names.provider_id(provider)
+    elif model is not None:
+        model = model_names.canonical_model(model) or model
     records = catalog_of(request).prices_in_force(customer_id, datetime.now(timezone.utc), provider, model)
     return json_bodies.respond(PriceList([price_out(r) for r in records]))
 
@@ -78,6 +90,8 @@ async def list_prices(
 @router.put(
     "/v1/providers/pricing/{provider}/{model:path}",
     summary="Override a model's price for this tenant (a new override version)",
+    description="Stored under the dataset's names when it knows them: `OpenAI/gpt-4-turbo-2024-04-09` overrides "
+                "openai/gpt-4-turbo (the answer shows the names used); other names are kept, the provider lower-cased.",
     responses={
         200: json_bodies.content("The new override version", json_bodies.schema(PriceOut)),
         **json_bodies.errors(401, 403, 404, 413, 422, 503, descriptions={
@@ -91,6 +105,7 @@ async def put_override(request: Request, provider: str, model: str, customer_id:
     for name, value in (("provider", provider), ("model", model)):
         if not value.strip() or len(value) > MAX_NAME:
             raise ApiError(422, "invalid_request", f"must be 1 to {MAX_NAME} characters", name)
+    provider, model = model_names.canonical(provider, model)
     amounts = _amounts(body)
     record = await in_db(
         request, catalog_store.put_price_override, customer_id, provider, model, amounts,

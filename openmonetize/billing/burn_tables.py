@@ -8,7 +8,10 @@ Shape (the seed product's): `rules` maps a key to a rule, e.g.
      "default": {"input_tokens": "1", "output_tokens": "4", "per_unit": 1000}}
 
 Every rate is credits per `per_unit` units (tokens, images or quantity; default 1). A rule is
-found by the event's model, then `EVENT_TYPE:unit_type`, then `EVENT_TYPE`, then `default`.
+found by the event's model, then by the model the provider-price dataset says both name
+(`model_names.canonical_model`: a `claude-3.5-sonnet` rule rates `claude-3-5-sonnet-20241022`,
+a `gpt-4-turbo` rule rates `gpt-4-turbo-2024-04-09`), then `EVENT_TYPE:unit_type`, then
+`EVENT_TYPE`, then `default`.
 Cached input tokens burn at `cached_input_tokens`, or at the input rate when the rule has none.
 An image burns at `images["size:quality"]`, else `images["size"]`, else `image`.
 
@@ -22,7 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
+from openmonetize.billing.model_names import canonical_model
 from openmonetize.billing.money import amount
 
 TOKEN_RATES = ("input_tokens", "output_tokens", "cached_input_tokens")
@@ -68,11 +73,25 @@ class BurnTable:
 
     def rule_for(self, event_type: str, model: str | None, unit_type: str | None) -> tuple[str, RateRule] | None:
         """The rule that applies to an event, with the key it was found under."""
-        candidates = [model, f"{event_type}:{unit_type}" if unit_type else None, event_type, DEFAULT_RULE]
-        for key in candidates:
+        if model is not None:
+            key = model if model in self.rules else self._keys_by_model.get(canonical_model(model))
+            if key is not None:
+                return key, self.rules[key]
+        for key in (f"{event_type}:{unit_type}" if unit_type else None, event_type, DEFAULT_RULE):
             if key is not None and key in self.rules:
                 return key, self.rules[key]
         return None
+
+    @cached_property
+    def _keys_by_model(self) -> dict[str, str]:
+        """Rule keys by the dataset model they name; of two spellings of one model, the key that
+        is the dataset's id, else the first in sort order."""
+        found: dict[str, str] = {}
+        for key in sorted(self.rules):
+            model = canonical_model(key)
+            if model is not None and (model not in found or key == model):
+                found[model] = key
+        return found
 
 
 def in_force(versions: Sequence[BurnTable], at: datetime) -> BurnTable | None:

@@ -88,3 +88,27 @@ def test_an_override_is_validated(settings, tenant):
     foreign = call(settings, "PUT", tenant.api_key, "/v1/providers/pricing/openai/gpt-4o",
                    {"input_mtok": 1, "customer_id": "cus_someoneelse"})
     assert foreign.status_code == 403
+
+
+def test_an_override_is_stored_under_the_dataset_names_and_found_under_every_spelling(settings, tenant):
+    key = tenant.api_key
+    call(settings, "POST", key, "/v1/burn-tables", {"name": "std", "rules": {"default": {"input_tokens": 1}}})
+    put = call(settings, "PUT", key, "/v1/providers/pricing/OpenAI/gpt-4-turbo-2024-04-09", {"input_mtok": 7})
+    assert put.status_code == 200, put.text
+    assert (put.json()["provider"], put.json()["model"], put.json()["source"]) == ("openai", "gpt-4-turbo", "override")
+
+    def listed():
+        [row] = call(settings, "GET", tenant.api_key, "/v1/providers/pricing?provider=OPENAI&model=gpt-4-turbo-preview"
+                     ).json()["prices"]
+        return row["source"] == "override" and row
+
+    assert (eventually(listed, timeout_s=5, what="the override listed")["model"]) == "gpt-4-turbo"
+    for provider in ("OPENAI", "openai", "azure"):  # Azure resells OpenAI's models: the tenant's openai price
+        event = {"event_type": "TOKEN_USAGE", "provider": provider, "model": "gpt-4-turbo", "input_tokens": 1000000}
+
+        def overridden(event=event):
+            rated = rate(settings, tenant.api_key, event).json()
+            return rated.get("price_source") == "override" and rated
+
+        rated = eventually(overridden, timeout_s=5, what=f"{provider} rated with the override")
+        assert Decimal(rated["usd_cost"]) == Decimal("7")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
+
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.prices import ProviderPrice
 from openmonetize.catalog import (
@@ -108,3 +110,24 @@ def test_override_first_then_dataset_and_the_latest_of_equal_dates_wins():
     assert index.price_at("cus_a", None, None, T0) is None
     listed = index.prices_in_force("cus_a", T0 + timedelta(days=2), provider="openai")
     assert [(r.price.model, r.price.version) for r in listed] == [("gpt-4o", "override-10")]
+
+
+@pytest.mark.parametrize("provider, model, source", [
+    ("openai", "gpt-4-turbo", "dataset"),
+    ("OPENAI", "gpt-4-turbo", "dataset"),  # the seed's events.track spelling
+    ("OpenAI", "gpt-4-turbo-2024-04-09", "dataset"),  # the dated name OpenAI answers with
+    ("azure", "gpt-4-turbo", "dataset"),  # Azure resells OpenAI's models: OpenAI's price
+    ("anthropic", "claude-3.5-sonnet", "override"),  # the tenant's override, under the dataset's id
+    ("Anthropic", "claude-3-5-sonnet-20241022", "override"),
+    ("openai", "gpt-4", None),  # another model
+])
+def test_a_price_is_found_under_every_spelling_of_its_names(provider, model, source):
+    index = CatalogIndex()
+    for record in (
+        PriceRecord(ProviderPrice("openai", "gpt-4-turbo", T0, "genai-1", input_mtok=Decimal(10))),
+        PriceRecord(ProviderPrice("anthropic", "claude-3-5-sonnet", T0, "genai-1", input_mtok=Decimal(3))),
+        PriceRecord(ProviderPrice("anthropic", "claude-3-5-sonnet", T0, "override-1", input_mtok=Decimal(2)), "cus_a"),
+    ):
+        index.apply(key_of(record), record)
+    found = index.price_record_at("cus_a", provider, model, T0 + timedelta(days=1))
+    assert (found.source if found else None) == source

@@ -52,6 +52,43 @@ def test_rule_lookup_order_model_then_event_type_with_unit_then_event_type_then_
     assert table(1, 1, {"gpt-4o": {"input_tokens": 1}}).rule_for("TOKEN_USAGE", "o3", None) is None
 
 
+SEED_RULES = {  # the seed README's burnTables.create example
+    "gpt-4-turbo": {"input_tokens": Decimal("1.5"), "output_tokens": Decimal("10.0"), "per_unit": 1000},
+    "claude-3.5-sonnet": {"input_tokens": Decimal("0.8"), "output_tokens": Decimal("4.0"), "per_unit": 1000},
+}
+
+
+@pytest.mark.parametrize("model, key", [
+    ("gpt-4-turbo", "gpt-4-turbo"),
+    ("gpt-4-turbo-2024-04-09", "gpt-4-turbo"),  # the model OpenAI's answer names
+    ("gpt-4-turbo-preview", "gpt-4-turbo"),
+    ("claude-3.5-sonnet", "claude-3.5-sonnet"),
+    ("claude-3-5-sonnet", "claude-3.5-sonnet"),  # the provider-price dataset's id
+    ("claude-3-5-sonnet-20241022", "claude-3.5-sonnet"),  # what Anthropic's API names
+    ("Claude-3.5-Sonnet", "claude-3.5-sonnet"),
+    ("gpt-4", None),  # another model: never matched by prefix
+    ("gpt-4o", None),
+    ("claude-3-opus", None),
+])
+def test_a_rule_keyed_by_one_spelling_of_a_model_rates_every_spelling(model, key):
+    found = table(1, 1, SEED_RULES).rule_for("TOKEN_USAGE", model, None)
+    assert (found[0] if found else None) == key
+
+
+def test_an_exact_key_wins_over_another_spelling_and_the_dataset_id_over_others():
+    t = table(1, 1, {"claude-3.5-sonnet": {"input_tokens": 1}, "claude-3-5-sonnet-20241022": {"input_tokens": 2},
+                     "claude-3-5-sonnet": {"input_tokens": 3}, "default": {"input_tokens": 4}})
+    assert t.rule_for("TOKEN_USAGE", "claude-3-5-sonnet-20241022", None)[0] == "claude-3-5-sonnet-20241022"
+    assert t.rule_for("TOKEN_USAGE", "claude-3-5-sonnet-latest", None)[0] == "claude-3-5-sonnet"
+    assert t.rule_for("TOKEN_USAGE", "unknown", None)[0] == "default"
+
+
+def test_an_alias_comes_before_the_event_type_rules():
+    t = table(1, 1, {"gpt-4-turbo": {"input_tokens": 1}, "TOKEN_USAGE": {"input_tokens": 2}})
+    assert t.rule_for("TOKEN_USAGE", "gpt-4-turbo-2024-04-09", None)[0] == "gpt-4-turbo"
+    assert t.rule_for("TOKEN_USAGE", "gpt-4o", None)[0] == "TOKEN_USAGE"
+
+
 def test_image_rate_prefers_size_and_quality_then_size_then_flat():
     rule = parse_rules({"img": {"images": {"1024x1024": 4, "1024x1024:hd": 8}, "image": 2}})["img"]
     assert rule.image_rate("1024x1024", "hd") == 8
