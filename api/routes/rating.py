@@ -1,6 +1,12 @@
 """`POST /v1/rating/calculate`: what one usage event would cost, priced as the stream workers
 price it (`openmonetize.billing.rating.rate` with the burn-table version, provider price and
-tenant settings in force at the event's timestamp), from this process's in-memory catalog."""
+tenant settings in force at the event's timestamp), from this process's in-memory catalog.
+
+`event_type` may be left out, as the seed's `rating.calculate({provider, model, input_tokens,
+output_tokens})` does; it is then inferred from the units given (INFERENCE below): token
+counts → TOKEN_USAGE, `image_count` → IMAGE_GENERATION, `unit_type`/`quantity` → CUSTOM.
+Units of more than one kind, or none, are refused (422) naming the field: say `event_type`
+(EMBEDDING and AUDIO are never inferred)."""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ router = APIRouter(tags=["rating"])
 class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
     """The rating fields of a usage event (the contract's names); a whole event is accepted too."""
 
-    event_type: str
+    event_type: str | None = None  # default: inferred from the units (INFERENCE)
     timestamp: datetime | None = None  # default: now
     provider: Label | None = None
     model: Label | None = None
@@ -61,6 +67,20 @@ class RatingOut(msgspec.Struct):
 
 
 _rating = json_bodies.decoder(RatingIn)
+# Without event_type: the one kind of units given decides it.
+INFERENCE = (
+    ("TOKEN_USAGE", ("input_tokens", "output_tokens", "cached_input_tokens")),
+    ("IMAGE_GENERATION", ("image_count",)),
+    ("CUSTOM", ("unit_type", "quantity")),
+)
+UNITS = tuple(name for _, names in INFERENCE for name in names)
+INFERENCE_DOC = (
+    "Without event_type, the event type is inferred from the units given: input_tokens, output_tokens or "
+    "cached_input_tokens → TOKEN_USAGE; image_count → IMAGE_GENERATION; unit_type or quantity → CUSTOM. Units of "
+    "more than one of these kinds are refused (422, field event_type); give event_type for EMBEDDING and AUDIO.")
+_RATING_SCHEMA = json_bodies.schema(RatingIn)
+_RATING_SCHEMA["properties"]["event_type"] = {"type": "string", "enum": list(EVENT_TYPES),
+                                               "description": "Optional. " + INFERENCE_DOC}
 
 
 @router.post(
@@ -72,7 +92,10 @@ _rating = json_bodies.decoder(RatingIn)
         **json_bodies.errors(401, 403, 413, 422, 503, descriptions={
             422: "The body is invalid (`invalid_request`), or nothing in force prices it (`no_rate`)"}),
     },
-    openapi_extra=json_bodies.request_body(json_bodies.schema(RatingIn)),
+    description=(
+        "Credits, USD cost and margin of one usage event, rated as the stream will rate it. The seed's body "
+        "(`provider`, `model`, `input_tokens`, `output_tokens`) works as is. " + INFERENCE_DOC),
+    openapi_extra=json_bodies.request_body(_RATING_SCHEMA),
 )
 async def calculate(
     request: Request,
@@ -98,10 +121,25 @@ async def calculate(
     ))
 
 
-def _params(body: RatingIn) -> RateParams:
-    if body.event_type not in EVENT_TYPES:
+def event_type_of(body: RatingIn) -> str:
+    """The body's event_type, else the one INFERENCE gives; 422 naming the field otherwise."""
+    if body.event_type is not None and body.event_type not in EVENT_TYPES:
         raise ApiError(422, "invalid_request", f"unknown event type {body.event_type!r}; one of {', '.join(EVENT_TYPES)}",
                        "event_type")
+    kinds = [(kind, names) for kind, names in INFERENCE if any(getattr(body, name) is not None for name in names)]
+    if not kinds:
+        raise ApiError(422, "invalid_request", "no units to rate: give input_tokens and output_tokens, image_count, or "
+                       "unit_type and quantity", "input_tokens", details={"missing": list(UNITS)})
+    if body.event_type is not None:
+        return body.event_type
+    if len(kinds) > 1:
+        given = " and ".join(f"{'/'.join(names)} ({kind})" for kind, names in kinds)
+        raise ApiError(422, "invalid_request", f"units of more than one kind: {given}; give event_type", "event_type")
+    return kinds[0][0]
+
+
+def _params(body: RatingIn) -> RateParams:
+    event_type = event_type_of(body)
     for name in ("input_tokens", "output_tokens", "cached_input_tokens", "image_count"):
         if (value := getattr(body, name)) is not None and value < 0:
             raise ApiError(422, "invalid_request", f"must be >= 0, got {value}", name)
@@ -112,7 +150,7 @@ def _params(body: RatingIn) -> RateParams:
         raise ApiError(422, "invalid_request", f"must be a finite number >= 0, got {body.quantity}", "quantity")
     timestamp = json_bodies.effective_from(body.timestamp, "timestamp").astimezone(timezone.utc)
     return RateParams(
-        event_type=body.event_type, timestamp=timestamp, provider=body.provider, model=body.model,
+        event_type=event_type, timestamp=timestamp, provider=body.provider, model=body.model,
         input_tokens=body.input_tokens, output_tokens=body.output_tokens,
         cached_input_tokens=body.cached_input_tokens, image_count=body.image_count, image_size=body.image_size,
         quality=body.quality, unit_type=body.unit_type, quantity=body.quantity,

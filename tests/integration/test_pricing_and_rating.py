@@ -90,6 +90,22 @@ def test_an_override_is_validated(settings, tenant):
     assert foreign.status_code == 403
 
 
+def test_rating_without_event_type_infers_it_and_names_what_is_missing(settings, tenant):
+    assert call(settings, "POST", tenant.api_key, "/v1/burn-tables", {"name": "std", "rules": RULES}).status_code == 201
+    seed = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100}  # the seed's shape
+    rated = eventually(lambda: (r := rate(settings, tenant.api_key, seed)).status_code == 200 and r.json(),
+                       timeout_s=5, what="the new burn table in the API's catalog")
+    assert (Decimal(rated["credits"]), rated["rule_key"]) == (Decimal("3.5"), "gpt-4o")
+    custom = rate(settings, tenant.api_key, {"unit_type": "requests", "quantity": 3})
+    assert (Decimal(custom.json()["credits"]), custom.json()["rule_key"]) == (Decimal("1.5"), "CUSTOM:requests")
+
+    nothing = rate(settings, tenant.api_key, {"provider": "openai", "model": "gpt-4o"})
+    assert (nothing.status_code, nothing.json()["error"]["field"]) == (422, "input_tokens"), nothing.text
+    assert "no units" in nothing.json()["error"]["message"] and "quantity" in nothing.json()["error"]["missing"]
+    mixed = rate(settings, tenant.api_key, {"model": "gpt-image-1", "input_tokens": 10, "image_count": 1})
+    assert (mixed.status_code, mixed.json()["error"]["field"]) == (422, "event_type"), mixed.text
+
+
 def test_an_override_is_stored_under_the_dataset_names_and_found_under_every_spelling(settings, tenant):
     key = tenant.api_key
     call(settings, "POST", key, "/v1/burn-tables", {"name": "std", "rules": {"default": {"input_tokens": 1}}})
