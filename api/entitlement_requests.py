@@ -8,7 +8,9 @@ wallet commands they become. Pure, so every rule is unit tested
 - `max_output_tokens` is accepted for `output_tokens` (what a caller knows before an LLM call);
   not both.
 - Instead of `estimate`, the seed's `action` (type, provider, model, estimated tokens), read as
-  the same usage estimate.
+  the same usage estimate. Its `type` is an event type in any case (`token_usage` as the seed
+  writes it, `TOKEN_USAGE`, `image_generation`, `embedding`, `audio`, `custom`) or `llm_call`
+  (= token_usage); errors name the action's own fields (`action.estimated_input_tokens`).
 - A hold's id (`reservation_id`) is the reserve command's id: derived from (tenant, key) when
   the request has an idempotency key, so a retry names the same hold, else fresh.
 """
@@ -59,8 +61,9 @@ class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
 class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
     """The seed's shape of what the user is about to do: a type and the estimated units.
 
-    `type` is llm_call (the default), embedding or image_generation; `estimated_tokens` is
-    taken as input tokens when the split is not known."""
+    `type` is one of ACTION_TYPES, in any case (default llm_call); `estimated_tokens` is taken
+    as input tokens when the split is not known; `unit_type` and `quantity` for audio and
+    custom units."""
 
     type: str = "llm_call"
     provider: Label | None = None
@@ -71,9 +74,13 @@ class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
     image_count: int | None = None
     image_size: Label | None = None
     quality: Label | None = None
+    unit_type: Label | None = None
+    quantity: Any = None  # a JSON number or a decimal string
 
 
-ACTION_TYPES = {"llm_call": "TOKEN_USAGE", "embedding": "EMBEDDING", "image_generation": "IMAGE_GENERATION"}
+# An action type (matched case-insensitively) → the event type it estimates.
+ACTION_TYPES = {"llm_call": "TOKEN_USAGE", **{event_type.lower(): event_type for event_type in EVENT_TYPES}}
+ACTION_UNITS = ("estimated_input_tokens", "estimated_output_tokens", "estimated_tokens", "image_count", "quantity")
 
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -176,8 +183,14 @@ def parse_check(
     if (body.estimate is None) == (body.action is None):
         raise RequestError("estimate", "give an estimate (credits or usage units), or the action about to be made; "
                                        "one of them")
-    estimate = body.estimate if body.estimate is not None else estimate_of(body.action)
-    credits, usage = parse_estimate(estimate, limits=limits, max_amount=max_amount, now=now)
+    if body.estimate is not None:
+        credits, usage = parse_estimate(body.estimate, limits=limits, max_amount=max_amount, now=now)
+    else:
+        estimate = estimate_of(body.action)
+        try:
+            credits, usage = parse_estimate(estimate, limits=limits, max_amount=max_amount, now=now)
+        except RequestError as exc:
+            raise RequestError(_action_field(body.action, exc.field), exc.reason) from None
     return Check(
         customer_id=tenant,
         user_id=body.user_id,
@@ -193,14 +206,31 @@ def parse_check(
 
 def estimate_of(action: ActionIn) -> EstimateIn:
     """The usage estimate of a seed-shaped action, or RequestError naming the field."""
-    if action.type not in ACTION_TYPES:
-        raise RequestError("action.type", f"unknown action type {action.type[:40]!r}; one of {', '.join(ACTION_TYPES)}")
+    event_type = ACTION_TYPES.get(action.type.lower())
+    if event_type is None:
+        raise RequestError("action.type", f"unknown action type {action.type[:40]!r}; one of {', '.join(ACTION_TYPES)} "
+                                          "(any case)")
     if action.estimated_tokens is not None and action.estimated_input_tokens is not None:
         raise RequestError("action.estimated_tokens", "give estimated_tokens or estimated_input_tokens, not both")
+    if all(getattr(action, name) is None for name in ACTION_UNITS):
+        raise RequestError("action", f"an action needs units: one of {', '.join(ACTION_UNITS)}")
     inputs = action.estimated_input_tokens if action.estimated_input_tokens is not None else action.estimated_tokens
-    return EstimateIn(event_type=ACTION_TYPES[action.type], provider=action.provider, model=action.model,
+    return EstimateIn(event_type=event_type, provider=action.provider, model=action.model,
                       input_tokens=inputs, max_output_tokens=action.estimated_output_tokens,
-                      image_count=action.image_count, image_size=action.image_size, quality=action.quality)
+                      image_count=action.image_count, image_size=action.image_size, quality=action.quality,
+                      unit_type=action.unit_type, quantity=action.quantity)
+
+
+def _action_field(action: ActionIn, field: str) -> str:
+    """An estimate's field (`estimate.input_tokens`) as the action named it (`action.estimated_input_tokens`)."""
+    name = field.removeprefix("estimate").lstrip(".")
+    if not name:
+        return "action"
+    if name == "input_tokens":
+        name = "estimated_input_tokens" if action.estimated_input_tokens is not None else "estimated_tokens"
+    elif name == "max_output_tokens":
+        name = "estimated_output_tokens"
+    return f"action.{name}"
 
 
 def parse_estimate(

@@ -128,9 +128,12 @@ def _check_schema() -> dict:
     schema["oneOf"] = [{"required": ["estimate"]}, {"required": ["action"]}]
     action = body_of("action")
     action["description"] = (
-        "instead of `estimate`: the seed's shape (type llm_call, embedding or image_generation; provider, model, "
-        "estimated_input_tokens, estimated_output_tokens or estimated_tokens; image_count, image_size, quality)")
-    action["properties"]["type"] = {"type": "string", "enum": list(ACTION_TYPES), "default": "llm_call"}
+        "instead of `estimate`: the seed's shape (type; provider, model, estimated_input_tokens, "
+        "estimated_output_tokens or estimated_tokens; image_count, image_size, quality; unit_type, quantity)")
+    action["properties"]["type"] = {
+        "type": "string", "default": "llm_call",
+        "description": f"one of {', '.join(ACTION_TYPES)}, in any case (llm_call is token_usage)"}
+    action["properties"]["quantity"] = {**_DECIMAL, "description": ">= 0, at most 12 decimal places (audio, custom)"}
     estimate = body_of("estimate")
     estimate["description"] = (
         "`credits`, or an event-like usage estimate (`event_type` and its units) rated with the burn table in force now"

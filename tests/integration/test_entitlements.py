@@ -345,9 +345,28 @@ def test_openapi_and_metrics(settings, api, tenant):
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert {"customer_id", "user_id"} <= set(body["required"])
     assert body["oneOf"] == [{"required": ["estimate"]}, {"required": ["action"]}]  # the seed's `action` or ours
-    assert body["properties"]["action"]["properties"]["type"]["enum"] == ["llm_call", "embedding", "image_generation"]
+    action_type = body["properties"]["action"]["properties"]["type"]
+    assert "enum" not in action_type and "token_usage" in action_type["description"]  # any case: no enum can say it
     assert body["properties"]["estimate"]["properties"]["credits"]["type"] == ["number", "string"]
     assert "/v1/entitlements/release" in spec["paths"]
     decided(api, tenant, {"credits": 1})
     metrics = httpx.get(f"{settings.api_url}/metrics", timeout=30).text
     assert 'openmonetize_entitlement_check_seconds_bucket{le="0.001",outcome="denied"}' in metrics
+
+
+@pytest.mark.parametrize("action, status, field", [
+    ({"type": "TOKEN_USAGE", "model": "gpt-4o", "estimated_input_tokens": 1000, "estimated_output_tokens": 100}, 200, None),
+    ({"type": "token_usage", "model": "gpt-4o", "estimated_input_tokens": -1}, 422, "action.estimated_input_tokens"),
+    ({"type": "token_usage", "model": "gpt-4o"}, 422, "action"),  # no units
+    ({"type": "teleport", "estimated_tokens": 1}, 422, "action.type"),
+])
+def test_the_seed_action_types_in_any_case_and_errors_naming_the_action_field(api, tenant, action, status, field):
+    burn_table(api)
+    body = {"customer_id": tenant.customer_id, "user_id": "u1", "action": action}
+    answer = eventually(lambda: (a := api.post("/v1/entitlements/check", json=body)).json().get("error", {}).get(
+        "code") != "no_rate" and a, timeout_s=15, what="the burn table in the API's catalog")
+    assert answer.status_code == status, answer.text
+    if field is None:
+        assert (answer.json()["required"], answer.json()["rule_key"]) == ("3.5", "gpt-4o")
+    else:
+        assert answer.json()["error"]["field"] == field

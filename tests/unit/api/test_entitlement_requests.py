@@ -170,10 +170,37 @@ def test_the_seed_action_is_read_as_the_same_usage_estimate():
     assert seed_check({"model": "m", "estimated_tokens": 70}).usage.input_tokens == 70
 
 
+@pytest.mark.parametrize("kind, event_type", [
+    ("token_usage", "TOKEN_USAGE"),  # the seed's entitlements.check example
+    ("TOKEN_USAGE", "TOKEN_USAGE"),
+    ("Token_Usage", "TOKEN_USAGE"),
+    ("llm_call", "TOKEN_USAGE"),
+    ("LLM_CALL", "TOKEN_USAGE"),
+    ("embedding", "EMBEDDING"),
+    ("audio", "AUDIO"),
+])
+def test_every_event_type_is_an_action_type_in_any_case(kind, event_type):
+    seed = seed_check({"type": kind, "provider": "openai", "model": "gpt-4-turbo", "estimated_input_tokens": 1000,
+                       "estimated_output_tokens": 500})
+    assert (seed.usage.event_type, seed.usage.input_tokens, seed.usage.output_tokens) == (event_type, 1000, 500)
+
+
+def test_image_and_custom_actions_carry_their_units():
+    images = seed_check({"type": "IMAGE_GENERATION", "provider": "openai", "model": "dall-e-3", "image_count": 1,
+                         "image_size": "1024x1024", "quality": "hd"})
+    assert (images.usage.event_type, images.usage.image_count, images.usage.quality) == ("IMAGE_GENERATION", 1, "hd")
+    custom = seed_check({"type": "custom", "unit_type": "pages", "quantity": "5.5"})
+    assert (custom.usage.event_type, custom.usage.unit_type, custom.usage.quantity) == ("CUSTOM", "pages", Decimal("5.5"))
+
+
 @pytest.mark.parametrize("action, field", [
     ({"type": "teleport", "estimated_tokens": 1}, "action.type"),
     ({"estimated_tokens": 1, "estimated_input_tokens": 1}, "action.estimated_tokens"),
-    ({"model": "gpt-4o"}, "estimate"),  # no units at all
+    ({"model": "gpt-4o"}, "action"),  # no units at all
+    ({"estimated_input_tokens": -1}, "action.estimated_input_tokens"),  # the action's own names, not the estimate's
+    ({"estimated_tokens": 10**12}, "action.estimated_tokens"),
+    ({"estimated_tokens": 1, "estimated_output_tokens": -1}, "action.estimated_output_tokens"),
+    ({"type": "custom", "unit_type": "pages", "quantity": "x"}, "action.quantity"),
 ])
 def test_a_bad_action_is_refused_naming_the_field(action, field):
     with pytest.raises(RequestError) as caught:
