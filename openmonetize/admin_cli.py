@@ -63,11 +63,19 @@ def create_customer(name: str, as_json: bool) -> None:
     """Create a tenant NAME and its first API key. The key is shown once: store it."""
     from api import tenants
 
+    from openmonetize.catalog_admin import publish_tenant
+
     customer = _store(tenants.create_customer, name)
     if as_json:
         click.echo(orjson.dumps({"customer_id": customer.customer_id, "api_key": customer.api_key}).decode())
     else:
         click.echo(f"customer_id: {customer.customer_id}\napi_key:     {customer.api_key}  (shown once)")
+    try:
+        publish_tenant(get_settings(), customer.customer_id)
+    except Exception as exc:  # noqa: BLE001 - Kafka down: the tenant exists, say how to finish
+        raise click.ClickException(
+            f"the tenant was created but not published to the workers ({exc}); run `openmonetize catalog sync` "
+            "once Kafka answers, or its events are parked as unknown_customer") from None
 
 
 @customers.command("list")

@@ -17,10 +17,19 @@ each version has a key of its own):
 
 Values are JSON objects with a `kind`; amounts are decimal strings, times RFC 3339.
 
-Lookups: a tenant with several burn tables is rated with the NEWEST-CREATED table that has a
-version in force at the event's time (creating a table switches the tenant to it from its
-`effective_from`; older tables still rate the time before). A price is the tenant's override
-in force at that time, else the dataset snapshot's.
+Lookups (`rate_event` puts them together, for every process that rates):
+- a tenant with several burn tables is rated with the NEWEST-CREATED table that has a version
+  in force at the event's time (creating a table switches the tenant to it from its
+  `effective_from`; older tables still rate the time before);
+- before the tenant's first version, that first version: a table created now rates the events
+  reported late, up to the accepted window (35 days), instead of parking them as `no_rate`;
+- a tenant with no burn table at all is rated by the default one derived from the provider
+  price (openmonetize/billing/default_burn_table.py), so a new tenant's first event is charged;
+- a price is the tenant's override in force at that time, else the dataset snapshot's; before
+  a group's first version, that first version (`prices.in_force`).
+
+A tenant is known (`knows`) once its settings are published: creating a tenant publishes them
+(`openmonetize admin customers create`; `catalog sync` publishes every tenant's).
 
 Feature gating (the entitlement check) answers from here too: a tenant's `disabled_features`
 and, for a user or team with active subscriptions, the features their plans include.
@@ -38,10 +47,11 @@ from decimal import Decimal
 import orjson
 from confluent_kafka import Producer
 
-from openmonetize.billing import burn_tables, prices
+from openmonetize.billing import burn_tables, default_burn_table, prices
 from openmonetize.billing.burn_tables import BurnTable, RateRule, parse_rules
 from openmonetize.billing.money import CONTEXT
 from openmonetize.billing.prices import ProviderPrice
+from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate
 from openmonetize.compacted_view import CompactedView
 from openmonetize.settings import Settings
 from schemas.topics import topics
@@ -122,6 +132,15 @@ class SubscriptionRecord:
 
 
 Record = TenantSettings | BurnTableRecord | PriceRecord | PlanRecord | SubscriptionRecord
+
+
+@dataclass(frozen=True)
+class Rated:
+    """An event's rating, with the price record and the credit price that went into it."""
+
+    result: RateResult
+    price: PriceRecord | None
+    credit_price_usd: Decimal
 
 
 # --- the JSON codec ------------------------------------------------------------------------
@@ -347,7 +366,8 @@ class CatalogIndex:
     a new immutable tuple, so lookups take no lock and always see a consistent group.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, default_markup: Decimal = default_burn_table.DEFAULT_MARKUP) -> None:
+        self.default_markup = default_markup  # of the default burn table (DEFAULT_BURN_MARKUP)
         self._tenants: dict[str, TenantSettings] = {}
         self._groups: dict[str, tuple[str, object]] = {}  # key → (kind, group) to undo it on a tombstone
         self._burn_records: dict[str, dict[str, BurnTableRecord]] = {}  # customer → key → record
@@ -462,15 +482,41 @@ class CatalogIndex:
         return sorted(p.plan_id for (c, _), p in list(self._plans.items()) if c == customer_id and p.includes(feature_id))
 
     def knows(self, customer_id: str) -> bool:
-        """A tenant is known once its settings or a burn table of its own were published."""
+        """A tenant is known once its settings (published when it is created) or a burn table
+        of its own were published."""
         return customer_id in self._tenants or customer_id in self._burn_tables
 
     def burn_table_at(self, customer_id: str, at: datetime) -> BurnTable | None:
-        for versions in self._burn_tables.get(customer_id, ()):
+        """The tenant's own burn-table version in force at `at` (before its first version, the
+        first), or None when the tenant has none."""
+        tables = self._burn_tables.get(customer_id, ())
+        for versions in tables:
             found = burn_tables.in_force(versions, at)
             if found is not None:
                 return found
-        return None
+        # Before every version: the first one (the oldest-created table's on equal dates).
+        return min((v for versions in reversed(tables) for v in versions), key=lambda v: v.effective_from, default=None)
+
+    def burn_table_for(self, customer_id: str, at: datetime, price: ProviderPrice | None) -> BurnTable | None:
+        """The tenant's burn table in force at `at`, else the default derived from `price` (the
+        provider price in force then); None when there is neither."""
+        table = self.burn_table_at(customer_id, at)
+        if table is not None or price is None:
+            return table
+        return default_burn_table.derived(customer_id, price, self.tenant(customer_id).credit_price_usd,
+                                          self.default_markup)
+
+    def rate_event(self, customer_id: str, usage: RateParams) -> Rated:
+        """Rate a usage event with what is in force at its timestamp, as every process does
+        (the usage agent, the rating and entitlement routes). Raises NoRate."""
+        found = self.price_record_at(customer_id, usage.provider, usage.model, usage.timestamp)
+        price = found.price if found is not None else None
+        table = self.burn_table_for(customer_id, usage.timestamp, price)
+        if table is None:
+            raise NoRate(f"no burn table, and no provider price for {usage.provider}/{usage.model} to derive the "
+                         "default burn table from: create a burn table (POST /v1/burn-tables)")
+        credit_price = self.tenant(customer_id).credit_price_usd
+        return Rated(rate(usage, table, price, credit_price), found, credit_price)
 
     def price_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> ProviderPrice | None:
         found = self.price_record_at(customer_id, provider, model, at)
@@ -514,7 +560,7 @@ class Catalog(CatalogIndex):
     """
 
     def __init__(self, settings: Settings):
-        super().__init__()
+        super().__init__(settings.default_burn_markup)
         self._view = CompactedView(
             settings.kafka_bootstrap, topics(settings).billing_catalog.name, decode, on_update=self.apply
         )

@@ -33,6 +33,17 @@ def sync(settings: Settings) -> int:
         publisher.close()
 
 
+def publish_tenant(settings: Settings, customer_id: str) -> None:
+    """Publish a new tenant's settings (its defaults), so the workers know it from its first
+    event: without them its events would be parked as `unknown_customer`."""
+    publisher = CatalogPublisher(settings)
+    try:
+        with psycopg.connect(settings.database_url) as conn:
+            publisher.publish([catalog_store.tenant_settings(conn, customer_id)])
+    finally:
+        publisher.close()
+
+
 @dataclass(frozen=True)
 class PriceImport:
     version: str

@@ -191,6 +191,12 @@ def all_records(conn: psycopg.Connection) -> Iterator[Record]:
     cur = conn.cursor(row_factory=dict_row)
     for row in conn.execute(f"SELECT {_TENANT_COLUMNS} FROM tenant_settings").fetchall():
         yield _tenant(*row)
+    # Every tenant is published, with the defaults until it sets any: the workers know it at once.
+    for (customer_id,) in conn.execute(
+        "SELECT customer_id FROM customers c WHERE NOT EXISTS "
+        "(SELECT 1 FROM tenant_settings t WHERE t.customer_id = c.customer_id)"
+    ).fetchall():
+        yield TenantSettings(customer_id)
     for row in cur.execute(f"SELECT {_BURN_COLUMNS} FROM burn_tables ORDER BY created_at").fetchall():
         yield _burn_record(row)
     for row in cur.execute(f"SELECT {_PRICE_COLUMNS} FROM provider_prices ORDER BY created_at").fetchall():

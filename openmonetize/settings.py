@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from openmonetize.billing.default_burn_table import DEFAULT_MARKUP
+
 LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")
 
 
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
     topic_ledger_entries: str = "ledger.entries"
     topic_wallet_commands: str = "wallet.commands"
     topic_wallet_balances: str = "wallet.balances"
+    topic_wallet_directory: str = "wallet.directory"
     topic_usage_dlq: str = "usage.dlq"
     topic_wallet_debits: str = Field("wallet.debits", description="Rated usage routed to its wallet (internal, keyed by wallet).")
     topic_billing_catalog: str = Field(
@@ -81,6 +84,13 @@ class Settings(BaseSettings):
     kafka_producer_linger_ms: float = Field(5.0, description="Producers' linger.ms (batching delay).")
     kafka_producer_compression: str = Field(
         "zstd", description="Producers' compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
+    )
+
+    # --- rating (openmonetize/catalog.py) ---------------------------------------------------
+    default_burn_markup: Decimal = Field(
+        DEFAULT_MARKUP, ge=0, le=100,
+        description="Markup on the provider price of the default burn table, which rates a tenant that has no burn "
+        "table of its own: credits = USD cost x (1 + markup) / the tenant's credit_price_usd (0.2: +20%).",
     )
 
     # --- credits routes (api/routes/credits.py) -------------------------------------------

@@ -91,7 +91,7 @@ async def preview(request: Request, customer_id: str, proposed: BurnTable, now: 
             record["timestamp"] = record["timestamp"].replace(tzinfo=timezone.utc)
         usage = RateParams.from_record(record)
         try:
-            current += rate(usage, catalog.burn_table_at(customer_id, usage.timestamp), None, ZERO).credits
+            current += catalog.rate_event(customer_id, usage).result.credits
         except NoRate:
             bad_current += 1
         try:

@@ -20,7 +20,7 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import catalog_of
 from api.errors import ApiError
-from openmonetize.billing.rating import NoRate, RateParams, rate
+from openmonetize.billing.rating import NoRate, RateParams
 from schemas.usage_event import EVENT_TYPES, Id, Label
 
 router = APIRouter(tags=["rating"])
@@ -108,16 +108,15 @@ async def calculate(
     json_bodies.check_customer(body.customer_id, customer_id)
     usage = _params(body)
     catalog = catalog_of(request)
-    found = catalog.price_record_at(customer_id, usage.provider, usage.model, usage.timestamp)
-    credit_price = catalog.tenant(customer_id).credit_price_usd
     try:
-        result = rate(usage, catalog.burn_table_at(customer_id, usage.timestamp), found and found.price, credit_price)
+        rated = catalog.rate_event(customer_id, usage)
     except NoRate as exc:
         raise ApiError(422, "no_rate", str(exc)) from None
+    result = rated.result
     return json_bodies.respond(RatingOut(
-        result.credits, result.usd_cost, result.revenue_usd, result.margin_usd, result.margin_percent, credit_price,
-        result.rule_key, result.burn_table_id, result.burn_table_version, result.price_version,
-        found.source if found else None, usage.timestamp,
+        result.credits, result.usd_cost, result.revenue_usd, result.margin_usd, result.margin_percent,
+        rated.credit_price_usd, result.rule_key, result.burn_table_id, result.burn_table_version, result.price_version,
+        rated.price.source if rated.price else None, usage.timestamp,
     ))
 
 

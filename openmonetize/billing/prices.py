@@ -34,12 +34,16 @@ class ProviderPrice:
 
 
 def in_force(versions: Sequence[ProviderPrice], at: datetime) -> ProviderPrice | None:
-    """The price in force at `at`: the latest effective_from not after it."""
-    best = None
+    """The price in force at `at`: the latest effective_from not after it; before the first
+    version, the first. A price set now also prices the events reported late (up to the
+    accepted window, 35 days), instead of leaving them at no price."""
+    best = first = None
     for price in versions:
+        if first is None or price.effective_from < first.effective_from:
+            first = price
         if price.effective_from <= at and (best is None or price.effective_from > best.effective_from):
             best = price
-    return best
+    return best if best is not None else first
 
 
 def snapshot(at: date, version: str) -> list[ProviderPrice]:

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable
+from openmonetize.billing.default_burn_table import DEFAULT_BURN_TABLE_ID
 from openmonetize.billing.money import ZERO
 from openmonetize.billing.prices import ProviderPrice
 from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate
@@ -134,9 +135,10 @@ class Rates:
         self.version = version
         self.credit_price = index.tenant(customer_id).credit_price_usd
 
-    def burn_table(self, at: datetime) -> BurnTable | None:
-        table = self.index.burn_table_at(self.customer_id, at)
-        if table is None or self.version is None:
+    def burn_table(self, at: datetime, price: ProviderPrice | None) -> BurnTable | None:
+        """The tenant's table in force (or the default derived from `price`), or version V of it."""
+        table = self.index.burn_table_for(self.customer_id, at, price)
+        if table is None or self.version is None or table.burn_table_id == DEFAULT_BURN_TABLE_ID:
             return table
         return self.versions.get((table.burn_table_id, self.version))
 
@@ -206,8 +208,9 @@ class Rerater:
             return
         at = record["timestamp"]
         try:
-            result = rate(RateParams.from_record(record), self.rates.burn_table(at),
-                          self.rates.price(record["provider"], record["model"], at), self.rates.credit_price)
+            price = self.rates.price(record["provider"], record["model"], at)
+            result = rate(RateParams.from_record(record), self.rates.burn_table(at, price), price,
+                          self.rates.credit_price)
         except NoRate:
             totals.unrateable += 1
             return

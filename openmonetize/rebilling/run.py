@@ -219,7 +219,7 @@ def summarise(run: runs.Run, outcomes: list[PartitionOutcome]) -> list[Adjustmen
 
 def load_catalog(settings: Settings) -> tuple[CatalogIndex, dict[tuple[str, int], BurnTable]]:
     """The billing catalog as of now (read to its end), and every burn table version by (id, version)."""
-    index = CatalogIndex()
+    index = CatalogIndex(settings.default_burn_markup)
     versions: dict[tuple[str, int], BurnTable] = {}
     for message in read_to_end(settings.kafka_bootstrap, topics(settings).billing_catalog.name):
         key = message.key().decode()

@@ -12,6 +12,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from api.tenants import NewCustomer, create_customer
+from openmonetize.catalog_admin import publish_tenant
 from openmonetize.settings import Settings
 from openmonetize.topic_reader import read_to_end
 from schemas.codec import AvroCodec, schema_text
@@ -20,8 +21,11 @@ from tests.conftest import eventually, unique
 
 
 def new_tenant(settings: Settings) -> NewCustomer:
+    """A tenant created as `openmonetize admin customers create` creates one: stored, then published."""
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        return create_customer(conn, unique("t"))
+        created = create_customer(conn, unique("t"))
+    publish_tenant(settings, created.customer_id)
+    return created
 
 
 def now_iso() -> str:

@@ -209,7 +209,7 @@ def test_usage_csv_exports_the_filtered_rows(settings, tenant):
 
 def test_dlq_lists_and_retries_the_tenants_records_only(settings):
     owner, other = new_tenant(settings), new_tenant(settings)
-    event = token_event()  # the tenant has no burn table nor settings yet: the worker sends it to the DLQ
+    event = token_event(model="model-nobody-prices")  # no burn table, no price to derive one from: parked as no_rate
     ingest = httpx.post(f"{settings.api_url}/v1/events/ingest", headers={"X-OM-Api-Key": owner.api_key},
                         json={"events": [event]}, timeout=30)
     assert ingest.json()["accepted"] == 1
@@ -238,9 +238,9 @@ def sse(response: httpx.Response) -> list[tuple[str, dict]]:
 
 
 def test_the_sandbox_streams_a_refused_event_to_the_dlq_and_a_field_error_at_the_edge(settings, tenant):
-    browser = Browser(settings, tenant.api_key)  # no burn table, no settings: the worker refuses its events
-    form = {"kind": "text", "user_id": "u-sandbox", "provider": "openai", "model": "gpt-4o", "input_tokens": "10",
-            "output_tokens": "2"}
+    browser = Browser(settings, tenant.api_key)  # no burn table, and no provider price to derive the default from
+    form = {"kind": "text", "user_id": "u-sandbox", "provider": "openai", "model": "model-nobody-prices",
+            "input_tokens": "10", "output_tokens": "2"}
     response = browser.post("/dashboard/sandbox/events", form)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     events = sse(response)
@@ -248,7 +248,7 @@ def test_the_sandbox_streams_a_refused_event_to_the_dlq_and_a_field_error_at_the
     assert events[0][0] == "event" and events[-1][0] == "done" and list(stages) == [
         "edge", "kafka", "rated", "wallet", "clickhouse", "ledger"], events
     assert stages["edge"]["ok"] and stages["kafka"]["ok"] and stages["kafka"]["detail"]["topic"] == "usage.events"
-    assert not stages["rated"]["ok"] and "sent to the DLQ: unknown_customer" in stages["rated"]["detail"]["reason"]
+    assert not stages["rated"]["ok"] and "sent to the DLQ: no_rate" in stages["rated"]["detail"]["reason"]
     assert all(stages[s]["detail"]["reason"] == "not reached: the event went to the DLQ" for s in ("wallet", "clickhouse", "ledger"))
     assert stages["rated"]["ms"] < 20_000  # not the 30 s deadline
 

@@ -73,7 +73,8 @@ def test_the_newest_created_table_with_a_version_in_force_applies():
     ):
         index.apply(key_of(record), record)
     at = index.burn_table_at
-    assert at("cus_a", T0 - timedelta(seconds=1)) is None
+    # Before the tenant's first version, that first version: a table created now rates late events.
+    assert (at("cus_a", T0 - timedelta(days=30)).burn_table_id, at("cus_a", T0 - timedelta(days=30)).version) == ("bt_old", 1)
     assert (at("cus_a", T0).burn_table_id, at("cus_a", T0).version) == ("bt_old", 1)
     assert (at("cus_a", T0 + timedelta(days=15)).burn_table_id, at("cus_a", T0 + timedelta(days=15)).version) == ("bt_old", 2)
     assert at("cus_a", T0 + timedelta(days=20)).burn_table_id == "bt_new"
@@ -88,7 +89,7 @@ def test_a_backdated_version_rebills_and_a_tombstone_removes_it():
     assert index.burn_table_at("cus_a", T0 + timedelta(hours=1)).version == 1  # v1 is later in force
     assert index.burn_table_at("cus_a", T0 - timedelta(hours=1)).version == 2
     index.apply(key_of(v2), None)
-    assert index.burn_table_at("cus_a", T0 - timedelta(hours=1)) is None
+    assert index.burn_table_at("cus_a", T0 - timedelta(hours=1)).version == 1  # the first version reaches back
     index.apply(key_of(v1), v1)  # republished (catalog sync): still one version
     assert index.burn_table_at("cus_a", T0).version == 1
 
@@ -102,7 +103,10 @@ def test_override_first_then_dataset_and_the_latest_of_equal_dates_wins():
         price("override-1", T0, "cus_other", "7"),
     ):
         index.apply(key_of(record), record)
-    assert index.price_record_at("cus_a", "openai", "gpt-4o", T0).source == "dataset"
+    # The tenant's first override version reaches back before its effective_from, as a first burn table does.
+    before = index.price_record_at("cus_a", "openai", "gpt-4o", T0)
+    assert (before.source, before.price.version) == ("override", "override-10")
+    assert index.price_record_at("cus_b", "openai", "gpt-4o", T0 - timedelta(days=3)).price.version == "genai-1"
     found = index.price_record_at("cus_a", "openai", "gpt-4o", T0 + timedelta(days=2))
     assert (found.source, found.price.version, found.price.input_mtok) == ("override", "override-10", Decimal("6"))
     assert index.price_at("cus_b", "openai", "gpt-4o", T0 + timedelta(days=2)).version == "genai-1"
@@ -110,6 +114,23 @@ def test_override_first_then_dataset_and_the_latest_of_equal_dates_wins():
     assert index.price_at("cus_a", None, None, T0) is None
     listed = index.prices_in_force("cus_a", T0 + timedelta(days=2), provider="openai")
     assert [(r.price.model, r.price.version) for r in listed] == [("gpt-4o", "override-10")]
+
+
+def test_rate_event_uses_the_tenants_table_else_the_default_derived_from_the_price():
+    from openmonetize.billing.rating import NoRate, RateParams
+
+    index = CatalogIndex(default_markup=Decimal("0.5"))
+    for record in (price("genai-1", T0, None, "2"), TenantSettings("cus_a"), TenantSettings("cus_b", Decimal("0.02"))):
+        index.apply(key_of(record), record)
+    usage = RateParams("TOKEN_USAGE", T0 + timedelta(days=1), "openai", "gpt-4o", input_tokens=1_000_000, output_tokens=0)
+    rated = index.rate_event("cus_b", usage)  # $2 x 1.5 / $0.02
+    assert (rated.result.credits, rated.result.burn_table_id, rated.price.source, rated.credit_price_usd) == (
+        Decimal(150), "default", "dataset", Decimal("0.02"))
+    own = table("bt_1", 1, T0 + timedelta(days=5), T0 + timedelta(days=5), rate="3")
+    index.apply(key_of(own), own)
+    assert index.rate_event("cus_a", usage).result.burn_table_id == "bt_1"  # its first version reaches back
+    with pytest.raises(NoRate, match="no provider price for openai/unknown"):
+        index.rate_event("cus_b", RateParams("TOKEN_USAGE", T0, "openai", "unknown", input_tokens=1, output_tokens=1))
 
 
 @pytest.mark.parametrize("provider, model, source", [
