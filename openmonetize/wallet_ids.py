@@ -47,7 +47,7 @@ def route(
     customer_id: str, user_id: str | None, team_id: str | None, order: tuple[str, ...], exists: Callable[[str], bool]
 ) -> str:
     """The wallet an event is charged to: the first in the tenant's routing order that exists
-    (has published a balance on wallet.balances); if none does, the customer's wallet (when it
+    (`exists`: a command naming it was acknowledged, openmonetize/wallet_directory.py); if none does, the customer's wallet (when it
     is in the order), else the first candidate: the charge then opens that wallet. An event
     that names none of the order's levels (order ["team"], no team_id) goes to the customer's
     wallet.

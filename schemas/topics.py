@@ -44,6 +44,7 @@ class Topics:
     usage_dlq: TopicSpec
     wallet_debits: TopicSpec
     billing_catalog: TopicSpec
+    wallet_directory: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -55,6 +56,7 @@ class Topics:
             self.usage_dlq,
             self.wallet_debits,
             self.billing_catalog,
+            self.wallet_directory,
         ]
 
 
@@ -78,5 +80,10 @@ def topics(settings: Settings) -> Topics:
         # One partition: every process reads all of it, and one partition keeps it in write order.
         billing_catalog=TopicSpec(
             settings.topic_billing_catalog, 1, settings.kafka_replication_factor, "", {"cleanup.policy": "compact"}
+        ),
+        # Compacted, key wallet_id: the wallets that exist, written before their first command
+        # is acknowledged; usage routing reads it whole (openmonetize/wallet_directory.py).
+        wallet_directory=spec(
+            settings.topic_wallet_directory, "wallet_directory_entry.avsc", **{"cleanup.policy": "compact"}
         ),
     )

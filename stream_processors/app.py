@@ -15,7 +15,7 @@ from __future__ import annotations
 import faust
 from psycopg_pool import ConnectionPool
 
-from openmonetize import metrics
+from openmonetize import metrics, wallet_directory
 from openmonetize.catalog import Catalog
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.settings import Settings, get_settings
@@ -25,6 +25,7 @@ from stream_processors import codecs as worker_codecs
 from stream_processors import lag as worker_lag
 from openmonetize.compacted_view import CompactedView
 from openmonetize.logs import get_logger
+from openmonetize.wallet_directory import WalletDirectory
 from stream_processors.usage import UsageAgent
 from stream_processors.wallets import WalletAgent
 
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     catalog = Catalog(settings).start()
     balances = CompactedView(settings.kafka_bootstrap, registry_topics.wallet_balances.name, decode=lambda _: True).start()
-    for view in (catalog, balances):
+    directory = WalletDirectory(settings.kafka_bootstrap, registry_topics.wallet_directory.name).start()
+    for view in (catalog, balances, directory):
         if not view.wait_until_current(VIEW_WARMUP_S):
             log.warning("view not current at start; rating and routing use what was read so far", view=type(view).__name__)
 
@@ -76,8 +78,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     usage = UsageAgent(
         app, registry_topics, codecs, producer, catalog,
-        wallet_exists=lambda wallet_id: balances.get(wallet_id) is not None,
-        wallets_catch_up=balances.wait_until_current,
+        wallet_exists=wallet_directory.exists(directory, balances.get),
+        wallets_catch_up=directory.wait_until_current,
         settings=settings,
     )
     app.agent(usage.source, name="usage")(usage.run)

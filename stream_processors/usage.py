@@ -35,7 +35,7 @@ from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from openmonetize import metrics, wallet_ids
-from openmonetize.billing.rating import NoRate, RateParams, rate
+from openmonetize.billing.rating import NoRate, RateParams
 from openmonetize.catalog import CatalogIndex
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
@@ -55,8 +55,13 @@ OUT_OF_ORDER = Counter(
     ["why"],
 )
 CATCH_UP_S = 2.0
+CATCH_UP_GIVE_UP_S = 60.0
 CLOCK_SKEW_S = 1.0
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
+
+
+class ViewNotCurrent(RuntimeError):
+    """A view the batch must see to its end (the catalog, the wallet directory) could not be read there."""
 
 
 def dedupe_key(customer_id: str, event_id: str) -> bytes:
@@ -181,19 +186,29 @@ class UsageAgent:
         return any(getattr(m, "timestamp", None) is None or m.timestamp >= since for m in messages)
 
     def _catch_up(self) -> None:
-        """Read the catalog and wallet.balances up to their ends before the batch (one watermark
+        """Read the catalog and wallet.directory up to their ends before the batch (one watermark
         query each): a burn table, a setting or a purchase that was acknowledged before an event
-        was produced is in force for that event."""
+        was produced is in force for that event (openmonetize/wallet_directory.py).
+
+        A view that cannot get there is waited for, not skipped: rating or routing with a stale
+        view would charge the wrong price (the default burn table instead of one just created)
+        or the wrong wallet. After CATCH_UP_GIVE_UP_S the batch fails, and the worker exits and
+        reads it again once restarted (handle_or_exit)."""
         self.caught_up_at = time.time()
-        for catch_up in (self.catalog.wait_until_current, self.wallets_catch_up):
-            try:
-                current = catch_up(CATCH_UP_S)
-            except KafkaException as exc:  # e.g. NOT_LEADER just after a broker restart
-                log.warning("a view could not ask Kafka for its end; using what it has read",
-                            view=str(catch_up), error=str(exc))
-                continue
-            if not current:
-                log.warning("a view did not catch up in time; using what it has read", view=str(catch_up))
+        deadline = time.monotonic() + CATCH_UP_GIVE_UP_S
+        for name, catch_up in (("billing.catalog", self.catalog.wait_until_current),
+                               ("wallet.directory", self.wallets_catch_up)):
+            while True:
+                try:
+                    if catch_up(CATCH_UP_S):
+                        break
+                    log.warning("a view is not current yet; the batch waits for it", view=name)
+                except KafkaException as exc:  # e.g. NOT_LEADER just after a broker restart
+                    log.warning("a view could not ask Kafka for its end; the batch waits for it", view=name,
+                                error=str(exc))
+                    time.sleep(0.2)
+                if time.monotonic() > deadline:
+                    raise ViewNotCurrent(f"{name} was not read to its end within {CATCH_UP_GIVE_UP_S:.0f} s")
 
     def _one(self, message, batch_seen: dict[bytes, bytes], now: datetime) -> tuple[str, tuple[bytes, bytes] | None, dict | None]:
         """(outcome, output, decoded record): ("rated", debit) | ("duplicate", None) | (reason, DLQ record)."""
@@ -220,21 +235,16 @@ class UsageAgent:
 
     def _rate(self, message, record: dict, now: datetime) -> tuple[str, tuple[bytes, bytes]]:
         """("rated", debit) | (reason, dlq record) for an event that passed the checks."""
-        customer_id, at = record["customer_id"], record["timestamp"]
+        customer_id = record["customer_id"]
         if not self.catalog.knows(customer_id):
             return "unknown_customer", self._dlq(
                 message, "unknown_customer", "rate", f"customer_id {customer_id!r} is not a tenant", record, now)
-        tenant = self.catalog.tenant(customer_id)
         try:
-            result = rate(
-                RateParams.from_record(record),
-                self.catalog.burn_table_at(customer_id, at),
-                self.catalog.price_at(customer_id, record["provider"], record["model"], at),
-                tenant.credit_price_usd,
-            )
+            result = self.catalog.rate_event(customer_id, RateParams.from_record(record)).result
         except NoRate as exc:
             return "no_rate", self._dlq(message, "no_rate", "rate", str(exc), record, now)
-        wallet_id = self.route(customer_id, record["user_id"], record["team_id"], tenant.routing_order)
+        wallet_id = self.route(customer_id, record["user_id"], record["team_id"],
+                               self.catalog.tenant(customer_id).routing_order)
         rated = {
             **record,
             "wallet_id": wallet_id,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import Request
 
-from api.balances_state import balances_of
+from api.balances_state import balances_of, wallet_exists
 from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
@@ -108,11 +108,11 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
     yielded with ok=False."""
     customer_id, event_id = session.customer_id, event["event_id"]
     # The wallet the usage agent will charge: the same routing rule (openmonetize.wallet_ids.route)
-    # over the tenant's routing order and the wallets the balances view knows.
+    # over the tenant's routing order and the wallets that exist (balances_state.wallet_exists).
     order = catalog_of(request).tenant(customer_id).routing_order
     balances = balances_of(request)
     wallet_id = wallet_ids.route(customer_id, event["user_id"], event.get("team_id"), order,
-                                 lambda w: balances.get(w) is not None)
+                                 wallet_exists(request, balances))
     before = reads.wallet(request, customer_id, wallet_id)
     watch = await asyncio.to_thread(KafkaWatch, request)
     watch_wallet = balances.watch(wallet_id, event_id)  # before posting, so its record cannot be missed

@@ -124,7 +124,7 @@ async def _proxy(request: Request, provider: ModuleType, plan: Callable[[Request
         raw = await _body(request, settings.proxy_max_body_bytes)
         call = plan(request, raw)
         if settings.proxy_enforce:
-            enforcement.require(settings, state.catalog, state.wallet_balances, who, call)
+            enforcement.require(settings, state.catalog, state.wallet_balances, state.wallet_directory, who, call)
     except Refusal as refusal:
         return refuse(refusal, time.perf_counter() - started, call.endpoint if call is not None else "unplanned")
     url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -15,15 +15,18 @@ from api.holds import Holds
 from api.proxy.calls import Call, Refusal
 from api.proxy.identity import Identity
 from api.routes import entitlements
+from openmonetize import wallet_directory
 from openmonetize.catalog import Catalog
 from openmonetize.settings import Settings
 from openmonetize.wallet_balances import WalletBalances
+from openmonetize.wallet_directory import WalletDirectory
 from schemas.usage_event import EventLimits
 
 _NO_HOLDS = Holds()  # the proxy holds nothing
 
 
-def require(settings: Settings, catalog: Catalog | None, balances: WalletBalances | None, who: Identity, call: Call) -> None:
+def require(settings: Settings, catalog: Catalog | None, balances: WalletBalances | None,
+            directory: WalletDirectory | None, who: Identity, call: Call) -> None:
     """Return when the user may make the call; raise a Refusal otherwise."""
     if catalog is None or balances is None:
         raise Refusal(503, "unavailable", "OpenMonetize proxy: the billing catalog or the wallet balances are not loaded "
@@ -43,7 +46,8 @@ def require(settings: Settings, catalog: Catalog | None, balances: WalletBalance
         required = entitlements.price(catalog, who.customer_id, check, now, out)
     except ApiError as exc:  # no_rate: nothing in force prices this model
         raise Refusal(403, "permission", f"OpenMonetize proxy: this call cannot be priced: {exc.message}") from None
-    entitlements.assess(catalog, balances, _NO_HOLDS, who.customer_id, check, None, required, now, out)
+    entitlements.assess(catalog, balances, wallet_directory.exists(directory, balances.get), _NO_HOLDS, who.customer_id,
+                        check, None, required, now, out)
     if not out.allowed:
         raise Refusal(402, "insufficient_credits",
                       f"OpenMonetize: insufficient credits: this call needs about {out.required} credits and "

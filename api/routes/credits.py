@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from api import credit_requests, idempotency, json_bodies
 from api.auth import tenant
-from api.balances_state import Codecs, balances_of, codecs_of
+from api.balances_state import Codecs, balances_of, codecs_of, open_wallet
 from api.catalog_state import in_db
 from api.credit_requests import ConsumeIn, CreditRequest, CreditsIn, ForeignCustomer, RequestError
 from api.errors import ApiError
@@ -232,16 +232,20 @@ async def _write(
     """Produce the command (watching for it first when the caller waits, i.e. gave `balances`)
     and say what became of it."""
     settings = request.app.state.settings
-    record = codecs.command.encode(credit.command(command_id, now))
+    command = credit.command(command_id, now)
+    record = codecs.command.encode(command)
     watch = balances.watch(credit.wallet_id, command_id) if balances is not None else None
     try:
         producer = request.app.state.intake.producer
-        delivery = await producer.produce(codecs.commands_topic, [(credit.wallet_id.encode(), record)], 1)
-        if delivery.error is not None:
-            log.warning("credit_command_not_acknowledged", command_id=command_id, error=delivery.error)
+        # Listed before its first command is acknowledged: usage sent after our answer is routed to it.
+        error = await open_wallet(request, codecs, command, now)
+        if error is None:
+            error = (await producer.produce(codecs.commands_topic, [(credit.wallet_id.encode(), record)], 1)).error
+        if error is not None:
+            log.warning("credit_command_not_acknowledged", command_id=command_id, error=error)
             raise ApiError(
                 503, "kafka_unavailable",
-                f"Kafka did not acknowledge the command ({delivery.error}); it may or may not have been written. "
+                f"Kafka did not acknowledge the command ({error}); it may or may not have been written. "
                 "Retry with the same idempotency key: the command is then applied at most once",
                 headers={"Retry-After": str(settings.ingest_retry_after_s)},
             )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -36,14 +37,14 @@ from prometheus_client import Counter, Histogram
 from api import entitlement_requests as requests_
 from api import idempotency, json_bodies
 from api.auth import tenant
-from api.balances_state import Codecs, balances_of, codecs_of
+from api.balances_state import Codecs, balances_of, codecs_of, wallet_exists
 from api.catalog_state import catalog_of, in_db
 from api.entitlement_requests import ACTION_TYPES, Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
 from api.errors import ApiError
 from api.holds import Hold, Holds
 from api.idempotency import Outcome
 from openmonetize import wallet_ids
-from openmonetize.billing.rating import NoRate, rate
+from openmonetize.billing.rating import NoRate
 from openmonetize.catalog import Catalog, decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import Balance, WalletBalances
@@ -222,7 +223,8 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
     # From here to registering the hold nothing awaits: two checks of this process see each other's holds.
     holds: Holds = request.app.state.entitlement_holds
     reservation_id = check_.reservation_id() if check_.reserve else None
-    assess(catalog, balances, holds, customer_id, check_, reservation_id, required, now, out)
+    assess(catalog, balances, wallet_exists(request, balances), holds, customer_id, check_, reservation_id, required,
+           now, out)
     wallet_id = out.wallet_id
     if not out.allowed:
         return json_bodies.respond(out), "denied"  # an idempotency key stays unanswered: a retry checks again
@@ -316,7 +318,7 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
         wallet_id = own.wallet_id
     else:
         order = catalog_of(request).tenant(customer_id).routing_order
-        wallet_id = wallet_ids.route(customer_id, wanted.user_id, wanted.team_id, order, lambda w: balances.get(w) is not None)
+        wallet_id = wallet_ids.route(customer_id, wanted.user_id, wanted.team_id, order, wallet_exists(request, balances))
         if balances.get(wallet_id) is None:
             raise ApiError(404, "unknown_wallet", f"{wallet_id} has no balance yet: no hold to release there", "user_id")
     command = requests_.release_command(customer_id, wallet_id, wanted.reservation_id, datetime.now(timezone.utc),
@@ -378,9 +380,8 @@ def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out:
     if check_.credits is not None:
         out.required = out.estimated_credits = decimal_text(check_.credits)
         return check_.credits
-    tenant_settings = catalog.tenant(customer_id)
     try:
-        rated = rate(check_.usage, catalog.burn_table_at(customer_id, now), None, tenant_settings.credit_price_usd)
+        rated = catalog.rate_event(customer_id, check_.usage).result
     except NoRate as exc:
         raise ApiError(422, "no_rate", str(exc), "estimate") from None
     out.required = out.estimated_credits = decimal_text(rated.credits)
@@ -388,13 +389,14 @@ def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out:
     return rated.credits
 
 
-def assess(catalog: Catalog, balances: WalletBalances, holds: Holds, customer_id: str, check_: Check,
-           reservation_id: str | None, required: Decimal, now: datetime, out: CheckOut) -> None:
-    """Decide `out.allowed` on the wallet the usage event will be charged to: its available in
-    the view, less this process's pending holds (a retry of `reservation_id` not counted twice).
+def assess(catalog: Catalog, balances: WalletBalances, exists: Callable[[str], bool], holds: Holds, customer_id: str,
+           check_: Check, reservation_id: str | None, required: Decimal, now: datetime, out: CheckOut) -> None:
+    """Decide `out.allowed` on the wallet the usage event will be charged to (routed with
+    `exists`, balances_state.wallet_exists): its available in the view, less this process's
+    pending holds (a retry of `reservation_id` not counted twice).
     Pure and synchronous: the route and the AI proxy (api/proxy/) call it between awaits."""
     wallet_id = wallet_ids.route(customer_id, check_.user_id, check_.team_id, catalog.tenant(customer_id).routing_order,
-                                 lambda w: balances.get(w) is not None)
+                                 exists)
     wallet = _balance(balances, wallet_id, customer_id, now)
     own = holds.get(reservation_id) if reservation_id else None
     pending = holds.pending(wallet_id, now)

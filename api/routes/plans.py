@@ -419,7 +419,9 @@ def _sender(app) -> scheduler.KafkaSender | None:
             return None  # the wallet command schema is not registered yet
         settings = app.state.settings
         app.state.plan_sender = scheduler.KafkaSender(settings.kafka_bootstrap, codecs.commands_topic,
-                                                      codecs.command.encode, settings.kafka_producer_timeout_ms / 1000)
+                                                      codecs.command.encode, codecs.directory_topic,
+                                                      codecs.directory_entry.encode,
+                                                      settings.kafka_producer_timeout_ms / 1000)
     return app.state.plan_sender
 
 

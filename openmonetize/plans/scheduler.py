@@ -23,13 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import psycopg
 from confluent_kafka import Producer
 from prometheus_client import Counter
 
+from openmonetize import wallet_directory
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, store
 
@@ -59,18 +60,30 @@ class SendError(RuntimeError):
 
 
 class KafkaSender:
-    """Sends wallet commands (encoded by `encode`) keyed by wallet, and waits for every ack."""
+    """Sends wallet commands (encoded by `encode`) keyed by wallet, each wallet's wallet.directory
+    entry beside it (`directory_topic`, `encode_entry`: usage routing sees the wallet as soon as
+    the grant is acknowledged), and waits for every ack."""
 
-    def __init__(self, bootstrap: str, topic: str, encode: Callable[[dict], bytes], timeout_s: float = 10.0):
+    def __init__(self, bootstrap: str, topic: str, encode: Callable[[dict], bytes], directory_topic: str,
+                 encode_entry: Callable[[dict], bytes], timeout_s: float = 10.0):
         self.topic, self.encode, self.timeout_s = topic, encode, timeout_s
+        self.directory_topic, self.encode_entry = directory_topic, encode_entry
         self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                                    "linger.ms": 1, "message.timeout.ms": int(timeout_s * 1000)})
 
     def __call__(self, commands: Sequence[dict]) -> None:
         failed: list = []
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                failed.append(err)
+
+        now = datetime.now(timezone.utc)
+        for command in {c["wallet_id"]: c for c in commands}.values():
+            self._producer.produce(self.directory_topic, self.encode_entry(wallet_directory.entry(command, now)),
+                                   command["wallet_id"].encode(), on_delivery=delivered)
         for command in commands:
-            self._producer.produce(self.topic, self.encode(command), command["wallet_id"].encode(),
-                                   on_delivery=lambda err, _msg: failed.append(err) if err is not None else None)
+            self._producer.produce(self.topic, self.encode(command), command["wallet_id"].encode(), on_delivery=delivered)
         left = self._producer.flush(self.timeout_s + 1)
         if left or failed:
             raise SendError(f"{left + len(failed)} of {len(commands)} grant commands not acknowledged by Kafka "
@@ -86,11 +99,16 @@ def sender_for(settings) -> KafkaSender:
     from schemas.codec import AvroCodec, schema_text
     from schemas.topics import topics
 
-    spec = topics(settings).wallet_commands
-    text = schema_text(spec.schema_file)
     registry = ProcessRegistry(settings.database_url)
-    codec = AvroCodec(text, registry.register(spec.subject, text), registry)
-    return KafkaSender(settings.kafka_bootstrap, spec.name, codec.encode, settings.kafka_producer_timeout_ms / 1000)
+
+    def codec(spec) -> AvroCodec:
+        text = schema_text(spec.schema_file)
+        return AvroCodec(text, registry.register(spec.subject, text), registry)
+
+    specs = topics(settings)
+    return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name, codec(specs.wallet_commands).encode,
+                       specs.wallet_directory.name, codec(specs.wallet_directory).encode,
+                       settings.kafka_producer_timeout_ms / 1000)
 
 
 def grant_command(due: dict, k: int, lot: periods.Lot, requested_at: datetime) -> dict:

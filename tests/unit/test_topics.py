@@ -6,7 +6,7 @@ def test_registry_takes_names_and_partitions_from_settings():
     registry = topics(Settings(_env_file=None, topic_usage_events="acme.usage", kafka_partitions=12))
     assert registry.usage_events.name == "acme.usage"
     assert {t.partitions for t in registry.all() if t is not registry.billing_catalog} == {12}
-    assert len({t.name for t in registry.all()}) == 8
+    assert len({t.name for t in registry.all()}) == 9
 
 
 def test_balances_are_compacted_and_the_raw_stream_is_kept_long():
