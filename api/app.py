@@ -17,7 +17,7 @@ from api.body_limits import BodyLimits
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
 from api.routes import (
-    api_keys, burn_tables, cloudevents, credits, entitlements, ingest, ledger, plans, pricing, rating, rebilling,
+    api_keys, burn_tables, cloudevents, credits, dlq, entitlements, ingest, ledger, plans, pricing, rating, rebilling,
     reports, schema_registry, tenant_settings, users_and_teams,
 )
 from openmonetize import metrics
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(credits.router)
     app.include_router(entitlements.router)  # its lifespan keeps this process's holds and lapses them at expiry
     app.include_router(ledger.router)
+    app.include_router(dlq.router)
     app.include_router(api_keys.router)
     app.include_router(users_and_teams.router)
     app.include_router(reports.router)  # its lifespan owns the ClickHouse client

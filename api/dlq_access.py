@@ -1,7 +1,8 @@
-"""The DLQ page's reads and retries, through the code of `openmonetize dlq` (openmonetize.dlq and
-openmonetize/dlq_cli.py), restricted to the session's tenant: a listing selects the tenant's
-records only, and a retry re-reads each id it is given and refuses one that is not the tenant's
-(as if it did not exist). Kafka and Postgres calls block: they run in a thread."""
+"""A tenant's parked records (usage.dlq), for the dashboard's DLQ page and `GET /v1/dlq`: reads
+and retries through the code of `openmonetize dlq` (openmonetize.dlq and openmonetize/dlq_cli.py),
+restricted to one tenant: a listing selects the tenant's records only, each with what fixes its
+reason (`remedy`), and a retry re-reads each id it is given and refuses one that is not the
+tenant's (as if it did not exist). Kafka and Postgres calls block: they run in a thread."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import Request
 
-from openmonetize.dlq import RETRY, DlqError, Redriver, Selection, parse_ids, plan
+from openmonetize.dlq import REMEDIES, RETRY, DlqError, Redriver, Selection, parse_ids, plan
 from openmonetize.dlq_cli import entry_json, retry_outcome, session
 
 MAX_RETRIES = 3  # `openmonetize dlq retry`'s default --max-retries
@@ -18,17 +19,22 @@ MAX_SHOWN = 200
 SINCE = timedelta(days=7)
 
 
-async def listed(request: Request, customer_id: str) -> tuple[list[dict], int]:
-    """The tenant's DLQ records of the last 7 days, newest first (at most MAX_SHOWN), and how many matched."""
+async def listed(request: Request, customer_id: str, reasons: frozenset[str] = frozenset(),
+                 limit: int = MAX_SHOWN) -> tuple[list[dict], int]:
+    """The tenant's DLQ records of the last 7 days (of `reasons`, when given), newest first (at
+    most `limit`), each with its `remedy`, and how many matched."""
     settings = request.app.state.settings
     since = datetime.now(timezone.utc) - SINCE
 
     def read() -> tuple[list[dict], int]:
-        selection = Selection(customer=customer_id, since=since)
+        selection = Selection(reasons=reasons, customer=customer_id, since=since)
         with session(settings) as reader:
             found = [e for e in reader.scan(since) if selection.matches(e)]
         found.sort(key=lambda e: e.sort_key, reverse=True)
-        return [entry_json(e) for e in found[:MAX_SHOWN]], len(found)
+        shown = [entry_json(e) for e in found[:limit]]
+        for entry in shown:
+            entry["remedy"] = REMEDIES.get(entry.get("reason"), "")
+        return shown, len(found)
 
     return await asyncio.to_thread(read)
 
@@ -41,7 +47,7 @@ async def retry(request: Request, customer_id: str, ids: list[str]) -> list[dict
     def run() -> list[dict]:
         try:
             wanted = parse_ids(ids)
-        except DlqError as exc:
+        except (DlqError, ValueError) as exc:  # a malformed id (the dashboard's form takes any text)
             return [{"id": ", ".join(ids), "outcome": "failed", "why": str(exc)}]
         outcomes, entries = [], []
         with session(settings) as reader:

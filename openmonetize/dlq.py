@@ -50,6 +50,19 @@ KNOWN_REASONS = (
     "processing_error",
 )
 KNOWN_STAGES = ("decode", "dedupe", "rate", "route", "debit")
+# What fixes each reason before a retry re-drives the record (the dashboard and `GET /v1/dlq` show it).
+REMEDIES = {
+    "decode_error": "The record is not a usage event of the registered schema: fix the producer; a retry fails the same way.",
+    "invalid": "A field breaks the event contract (the detail names it): send a corrected event with a new event_id.",
+    "too_old": "Older than the accepted window (EVENT_MAX_AGE_S): it cannot be charged by the stream; re-bill it by hand.",
+    "too_new": "Its timestamp is ahead of the clock: fix the sender's clock, then retry once the time has come.",
+    "conflicting_duplicate": "The event_id was already charged with other usage: send the new usage with a new event_id.",
+    "no_rate": "Nothing prices it: add a rule for this model or unit to your burn table (or create one), then retry.",
+    "unknown_customer": "The customer_id is not a tenant: create it (openmonetize admin customers create), then retry.",
+    "insufficient_credits": "The wallet could not pay under the reject policy: top up the wallet, then retry.",
+    "invalid_command": "The wallet command cannot apply (the detail says why): send a corrected command.",
+    "processing_error": "A bug met this record (the detail names it): report it; retry once it is fixed.",
+}
 
 RETRY_OF_HEADER = "openmonetize-dlq-retry-of"
 RETRY_COUNT_HEADER = "openmonetize-dlq-retry-count"

@@ -128,6 +128,9 @@ def attacks(a: Victim, b_customer_id: str) -> dict[tuple[str, str], list[Attack]
         ("POST", "/v1/entitlements/release"): [Attack("POST", "/v1/entitlements/release", json={
             "customer_id": a.customer_id, "reservation_id": "res_victim", "user_id": u})],
         ("GET", "/v1/customers/{customer_id}/ledger"): [Attack("GET", f"{c}/ledger")],
+        ("GET", "/v1/dlq"): [Attack("GET", "/v1/dlq", expect="own")],  # only B's parked records
+        # A record that is not B's fails as if it did not exist (tests/integration/test_first_events.py).
+        ("POST", "/v1/dlq/retry"): [Attack("POST", "/v1/dlq/retry", json={"ids": ["0:0"]}, expect="own")],
         ("POST", "/v1/api-keys"): [Attack("POST", "/v1/api-keys", json={"name": "mine"}, expect="own")],
         ("GET", "/v1/api-keys"): [Attack("GET", "/v1/api-keys", expect="own")],
         ("DELETE", "/v1/api-keys/{key_id}"): [Attack("DELETE", f"/v1/api-keys/{a.key_id}")],

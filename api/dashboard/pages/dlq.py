@@ -1,10 +1,10 @@
-"""The DLQ page: the tenant's dead letters and their retry (api/dashboard/dlq.py)."""
+"""The DLQ page: the tenant's dead letters and their retry (api/dlq_access.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from api.dashboard import dlq
+from api import dlq_access as dlq
 from api.dashboard.guard import form_session, session
 from api.dashboard.rendering import render
 from api.dashboard.sessions import Session
