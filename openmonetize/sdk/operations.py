@@ -180,12 +180,13 @@ class Entitlements(Resource):
 
 class Rating(Resource):
     def calculate(
-        self, event_type: str, *, provider: str | None = None, model: str | None = None,
+        self, event_type: str | None = None, *, provider: str | None = None, model: str | None = None,
         input_tokens: int | None = None, output_tokens: int | None = None, cached_input_tokens: int | None = None,
         image_count: int | None = None, image_size: str | None = None, quality: str | None = None,
         unit_type: str | None = None, quantity: Decimal | int | str | None = None, timestamp: datetime | None = None,
     ) -> models.Rating:
-        """What one usage event costs (credits, USD, margin) with the catalog in force at `timestamp` (default now)."""
+        """What one usage event costs (credits, USD, margin) with the catalog in force at `timestamp` (default now);
+        without `event_type` the API infers it from the units, as the seed's `rating.calculate` expects."""
         body = _without_none(dict(
             event_type=event_type, provider=provider, model=model, input_tokens=input_tokens,
             output_tokens=output_tokens, cached_input_tokens=cached_input_tokens, image_count=image_count,

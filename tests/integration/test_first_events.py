@@ -87,9 +87,10 @@ def test_a_late_event_is_charged_by_a_burn_table_created_a_second_ago(settings, 
                         timeout_s=60, interval_s=0.25, what="both late events charged")
     assert {event_id: amount for event_id, (_, amount) in debits.items()} == {
         late["event_id"]: Decimal("-3.5"), backfill["event_id"]: Decimal("-5")}
-    rows = clickhouse_query(settings, "SELECT DISTINCT burn_table_id FROM usage_events FINAL "
-                                      "WHERE customer_id = {c:String}", c=tenant.customer_id)
-    assert rows == [(table_id,)]
+    rows = eventually(lambda: len(found := clickhouse_query(
+        settings, "SELECT event_id, burn_table_id FROM usage_events FINAL WHERE customer_id = {c:String}",
+        c=tenant.customer_id)) == 2 and found, timeout_s=60, interval_s=0.25, what="both events in ClickHouse")
+    assert {burn_table_id for _, burn_table_id in rows} == {table_id}
 
 
 def test_usage_right_after_a_purchase_is_charged_to_the_users_wallet_however_late_the_wallet_agent(settings):

@@ -68,9 +68,10 @@ def test_an_override_changes_the_listing_and_rating_within_a_deadline(settings, 
 
 
 def test_rating_errors(settings, tenant):
-    nothing = rate(settings, tenant.api_key, EVENT)
+    # No burn table, and no provider price to derive the default one from.
+    nothing = rate(settings, tenant.api_key, {**EVENT, "model": "model-nobody-prices"})
     assert (nothing.status_code, nothing.json()["error"]["code"]) == (422, "no_rate")
-    assert "no burn table" in nothing.json()["error"]["message"]
+    assert "no burn table, and no provider price for openai/model-nobody-prices" in nothing.json()["error"]["message"]
     foreign = rate(settings, tenant.api_key, {**EVENT, "customer_id": "cus_someoneelse"})
     assert (foreign.status_code, foreign.json()["error"]["code"]) == (403, "foreign_customer")
     bad = rate(settings, tenant.api_key, {**EVENT, "input_tokens": "many"})

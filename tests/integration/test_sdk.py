@@ -77,7 +77,7 @@ def test_the_seed_walkthrough_with_typed_decimal_results(om, tenant):
     assert (allowed.allowed, allowed.required, allowed.available) == (True, Decimal("7.5"), Decimal("100"))
     assert (denied.allowed, denied.reason) == (False, "insufficient_credits")
 
-    rated = om.rating.calculate("TOKEN_USAGE", provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=100)
+    rated = om.rating.calculate(provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=100)  # the seed's call
     assert rated.credits == Decimal("3.5") and rated.burn_table_id == table.burn_table_id
     assert isinstance(rated.usd_cost, Decimal)
 
