@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(
         10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."
     )
+    worker_batch_size: int = Field(
+        2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."
+    )
 
     # --- Postgres ledger sink (sinks/ledger_postgres.py) ----------------------------------
     ledger_sink_group: str = Field("openmonetize-ledger-sink", description="Consumer group of the Postgres ledger sink.")

@@ -12,6 +12,9 @@ billing catalog and of `wallet.balances` (which wallets exist, for routing) are 
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import faust
 from psycopg_pool import ConnectionPool
 
@@ -26,6 +29,7 @@ from stream_processors import lag as worker_lag
 from openmonetize.compacted_view import CompactedView
 from openmonetize.logs import get_logger
 from openmonetize.wallet_directory import WalletDirectory
+from stream_processors.outputs import OUTPUT_FAILURE_EXIT
 from stream_processors.usage import UsageAgent
 from stream_processors.wallets import WalletAgent
 
@@ -72,7 +76,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     wallets = WalletAgent(
         app, registry_topics, codecs, producer,
         policy_for=lambda customer_id: catalog.tenant(customer_id).unfunded_policy,
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=settings.kafka_bootstrap, batch_size=settings.worker_batch_size,
     )
     app.agent(wallets.source, name="wallets")(wallets.run)
 
@@ -83,7 +87,24 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings=settings,
     )
     app.agent(usage.source, name="usage")(usage.run)
-    worker_lag.install(app, [usage.applied, wallets.applied])
+    readers = {topic: agent.reader for agent in (usage, wallets) for topic in agent.applied.topics}
+    worker_lag.install(app, [usage.applied, wallets.applied],
+                       highwater=lambda tp: readers[tp.topic].highwater(tp.topic, tp.partition))
+
+    @app.task
+    async def read_sources() -> None:
+        """Each agent's batch loop (batch_source.py); a loop that fails exits the worker, whose
+        supervisor restarts it, and the batch is read again from the markers."""
+        try:
+            await asyncio.gather(usage.reader.run(), wallets.reader.run())
+        except Exception:  # noqa: BLE001 - whatever it was, the worker must start over from the markers
+            log.exception("a batch source failed; exiting to read again from the applied offsets")
+            os._exit(OUTPUT_FAILURE_EXIT)
+
+    @app.on_partitions_revoked.connect
+    async def stop_reading(sender, revoked, **kwargs) -> None:
+        """Before the group rebalances: finish the batch in hand and give the partitions up."""
+        await asyncio.gather(usage.reader.stop(), wallets.reader.stop())
 
     @app.page("/metrics")
     async def prometheus(web, request):

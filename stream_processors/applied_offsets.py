@@ -1,20 +1,20 @@
-"""How far the wallet agent's STATE has applied each source partition, kept in the state itself.
+"""How far an agent's STATE has applied each source partition, kept in the state itself.
 
 Faust commits the consumer group's offsets on its own schedule, and under kill -9 the group's
 offset was seen AHEAD of what the wallet states had applied: debits were skipped, never
 charged (docs/stream-processing.md). So the group's offset is not trusted. After writing a
-batch's wallet states, the agent writes one marker per source partition into the same table:
-the next offset to apply. Every time Faust seeks to the committed offsets (after recovery, on
-every rebalance) the consumer is moved to the markers instead, and records below a marker are
-skipped as already applied.
+batch's states, the agent writes one marker per source partition into the same table: the
+next offset to apply. Every time Faust seeks to the committed offsets (after recovery, on
+every rebalance), the agent's batch source (batch_source.py) starts reading at the markers
+instead, and records below a marker are skipped as already applied.
 
-A marker must live in its own source partition's changelog partition, so that recovering a
-partition recovers its state and its marker together (and since one producer writes a
-partition in order, a marker is never durable before the state it covers). Two ways:
-- a table placed by the producer's partitioner (`use_partitioner`, the wallets): the marker
-  key is chosen to hash (murmur2, like the wallet ids) into that partition (`marker_key`);
-- a table placed by the source event (the dedupe table): write inside `writing_for(event)`
-  with an event of that partition, and any fixed key per partition will do (`plain_marker_key`).
+A marker lives in its own source partition's changelog partition, so that recovering a
+partition recovers its state and its marker together; the agent writes it there through its
+acknowledged producer after the states it covers (`entries`, then `save_local`). Its key:
+- in a table placed by the producer's partitioner (`use_partitioner`, the wallets), one chosen
+  to hash (murmur2, like the wallet ids) into that partition (`marker_key`);
+- in a table placed by the source partition (the dedupe table), any fixed key per partition
+  (`plain_marker_key`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from faust.streams import _current_event
 
 from openmonetize.logs import get_logger
@@ -52,10 +53,20 @@ def plain_marker_key(topic: str, partition: int, partitions: int) -> bytes:
     return PREFIX + f"{topic}\x1f{partition}".encode()
 
 
+class _InPartition:
+    """What Faust's stores read of the current event: `message.partition`."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, partition: int):
+        self.message = SimpleNamespace(partition=partition)
+
+
 @contextmanager
-def writing_for(event):
-    """Table writes inside land in `event`'s partition: Faust reads it from this contextvar,
-    which is unset in a `take_events` batch (faust #497)."""
+def in_partition(partition: int) -> Iterator[None]:
+    """Local-store writes inside land in `partition`'s store: Faust's RocksDB store picks its
+    database from the current event, and a batch read outside Faust has none (faust #497)."""
+    event = _InPartition(partition)
     token = _current_event.set(weakref.ref(event))
     try:
         yield
@@ -72,25 +83,29 @@ def decode(raw: bytes | None) -> int | None:
 
 
 class SourceRecord(NamedTuple):
-    """A record read directly from Kafka to fill a gap: the fields the agent uses of a Faust message."""
+    """A source record as the agents use it, read straight from Kafka (batch_source.py, GapReader)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float | None = None  # seconds: when it was produced (None: unknown)
 
 
 class GapReader:
     """Reads [first, end) of one partition straight from the broker (its own consumer, no group)."""
 
     def __init__(self, bootstrap: str):
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": "openmonetize-gap-reader", "enable.auto.commit": False,
-            "enable.partition.eof": True, "isolation.level": "read_committed",
-        })
+        self.bootstrap = bootstrap
+        self.consumer: Consumer | None = None  # made at the first gap: most workers never see one
 
     def read(self, topic: str, partition: int, first: int, end: int, timeout_s: float = 30.0) -> list[SourceRecord]:
+        if self.consumer is None:
+            self.consumer = Consumer({
+                "bootstrap.servers": self.bootstrap, "group.id": "openmonetize-gap-reader",
+                "enable.auto.commit": False, "enable.partition.eof": True, "isolation.level": "read_committed",
+            })
         self.consumer.assign([TopicPartition(topic, partition, first)])
         records: list[SourceRecord] = []
         deadline = time.monotonic() + timeout_s
@@ -163,32 +178,48 @@ class AppliedOffsets:
             self.next[source] = message.offset + 1
         return admitted, duplicates, filled
 
-    def save(self, advanced: dict[tuple[str, int], int]) -> None:
-        """Write a batch's next offsets per partition: after its wallet states, never before."""
-        for (topic, partition), offset in advanced.items():
-            self.table[self.key_for(topic, partition, self.partitions)] = encode(offset)
+    def entries(self, advanced: Mapping[tuple[str, int], int]) -> dict[int, list[tuple[bytes, bytes]]]:
+        """A batch's markers, per changelog partition (= source partition): for the agent to
+        send, acknowledged, after the states they cover."""
+        out: dict[int, list[tuple[bytes, bytes]]] = {}
+        for (topic, partition), offset in advanced.items():  # co-partitioned topics share a partition
+            out.setdefault(partition, []).append((self.key_for(topic, partition, self.partitions), encode(offset)))
+        return out
 
-    def install(self, consumer) -> None:
-        """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after recovery."""
+    def save_local(self, advanced: Mapping[tuple[str, int], int]) -> None:
+        """The markers into the table's local store, once their changelog records are acknowledged."""
+        store = self.table.data
+        for (topic, partition), offset in advanced.items():
+            with in_partition(partition):
+                store[self.key_for(topic, partition, self.partitions)] = encode(offset)
+
+    def install(self, consumer, start_reading: Callable[[dict[tuple[str, int], int]], Awaitable[None]]) -> None:
+        """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after every
+        recovery: the agent's source partitions are then read from their markers (`start_reading`,
+        the agent's BatchSource), not from the group's offsets."""
         seek_to_committed = consumer.seek_to_committed
 
         async def seek_to_applied():
             offsets = dict(await seek_to_committed())
             self.next.clear()
+            positions: dict[tuple[str, int], int] = {}
             for tp, committed in offsets.items():
                 if tp.topic not in self.topics:
                     continue
                 applied = self.stored(tp.topic, tp.partition)
-                if applied is None or applied == committed:
+                if applied is None:
                     # No marker yet (a first run, or an upgrade): the group's offset is all we have.
-                    if committed is not None and committed >= 0:
-                        self.next[tp.topic, tp.partition] = committed
+                    positions[tp.topic, tp.partition] = committed if committed is not None and committed >= 0 \
+                        else OFFSET_BEGINNING
                     continue
                 if committed is not None and applied < committed:
-                    log.warning("group offset ahead of the applied state; rewinding",
+                    log.warning("group offset ahead of the applied state; reading from the applied state",
                                 topic=tp.topic, partition=tp.partition, committed=committed, applied=applied)
-                await consumer.seek_wait({tp: applied})  # on the consumer's thread: seek() races its fetcher
-                offsets[tp] = applied
+                positions[tp.topic, tp.partition] = applied
+            for source, position in positions.items():
+                if position >= 0:
+                    self.next[source] = position
+            await start_reading(positions)
             return offsets
 
         consumer.seek_to_committed = seek_to_applied

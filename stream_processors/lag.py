@@ -41,15 +41,16 @@ def partition_lags(assigned: Iterable, highwater, applied: Iterable[AppliedOffse
     return lags
 
 
-def install(app, applied: list[AppliedOffsets], interval_s: float = INTERVAL_S) -> None:
-    """Refresh LAG every `interval_s` from the consumer's assignment and fetched high watermarks."""
+def install(app, applied: list[AppliedOffsets], interval_s: float = INTERVAL_S, highwater=None) -> None:
+    """Refresh LAG every `interval_s` from the consumer's assignment and the high watermarks
+    `highwater(tp)` gives (default: what Faust's consumer fetched)."""
     reported: set[tuple[str, int]] = set()
 
     @app.timer(interval_s)
     async def report_lag() -> None:
         if app.in_recovery:
             return  # the markers are being restored: a figure now would be a false spike
-        lags = partition_lags(app.consumer.assignment(), app.consumer.highwater, applied)
+        lags = partition_lags(app.consumer.assignment(), highwater or app.consumer.highwater, applied)
         for topic, partition in reported - lags.keys():
             LAG.remove(topic, str(partition))
         for (topic, partition), lag in lags.items():

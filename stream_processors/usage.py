@@ -42,7 +42,8 @@ from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas.codec import DecodeError
 from schemas.topics import Topics
-from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key, writing_for
+from stream_processors.applied_offsets import AppliedOffsets, in_partition, plain_marker_key
+from stream_processors.batch_source import BatchSource
 from stream_processors.codecs import Codecs
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
 
@@ -89,8 +90,6 @@ class UsageAgent:
         wallet_exists: Callable[[str], bool],
         wallets_catch_up: Callable[[float], bool],
         settings: Settings,
-        batch_size: int = 2000,
-        batch_within_s: float = 0.05,
     ):
         spec = registry_topics.usage_events
         self.topics = registry_topics
@@ -102,8 +101,6 @@ class UsageAgent:
         self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
         self.max_age = timedelta(seconds=settings.event_max_age_s)
         self.max_future = timedelta(seconds=settings.event_max_future_s)
-        self.batch_size = batch_size
-        self.batch_within_s = batch_within_s
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
         self.seen = app.Table(
@@ -120,16 +117,24 @@ class UsageAgent:
         self.applied = AppliedOffsets(
             app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key
         )
-        self.applied.install(app.consumer)
+        self.reader = BatchSource(app, "usage", settings.kafka_bootstrap, {spec.name},
+                                  lambda records: handle_or_exit(self.handle, records, "usage"),
+                                  lambda: self.applied.next, batch_size=settings.worker_batch_size)
+        self.applied.install(app.consumer, self.reader.start)
 
     async def run(self, stream) -> None:
-        async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
-            await handle_or_exit(self.handle, events, "usage")
+        """The Faust agent only holds the subscription: `self.reader` reads the partitions in
+        batches (batch_source.py). A record Faust hands over anyway was fetched before the
+        pause; the reader reads it from the markers."""
+        async for _event in stream:
+            pass
 
-    async def handle(self, events) -> None:
+    async def handle(self, records) -> None:
+        """Apply one batch of usage.events records (SourceRecord: topic, partition, offset, key,
+        value, timestamp)."""
         if not self.applied.ready:
             return  # read again after recovery: from the seek that ends it, or as a gap
-        messages, duplicates, filled = await self.applied.in_order([event.message for event in events])
+        messages, duplicates, filled = await self.applied.in_order(records)
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)
         if self._needs_catch_up(messages):
@@ -161,23 +166,21 @@ class UsageAgent:
             EVENTS.labels(outcome).inc(count)
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
-        # The dedupe entries reach the table's changelog as one acknowledged librdkafka write per
-        # partition, not one Faust send per entry (that was about a quarter of this agent's time);
-        # after the debits are acknowledged (an entry must never be durable before its charge),
-        # before the marker that covers them.
-        await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(),
-                                 {partition: list(entries.items()) for partition, entries in writes.items()})
-
-        last_event = {event.message.partition: event for event in events}
-        next_offsets = {}
-        for message in messages:
-            next_offsets[message.partition] = message.offset + 1
-        for partition, offset in next_offsets.items():
-            with writing_for(last_event[partition]):
-                store = self.seen.data  # the local store only: the changelog has the entries already
-                for key, value in writes.get(partition, {}).items():
+        # The dedupe entries, then the marker that covers them, reach the table's changelog as
+        # one acknowledged librdkafka write per partition (in order: one producer keeps a
+        # partition's order), after the debits are acknowledged: an entry must never be durable
+        # before its charge. Then the local store, which the changelog now backs.
+        advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
+        markers = self.applied.entries(advanced)
+        await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
+            partition: list(writes.get(partition, {}).items()) + markers.get(partition, [])
+            for partition in writes.keys() | markers.keys()})
+        store = self.seen.data
+        for partition, entries in writes.items():
+            with in_partition(partition):
+                for key, value in entries.items():
                     store[key] = value
-                self.applied.save({(self.topic_name, partition): offset})
+        self.applied.save_local(advanced)
 
     def _needs_catch_up(self, messages) -> bool:
         """Only events produced after the last catch-up began (less a margin for clock skew

@@ -36,9 +36,10 @@ from openmonetize.logs import get_logger
 from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors import wallet_state_codec
-from stream_processors.applied_offsets import AppliedOffsets
+from stream_processors.applied_offsets import AppliedOffsets, in_partition
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all
+from stream_processors.batch_source import BatchSource
+from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -62,15 +63,12 @@ class WalletAgent:
         producer: AckedProducer,
         policy_for: Callable[[str], str],
         bootstrap: str,
-        batch_size: int = 1000,
-        batch_within_s: float = 0.05,
+        batch_size: int,
     ):
         self.topics = registry_topics
         self.codecs = codecs
         self.producer = producer
         self.policy_for = policy_for
-        self.batch_size = batch_size
-        self.batch_within_s = batch_within_s
         commands = registry_topics.wallet_commands
         self.source = app.topic(
             commands.name, registry_topics.wallet_debits.name, key_serializer="raw", value_serializer="raw"
@@ -82,40 +80,30 @@ class WalletAgent:
             key_type=bytes,  # bytes types make Faust use the raw serializer, changelog recovery included
             value_type=bytes,
         )
-        self.applied = AppliedOffsets(
-            app, self.table, {commands.name, registry_topics.wallet_debits.name}, commands.partitions, bootstrap
-        )
-        self.applied.install(app.consumer)
-        self.app = app
-
-    async def ensure_changelog_metadata(self) -> None:
-        """Make sure the producer's metadata holds the table's changelog topic.
-
-        aiokafka places a `use_partitioner` table's changelog record with the partition count in
-        its cluster metadata, synchronously, and crashes when the topic is missing there
-        (`TypeError: 'NoneType' object is not iterable` in `partitions_for_topic`). On a fresh
-        cluster it was, batch after batch: each metadata refresh replaces the whole map, and the
-        changelog topic Faust had just created was not in it. Called right before the table
-        writes, with no await between, so no refresh can land in between.
-        """
-        producer = self.app.producer._ensure_producer()
-        topic = self.table.changelog_topic.get_topic_name()
-        if producer.client.cluster.partitions_for_topic(topic) is None:
-            log.warning("changelog topic missing from the producer's metadata; fetching it", topic=topic)
-            await producer.partitions_for(topic)
+        sources = {commands.name, registry_topics.wallet_debits.name}
+        self.applied = AppliedOffsets(app, self.table, sources, commands.partitions, bootstrap)
+        self.reader = BatchSource(app, "wallets", bootstrap, sources,
+                                  lambda records: handle_or_exit(self.handle, records, "wallets"),
+                                  lambda: self.applied.next, batch_size=batch_size)
+        self.applied.install(app.consumer, self.reader.start)
 
     def state(self, wallet_id: str):
         raw = self.table.get(wallet_id.encode())
         return wallet_state_codec.loads(raw) if raw else None
 
     async def run(self, stream) -> None:
-        async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
-            await handle_or_exit(self.handle, [event.message for event in events], "wallets")
+        """The Faust agent only holds the subscription: `self.reader` reads the partitions in
+        batches (batch_source.py). A record Faust hands over anyway was fetched before the
+        pause; the reader reads it from the markers."""
+        async for _event in stream:
+            pass
 
     async def handle(self, messages) -> None:
         now = datetime.now(timezone.utc)
         per_wallet: dict[str, list[tuple[str, dict]]] = {}
         origin: dict[str, object] = {}
+        partition_of: dict[str, int] = {}  # wallet → its source (and changelog) partition
+        forward: dict[int, bytes] = {}  # id() of a decoded debit → its bytes, already a usage.rated record
         dlq: list[tuple[bytes, bytes]] = []
         if not self.applied.ready:
             return  # read again after recovery: from the seek that ends it, or as a gap
@@ -136,6 +124,9 @@ class WalletAgent:
                 dlq.append(self._dlq(message, "decode_error", str(exc), None, now))
                 continue
             per_wallet.setdefault(record["wallet_id"], []).append((kind, record))
+            partition_of[record["wallet_id"]] = message.partition
+            if kind == "debit":
+                forward[id(record)] = message.value
             origin[record["command_id"] if kind == "command" else record["event_id"]] = message
 
         for kind, count in kinds.items():
@@ -161,9 +152,12 @@ class WalletAgent:
                 dlq.append(self._dlq(origin[rejected.source_id], rejected.reason, rejected.detail, record, now))
             key = wallet_id.encode()
             ledger += [(key, self.codecs.ledger_entry.encode(ledger_record(e, now))) for e in result.ledger]
-            rated += [(f"{r['customer_id']}:{r['user_id']}".encode(), self.codecs.rated.encode(r)) for r in result.rated]
+            # A debit charged unchanged goes on to usage.rated as the very bytes it came in (the
+            # usage agent encoded it with usage.rated's schema): no second encoding.
+            rated += [(f"{r['customer_id']}:{r['user_id']}".encode(), forward.get(id(r)) or self.codecs.rated.encode(r))
+                      for r in result.rated]
             if result.changed:
-                states[key] = result.state
+                states[wallet_id] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
         await send_all(self.producer, [
@@ -175,14 +169,16 @@ class WalletAgent:
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
         # The states reach the table's changelog as one acknowledged librdkafka write (placed by
         # murmur2 on the wallet id, as Faust's producer would), not one Faust send each; then the
-        # local store, then the markers, which Faust writes after them.
-        changed = [(key, wallet_state_codec.dumps(state)) for key, state in states.items()]
-        await send_all(self.producer, [(self.table.changelog_topic.get_topic_name(), changed)])
+        # markers that cover them, acknowledged too; then the local store.
+        changelog = self.table.changelog_topic.get_topic_name()
+        changed = [(wallet_id, wallet_id.encode(), wallet_state_codec.dumps(state)) for wallet_id, state in states.items()]
+        await send_all(self.producer, [(changelog, [(key, value) for _, key, value in changed])])
+        await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))
         store = self.table.data
-        for key, value in changed:
-            store[key] = value
-        await self.ensure_changelog_metadata()
-        self.applied.save(advanced)  # after the states: one producer keeps a changelog partition's order
+        for wallet_id, key, value in changed:
+            with in_partition(partition_of[wallet_id]):
+                store[key] = value
+        self.applied.save_local(advanced)
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
         return dlq_record(self.codecs, message, reason, "debit", detail, record, now)

@@ -293,6 +293,7 @@ class RunResult:
     first_entry_after_s: float = 0.0
     worker_cores_busy: float = 0.0
     broker_cores_busy: float = 0.0
+    worker_cpu_us_per_event: float = 0.0  # worker CPU seconds over the drain / distinct events
     steady_rate: float = 0.0
     steady_sent: int = 0
     steady_matched: int = 0
@@ -491,6 +492,7 @@ class Run:
         if cpu_at_first is not None and wall_done > wall_at_first:
             r.worker_cores_busy = (cpu_done[0] - cpu_at_first[0]) / (wall_done - wall_at_first)
             r.broker_cores_busy = (cpu_done[1] - cpu_at_first[1]) / (wall_done - wall_at_first)
+            r.worker_cpu_us_per_event = (cpu_done[0] - cpu_at_first[0]) / r.backlog_distinct * 1e6
 
         # The figure: distinct events charged over the first-to-last ledger timestamps. An entry
         # re-emitted after a rebalance (same event, same deterministic entry id) counts once;
@@ -538,7 +540,8 @@ class Run:
                  f"events/s (the first debit {r.startup_s:.1f}s after the workers were launched; usage agent "
                  f"first to last debit {r.usage_agent_s:.1f}s; wallet agent first to last entry "
                  f"{r.wallet_agent_s:.1f}s, its first entry {r.first_entry_after_s:.1f}s after the first debit); "
-                 f"CPU busy: workers {r.worker_cores_busy:.2f} cores, broker {r.broker_cores_busy:.2f}; "
+                 f"CPU busy: workers {r.worker_cores_busy:.2f} cores ({r.worker_cpu_us_per_event:,.0f} µs per "
+                 f"event), broker {r.broker_cores_busy:.2f}; "
                  f"DLQ {r.dlq}, re-emitted entries {r.repeated_entries}")
 
     def steady(self, rate: float) -> None:
@@ -688,12 +691,15 @@ def summarise(opts: Options, by_workers: dict[int, list[RunResult]]) -> dict:
             (f"`ingest_to_ledger_p99_ms{suffix}`", fmt(p99s, "ms"), "same"),
             (f"`pipeline_worker_peak_rss_mb{suffix}`: largest worker's VmHWM", fmt(rss, "MB"),
              "after the backlog and the steady load"),
+            (f"`worker_cpu_us_per_event{suffix}`: worker CPU over the drain / events",
+             fmt([r.worker_cpu_us_per_event for r in results], "µs"), "all worker processes together"),
         ]
         saved.update({
             f"pipeline_events_per_s{suffix}": round(statistics.median(rates)),
             f"ingest_to_ledger_p50_ms{suffix}": round(statistics.median(p50s), 1),
             f"ingest_to_ledger_p99_ms{suffix}": round(statistics.median(p99s), 1),
             f"pipeline_worker_peak_rss_mb{suffix}": round(statistics.median(rss), 1),
+            f"worker_cpu_us_per_event{suffix}": round(statistics.median(r.worker_cpu_us_per_event for r in results)),
             f"pipeline_detail{suffix}": {
                 "workers": workers, "partitions": opts.partitions, "runs": len(results),
                 "backlog_events": opts.events, "distinct_events": [r.backlog_distinct for r in results],

@@ -21,3 +21,73 @@ def test_marker_keys_cannot_be_wallet_ids_and_differ_per_topic():
 def test_offsets_round_trip_and_absent_is_none():
     assert decode(encode(0)) == 0 and decode(encode(2**40 + 7)) == 2**40 + 7
     assert decode(None) is None
+
+
+class _Table:
+    """What AppliedOffsets uses of a Faust table: `get` and its local store `data`."""
+
+    def __init__(self):
+        self.data = _PartitionedStore()
+
+    def get(self, key):
+        return self.data.values.get(key)
+
+
+class _PartitionedStore:
+    """Like Faust's RocksDB store: each write goes to the current event's partition."""
+
+    def __init__(self):
+        self.values, self.partition_of = {}, {}
+
+    def __setitem__(self, key, value):
+        from faust.streams import current_event
+
+        self.partition_of[key] = current_event().message.partition  # None outside an event: AttributeError
+        self.values[key] = value
+
+
+def _applied(partitions=3):
+    from types import SimpleNamespace
+
+    from stream_processors.applied_offsets import AppliedOffsets
+
+    app = SimpleNamespace(in_recovery=False)
+    return AppliedOffsets(app, _Table(), {"wallet.debits", "wallet.commands"}, partitions, "127.0.0.1:1")
+
+
+def test_a_batchs_markers_go_to_their_own_partition_then_into_the_local_store_there():
+    applied = _applied()
+    advanced = {("wallet.debits", 2): 41, ("wallet.commands", 2): 7, ("wallet.debits", 0): 3}
+    entries = applied.entries(advanced)
+    assert sorted(entries) == [0, 2] and len(entries[2]) == 2
+    assert (marker_key("wallet.debits", 2, 3), encode(41)) in entries[2]
+    applied.save_local(advanced)
+    assert applied.stored("wallet.debits", 2) == 41 and applied.stored("wallet.commands", 2) == 7
+    assert applied.table.data.partition_of[marker_key("wallet.debits", 0, 3)] == 0
+
+
+def test_after_recovery_the_source_starts_at_the_markers_or_the_group_offset_or_the_beginning():
+    import asyncio
+    from types import SimpleNamespace
+
+    from confluent_kafka import OFFSET_BEGINNING
+
+    applied = _applied()
+    applied.save_local({("wallet.debits", 0): 40})
+    from faust.types import TP as tp
+    committed = {tp("wallet.debits", 0): 55, tp("wallet.debits", 1): 12, tp("wallet.commands", 0): None,
+                 tp("wallets-changelog", 0): 9}
+    started = []
+
+    async def seek_to_committed():
+        return committed
+
+    async def start_reading(positions):
+        started.append(positions)
+
+    consumer = SimpleNamespace(seek_to_committed=seek_to_committed)
+    applied.install(consumer, start_reading)
+    assert asyncio.run(consumer.seek_to_committed()) == committed  # what Faust expects back
+    # The marker wins over a group offset ahead of it; no marker: the group's; neither: the start.
+    assert started == [{("wallet.debits", 0): 40, ("wallet.debits", 1): 12, ("wallet.commands", 0): OFFSET_BEGINNING}]
+    assert applied.next == {("wallet.debits", 0): 40, ("wallet.debits", 1): 12}

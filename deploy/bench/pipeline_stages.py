@@ -1,0 +1,137 @@
+"""Each per-event step of the stream pipeline alone, without Kafka: µs of CPU per event.
+
+The end-to-end figure (`make bench-pipeline`) takes a 15-minute drain and mixes our code with
+Kafka clients and Faust; this one takes seconds and shows where our own Python goes, step by
+step, on the same realistic events as the pipeline bench (producers/loadgen.py's generator,
+rated with the pipeline bench's burn table and the bundled provider prices):
+
+    usage agent:  decode → dedupe key + body hash → rate (catalog.rate_event) → encode the rated record
+    wallet agent: decode the rated record → apply to the wallet (wallet_step.apply_records)
+                  → encode ledger entry, rated usage and balance → the wallet state's changelog value
+
+    python -m deploy.bench.pipeline_stages [--events 20000]
+
+Figures are per event (process CPU time / events), the median of --runs passes; the budget a
+20,000 events/s pipeline on 2 cores leaves is 100 µs per event for everything, Kafka included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from deploy.bench.pipeline import RULES
+from openmonetize.billing import prices
+from openmonetize.billing.burn_tables import BurnTable, parse_rules
+from openmonetize.billing.rating import RateParams
+from openmonetize.catalog import BurnTableRecord, CatalogIndex, PriceRecord, TenantSettings, key_of
+from openmonetize.settings import get_settings
+from producers.loadgen import EventGenerator
+from schemas.codec import AvroCodec, schema_text
+from schemas.usage_event import LOW_CARDINALITY_FIELDS, EventLimits, convert_event, to_record
+from stream_processors import wallet_state_codec
+from stream_processors.usage import dedupe_key, seen_value
+from stream_processors.wallet_step import apply_records, balance_record, ledger_record
+
+TENANTS = ["cus_bench_a", "cus_bench_b", "cus_bench_c"]
+
+
+def codecs() -> dict[str, AvroCodec]:
+    rated_cached = (*LOW_CARDINALITY_FIELDS, "wallet_id", "burn_table_id", "price_version")
+    return {
+        "usage": AvroCodec(schema_text("usage_event.avsc"), 1, cached_fields=LOW_CARDINALITY_FIELDS),
+        "rated": AvroCodec(schema_text("rated_usage.avsc"), 2, cached_fields=rated_cached),
+        "ledger": AvroCodec(schema_text("ledger_entry.avsc"), 3, cached_fields=("customer_id", "wallet_id", "kind")),
+        "balance": AvroCodec(schema_text("wallet_balance.avsc"), 4, cached_fields=("customer_id",)),
+    }
+
+
+def catalog() -> CatalogIndex:
+    index = CatalogIndex()
+    for price in prices.snapshot(datetime.now(timezone.utc).date(), "bench"):
+        record = PriceRecord(price)
+        index.apply(key_of(record), record)
+    since = datetime.now(timezone.utc) - timedelta(days=40)
+    for tenant in TENANTS:
+        index.apply(f"tenant:{tenant}", TenantSettings(tenant))
+        table = BurnTableRecord(BurnTable("bt_bench", tenant, "bench", 1, since, parse_rules(RULES)), since, since)
+        index.apply(key_of(table), table)
+    return index
+
+
+def events(count: int) -> list[bytes]:
+    generator = EventGenerator(seed=7, tenants=TENANTS, users=1000)
+    codec, now, limits = codecs()["usage"], datetime.now(timezone.utc), EventLimits.from_settings(get_settings())
+    out = []
+    while len(out) < count:
+        fields = generator.next()
+        record = to_record(convert_event(fields), customer_id=fields["customer_id"], source="kafka", received_at=now,
+                           limits=limits)
+        out.append(codec.encode(record))
+    return out
+
+
+def cpu_us_per_item(work: Callable[[], int]) -> float:
+    started = time.process_time()
+    done = work()
+    return (time.process_time() - started) / done * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    opts = parser.parse_args(argv)
+
+    c, index = codecs(), catalog()
+    raw = events(opts.events)
+    now = datetime.now(timezone.utc)
+    decoded = [c["usage"].decode(v) for v in raw]
+    rated_results = [index.rate_event(r["customer_id"], RateParams.from_record(r)).result for r in decoded]
+    rated = [{**r, "wallet_id": f"w:{r['customer_id']}:customer", "credits": x.credits, "usd_cost": x.usd_cost,
+              "revenue_usd": x.revenue_usd, "margin_usd": x.margin_usd, "burn_table_id": x.burn_table_id,
+              "burn_table_version": x.burn_table_version, "price_version": x.price_version, "rated_at": now,
+              "revision": 0, "source_partition": 0, "source_offset": i}
+             for i, (r, x) in enumerate(zip(decoded, rated_results))]
+    rated_raw = [c["rated"].encode(r) for r in rated]
+    per_wallet: dict[str, list[tuple[str, dict]]] = {}
+    for r in rated:
+        per_wallet.setdefault(r["wallet_id"], []).append(("debit", r))
+
+    def apply_all() -> list:
+        return [apply_records(None, wallet_id, records, policy="allow_overdraft", now=now)
+                for wallet_id, records in per_wallet.items()]
+
+    results = apply_all()
+    entries = [e for result in results for e in result.ledger]
+
+    stages: list[tuple[str, Callable[[], int]]] = [
+        ("usage: decode the event", lambda: len([c["usage"].decode(v) for v in raw])),
+        ("usage: dedupe key + body hash", lambda: len([(dedupe_key(r["customer_id"], r["event_id"]), seen_value(r))
+                                                       for r in decoded])),
+        ("usage: rate (catalog.rate_event)", lambda: len([index.rate_event(r["customer_id"], RateParams.from_record(r))
+                                                          for r in decoded])),
+        ("usage: encode the rated record", lambda: len([c["rated"].encode(r) for r in rated])),
+        ("wallet: decode the rated record", lambda: len([c["rated"].decode(v) for v in rated_raw])),
+        ("wallet: apply (wallet_step)", lambda: len(apply_all() and rated)),
+        ("wallet: encode ledger entries", lambda: len([c["ledger"].encode(ledger_record(e, now)) for e in entries])),
+        ("wallet: encode rated usage", lambda: len([c["rated"].encode(r) for result in results for r in result.rated])),
+        ("wallet: encode balances (per wallet)", lambda: len([c["balance"].encode(balance_record(x.state, now, x.applied_ids[-10:]))
+                                                              for x in results]) and len(rated)),
+        ("wallet: state changelog value (per wallet)", lambda: len([wallet_state_codec.dumps(x.state) for x in results])
+         and len(rated)),
+    ]
+    print(f"{opts.events:,} events, {len(per_wallet):,} wallets; CPU µs per event, median of {opts.runs} runs")
+    total = 0.0
+    for name, work in stages:
+        figure = statistics.median(cpu_us_per_item(work) for _ in range(opts.runs))
+        total += figure
+        print(f"  {name:<45} {figure:8.1f}")
+    print(f"  {'all of our per-event Python':<45} {total:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

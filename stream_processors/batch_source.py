@@ -1,0 +1,153 @@
+"""An agent's source partitions read in batches, outside Faust's per-record consumer path.
+
+Faust stays the host: group membership, the co-partitioning assignor, table recovery, the web
+port and metrics are Faust's. But Faust hands an agent its records one at a time
+(`_drain_messages` → `wait_first(...)` with its tasks, the conductor, an Event, an ack): about
+200 µs of CPU per record per hop, measured (docs/performance.md), more than the agents' own
+work. So once Faust has assigned and recovered the partitions, each agent's source partitions
+are paused in Faust's consumer (and in aiokafka's fetcher under it) and read by a
+confluent-kafka consumer of our own, with no group, from the applied-offset markers
+(applied_offsets.py), `batch_size` records at a time, straight into the agent's `handle`:
+
+- start: after every recovery Faust seeks its stream partitions to their committed offsets;
+  `AppliedOffsets.install` turns that into `start(markers)`: the source is (re)assigned there
+  and Faust's fetching of them paused. Faust resumes them only at the next rebalance.
+- revoke: Faust's `on_partitions_revoked` signal (awaited before the group rebalances) stops
+  the loop and waits for the batch in hand, then unassigns: a partition is never applied by
+  two workers at once, and the next owner starts at the markers this one saved last.
+- the group's committed offsets follow the markers (committed through Faust's consumer every
+  COMMIT_INTERVAL_S), so `stack status` and other lag tools see progress; they stay a hint,
+  the markers are the truth.
+
+Why not Kafka transactions per batch instead: they would still leave Faust's per-record path
+in place, and the layers this project tests (markers, acknowledged outputs before state,
+deterministic ids, idempotent sinks) already give the exactly-once effect under kill -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.types import TP
+from prometheus_client import Counter
+
+from openmonetize.logs import get_logger
+from stream_processors.applied_offsets import SourceRecord
+
+log = get_logger(__name__)
+
+BATCHES = Counter("openmonetize_worker_batches_total", "Batches an agent read from its source partitions", ["agent"])
+COMMIT_INTERVAL_S = 1.0
+
+
+class BatchSource:
+    """One agent's source partitions: assigned at the markers, read in batches, handed to `handle`."""
+
+    def __init__(self, app, name: str, bootstrap: str, topics: set[str],
+                 handle: Callable[[list[SourceRecord]], Awaitable[None]],
+                 positions: Callable[[], Mapping[tuple[str, int], int]],
+                 batch_size: int, poll_s: float = 0.05):
+        self.app = app
+        self.name = name
+        self.topics = topics
+        self.handle = handle
+        self.positions = positions  # the next offset to apply per source partition (the markers)
+        self.batch_size = batch_size
+        self.poll_s = poll_s
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{app.conf.id}-{name}-source",  # required by the client; never joined, never committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 20,
+            "queued.min.messages": 20_000,
+        })
+        self.assigned: list[TopicPartition] = []
+        self._lock = asyncio.Lock()  # held while a batch is read and applied: a revoke waits for it
+        self._running = asyncio.Event()
+        self._committed_at = 0.0
+
+    async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Read these partitions from these offsets (the markers), instead of Faust."""
+        await self.stop()
+        async with self._lock:
+            self.assigned = [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+            await asyncio.to_thread(self.consumer.assign, self.assigned)
+            self._pause_in_faust([TP(tp.topic, tp.partition) for tp in self.assigned])
+            log.info("batch source assigned", agent=self.name,
+                     partitions={f"{tp.topic}[{tp.partition}]": tp.offset for tp in self.assigned})
+            if self.assigned:
+                self._running.set()
+
+    async def stop(self) -> None:
+        """Stop reading: wait for the batch in hand, then give the partitions up."""
+        self._running.clear()
+        async with self._lock:
+            if self.assigned:
+                await self._commit(force=True)
+                await asyncio.to_thread(self.consumer.unassign)
+                log.info("batch source revoked", agent=self.name, partitions=len(self.assigned))
+                self.assigned = []
+
+    async def run(self) -> None:
+        """The loop: a batch from the assigned partitions, applied, again; idle while unassigned."""
+        while True:
+            await self._running.wait()
+            async with self._lock:
+                if not self._running.is_set():
+                    continue
+                messages = await asyncio.to_thread(self.consumer.consume, self.batch_size, self.poll_s)
+                records = []
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(error)
+                    kind, at_ms = message.timestamp()
+                    records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
+                                                message.value(), at_ms / 1000 if kind else None))
+                if records:
+                    BATCHES.labels(self.name).inc()
+                    await self.handle(records)
+                await self._commit()
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark as last fetched (for the lag gauge), or None."""
+        try:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        except KafkaException:
+            return None
+        return high if high is not None and high >= 0 else None
+
+    async def _commit(self, force: bool = False) -> None:
+        """Commit the markers as the group's offsets (a hint for lag tools), at most once a second."""
+        now = time.monotonic()
+        if not force and now - self._committed_at < COMMIT_INTERVAL_S:
+            return
+        self._committed_at = now
+        owned = {(tp.topic, tp.partition) for tp in self.assigned}
+        offsets = {TP(topic, partition): offset for (topic, partition), offset in self.positions().items()
+                   if (topic, partition) in owned}
+        if offsets:
+            try:
+                await self.app.consumer.commit(offsets)
+            except Exception as exc:  # noqa: BLE001 - a hint only: the markers are what counts
+                log.warning("group offsets not committed", agent=self.name, error=str(exc))
+
+    def _pause_in_faust(self, tps: list[TP]) -> None:
+        """Stop Faust delivering these partitions, and aiokafka fetching them underneath.
+
+        aiokafka's `pause` only flags the partitions' state, which its fetcher reads before each
+        request: called from here, not through the consumer thread's `call_thread`, which
+        deadlocked when the seek that calls this was itself waiting on that thread."""
+        consumer = self.app.consumer
+        consumer.pause_partitions(tps)
+        aiokafka_consumer = consumer._thread._ensure_consumer()  # faust's aiokafka driver
+        wanted = {(tp.topic, tp.partition) for tp in tps}
+        aiokafka_consumer.pause(*(tp for tp in aiokafka_consumer.assignment() if (tp.topic, tp.partition) in wanted))
