@@ -33,13 +33,13 @@ def sync(settings: Settings) -> int:
         publisher.close()
 
 
-def publish_tenant(settings: Settings, customer_id: str) -> None:
-    """Publish a new tenant's settings (its defaults), so the workers know it from its first
-    event: without them its events would be parked as `unknown_customer`."""
+def publish_tenant(settings: Settings, *customer_ids: str) -> None:
+    """Publish new tenants' settings (their defaults), so the workers know them from their first
+    event: without them their events would be parked as `unknown_customer`."""
     publisher = CatalogPublisher(settings)
     try:
         with psycopg.connect(settings.database_url) as conn:
-            publisher.publish([catalog_store.tenant_settings(conn, customer_id)])
+            publisher.publish([catalog_store.tenant_settings(conn, customer_id) for customer_id in customer_ids])
     finally:
         publisher.close()
 

@@ -429,16 +429,18 @@ class Tenant:
     api_key: str | None  # minted only when the HTTP sink needs one
 
 
-def ensure_tenants(database_url: str, count: int, with_keys: bool) -> list[Tenant]:
-    """Tenants `loadgen-1..count`: reused when they exist, created otherwise. With `with_keys`
-    each gets a usable API key (a new one is minted for an existing tenant: only hashes are
-    stored, so an old key cannot be read back)."""
+def ensure_tenants(settings, count: int, with_keys: bool) -> list[Tenant]:
+    """Tenants `loadgen-1..count`: reused when they exist, created otherwise, and published to
+    the workers (a tenant they do not know has its events parked). With `with_keys` each gets a
+    usable API key (a new one is minted for an existing tenant: only hashes are stored, so an
+    old key cannot be read back)."""
     import psycopg
 
     from api import tenants as store
+    from openmonetize.catalog_admin import publish_tenant
 
     out = []
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(settings.database_url) as conn:
         for i in range(1, count + 1):
             name = f"loadgen-{i}"
             customer_id = store.find_customer_by_name(conn, name)
@@ -448,6 +450,7 @@ def ensure_tenants(database_url: str, count: int, with_keys: bool) -> list[Tenan
             else:
                 key = store.create_api_key(conn, customer_id, "loadgen").api_key if with_keys else None
                 out.append(Tenant(name, customer_id, key))
+    publish_tenant(settings, *(t.customer_id for t in out))
     return out
 
 

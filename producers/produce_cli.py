@@ -144,7 +144,7 @@ def loadgen(
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    tenant_list = lg.ensure_tenants(settings.database_url, tenants, with_keys=via == "http")
+    tenant_list = lg.ensure_tenants(settings, tenants, with_keys=via == "http")
     generator = lg.EventGenerator(seed, [t.customer_id for t in tenant_list], users, duplicates, late)
     try:
         if via == "kafka":

@@ -79,7 +79,7 @@ def test_produce_all_good_exits_zero(settings):
 
 def test_loadgen_command_via_kafka(settings, tmp_path):
     out = tmp_path / "events.ndjson"
-    existing = loadgen.ensure_tenants(settings.database_url, 2, with_keys=False)  # what the command reuses
+    existing = loadgen.ensure_tenants(settings, 2, with_keys=False)  # what the command reuses
     tail = UsageTail(settings, [t.customer_id for t in existing])
     result = om("loadgen", "--rate", "100", "--duration", "1", "--tenants", "2", "--users", "10", "--seed", "7",
                 "--duplicates", "0.05", "--events-file-out", str(out))
