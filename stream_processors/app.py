@@ -35,6 +35,7 @@ from stream_processors.wallets import WalletAgent
 
 log = get_logger(__name__)
 VIEW_WARMUP_S = 60.0
+STREAM_CHECK_OFF_S = 10 * 365 * 24 * 3600.0
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -55,10 +56,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # A worker killed -9 holds its partitions until the broker gives up on it: keep that short.
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
-        # Faust's own producer writes the tables' changelogs, one record per dedupe entry: let it
-        # batch them (the defaults, no linger and 16 KB batches, send one small request at a time).
+        # Faust's own producer writes little now (the agents write their changelogs through the
+        # acknowledged librdkafka producer); batched anyway.
         producer_linger=0.02,
         producer_max_batch_size=512 * 1024,
+        # The source partitions are paused in Faust and read by the batch sources: Faust's
+        # livelock check would report them as streams that never started, every few seconds.
+        # Progress is watched by openmonetize_worker_lag instead (from the applied markers).
+        stream_processing_timeout=STREAM_CHECK_OFF_S,
     )
     registry_topics = topics(settings)
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True, check=ConnectionPool.check_connection)

@@ -71,6 +71,7 @@ class BatchSource:
         self._lock = asyncio.Lock()  # held while a batch is read and applied: a revoke waits for it
         self._running = asyncio.Event()
         self._committed_at = 0.0
+        self._committing: asyncio.Task | None = None
 
     async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets (the markers), instead of Faust."""
@@ -101,7 +102,7 @@ class BatchSource:
             async with self._lock:
                 if not self._running.is_set():
                     continue
-                messages = await asyncio.to_thread(self.consumer.consume, self.batch_size, self.poll_s)
+                messages = await asyncio.to_thread(self._next_batch)
                 records = []
                 for message in messages:
                     error = message.error()
@@ -117,6 +118,16 @@ class BatchSource:
                     await self.handle(records)
                 await self._commit()
 
+    def _next_batch(self) -> list:
+        """What has arrived, as soon as something has, up to `batch_size`: `consume(n, timeout)`
+        alone waits for n records or the whole timeout, which held every record of a steady
+        trickle back by up to `poll_s` per hop. Under a backlog the local queue holds plenty,
+        and batches are full."""
+        first = self.consumer.poll(self.poll_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, timeout=0)] if self.batch_size > 1 else [first]
+
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark as last fetched (for the lag gauge), or None."""
         try:
@@ -126,8 +137,14 @@ class BatchSource:
         return high if high is not None and high >= 0 else None
 
     async def _commit(self, force: bool = False) -> None:
-        """Commit the markers as the group's offsets (a hint for lag tools), at most once a second."""
+        """Commit the markers as the group's offsets (a hint for lag tools), at most once a
+        second, in the background: a commit goes through Faust's consumer thread and must not
+        hold the next batch back. `force` (on revoke) waits for it."""
         now = time.monotonic()
+        if self._committing is not None and not self._committing.done():
+            if not force:
+                return
+            await self._committing
         if not force and now - self._committed_at < COMMIT_INTERVAL_S:
             return
         self._committed_at = now
@@ -135,10 +152,15 @@ class BatchSource:
         offsets = {TP(topic, partition): offset for (topic, partition), offset in self.positions().items()
                    if (topic, partition) in owned}
         if offsets:
-            try:
-                await self.app.consumer.commit(offsets)
-            except Exception as exc:  # noqa: BLE001 - a hint only: the markers are what counts
-                log.warning("group offsets not committed", agent=self.name, error=str(exc))
+            self._committing = asyncio.create_task(self._commit_now(offsets))
+            if force:
+                await self._committing
+
+    async def _commit_now(self, offsets: dict[TP, int]) -> None:
+        try:
+            await self.app.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - a hint only: the markers are what counts
+            log.warning("group offsets not committed", agent=self.name, error=str(exc))
 
     def _pause_in_faust(self, tps: list[TP]) -> None:
         """Stop Faust delivering these partitions, and aiokafka fetching them underneath.
