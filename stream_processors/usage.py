@@ -263,7 +263,7 @@ class UsageAgent:
             "source_partition": message.partition,  # how the wallet agent recognises a debit sent twice
             "source_offset": message.offset,
         }
-        return "rated", (wallet_id.encode(), self.codecs.rated.encode(rated))
+        return "rated", (wallet_id.encode(), self.codecs.rated_from_event.encode(message.value, rated))
 
     def route(self, customer_id: str, user_id: str, team_id: str | None, order: tuple[str, ...]) -> str:
         return wallet_ids.route(customer_id, user_id, team_id, order, self.wallet_exists)

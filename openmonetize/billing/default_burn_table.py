@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 
 from openmonetize.billing.burn_tables import DEFAULT_RULE, BurnTable, RateRule
 from openmonetize.billing.money import CONTEXT
@@ -28,8 +29,9 @@ DEFAULT_MARKUP = Decimal("0.2")
 _SINCE_ALWAYS = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+@lru_cache(maxsize=4096)  # every event of a tenant without a table asks: derive each once
 def derived(customer_id: str, price: ProviderPrice, credit_price_usd: Decimal, markup: Decimal) -> BurnTable:
-    """The default burn table of one tenant for one provider price."""
+    """The default burn table of one tenant for one provider price (do not mutate: shared)."""
     credits_per_usd = CONTEXT.divide(CONTEXT.add(Decimal(1), markup), credit_price_usd)
 
     def per_mtok(usd: Decimal | None, units_per_usd_price: Decimal = Decimal(1)) -> Decimal | None:

@@ -1,0 +1,26 @@
+"""A usage.rated record built from the event's bytes plus the rating's tail is byte for byte the
+record encoded whole: over thousands of random records of the real schemas."""
+
+from __future__ import annotations
+
+from schemas.codec import AvroCodec, schema_text
+from stream_processors.codecs import RatedFromEvent
+from tests.unit.schemas.test_avro_decoder import records
+
+
+def test_event_bytes_plus_the_encoded_tail_equal_the_whole_rated_record():
+    usage_event, rated = AvroCodec(schema_text("usage_event.avsc"), 11), AvroCodec(schema_text("rated_usage.avsc"), 12)
+    build = RatedFromEvent(usage_event, rated, ("wallet_id",))
+    event_fields = list(next(records("usage_event.avsc", 1, seed=0)))
+    for record in records("rated_usage.avsc", 3000, seed=3):
+        event_value = usage_event.encode({name: record[name] for name in event_fields})
+        assert build.encode(event_value, record) == rated.encode(record)
+
+
+def test_an_event_written_with_another_schema_is_encoded_whole():
+    usage_event, rated = AvroCodec(schema_text("usage_event.avsc"), 11), AvroCodec(schema_text("rated_usage.avsc"), 12)
+    older = AvroCodec(schema_text("usage_event.avsc"), 5)  # another registered id: its body may differ
+    build = RatedFromEvent(usage_event, rated)
+    record = next(records("rated_usage.avsc", 1, seed=9))
+    event_value = older.encode({k: v for k, v in record.items() if k in next(records("usage_event.avsc", 1, seed=0))})
+    assert build.encode(event_value, record) == rated.encode(record)
