@@ -49,6 +49,7 @@ from confluent_kafka import Producer
 
 from openmonetize.billing import burn_tables, default_burn_table, prices
 from openmonetize.billing.burn_tables import BurnTable, RateRule, parse_rules
+from openmonetize.billing.model_names import price_keys
 from openmonetize.billing.money import CONTEXT
 from openmonetize.billing.prices import ProviderPrice
 from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate
@@ -526,8 +527,6 @@ class CatalogIndex:
         """The price in force with where it came from: the tenant's override, else the dataset;
         each under the names as sent, then as the dataset spells them (`OPENAI` → openai,
         `claude-3.5-sonnet` → claude-3-5-sonnet: `model_names.price_keys`)."""
-        from openmonetize.billing.model_names import price_keys  # TODO: move to the module imports
-
         if provider is None or model is None:
             return None
         keys = price_keys(provider, model)

@@ -25,24 +25,14 @@ from datetime import datetime
 from openmonetize.compacted_view import CompactedView
 
 
-class WalletDirectory:
+class WalletDirectory(CompactedView[bool]):
     """Every wallet id listed on wallet.directory, read from all partitions and kept current."""
 
     def __init__(self, bootstrap: str, topic: str):
-        self.view: CompactedView[bool] = CompactedView(bootstrap, topic, decode=lambda _value: True)
-
-    def start(self) -> WalletDirectory:
-        self.view.start()
-        return self
-
-    def close(self) -> None:
-        self.view.close()
-
-    def wait_until_current(self, timeout_s: float = 30.0) -> bool:
-        return self.view.wait_until_current(timeout_s)
+        super().__init__(bootstrap, topic, decode=lambda _value: True)
 
     def __contains__(self, wallet_id: str) -> bool:
-        return self.view.get(wallet_id) is not None
+        return self.get(wallet_id) is not None
 
 
 def exists(directory: WalletDirectory | None, balances: Callable[[str], object]) -> Callable[[str], bool]:

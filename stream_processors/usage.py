@@ -1,13 +1,13 @@
 """The usage agent: `usage.events` → decode → time window → dedupe → rate → route → `wallet.debits`.
 
-Per batch (`take_events`), in this order, like the wallet agent:
+Per batch (read by its BatchSource, batch_source.py), in this order, like the wallet agent:
 1. each record is decoded, checked, deduplicated, rated and routed; what cannot be charged
    goes to `usage.dlq` with the reason and the original bytes;
 2. the rated events (keyed by wallet id, for the wallet agent) and DLQ records are sent and
    ACKNOWLEDGED;
-3. the dedupe entries are written to the `usage-seen` table's changelog (acknowledged, one
-   librdkafka write per partition) and its local store, then each partition's next offset
-   (`applied_offsets`) to the table.
+3. the dedupe entries and then each partition's next offset (`applied_offsets`) are written to
+   the `usage-seen` table's changelog (acknowledged, one librdkafka write per partition), then
+   to its local store.
 A crash between 2 and 3 forwards the batch again; the wallet agent skips the re-delivered
 event ids (`WalletState.seen`), so nothing is charged twice.
 

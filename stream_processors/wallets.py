@@ -1,24 +1,24 @@
 """The wallet agent: the single writer of every wallet's balance.
 
 It reads `wallet.commands` and `wallet.debits` (co-partitioned, keyed by wallet_id), in
-batches (`take_events`), groups each batch by wallet, applies each wallet's records in order
+batches (its BatchSource, batch_source.py), groups each batch by wallet, applies each wallet's records in order
 with the pure step (`wallet_step.apply_records`), and then, in this order:
 
 1. sends every output (ledger entries, rated usage, balances, DLQ records) and waits until
    Kafka has ACKNOWLEDGED all of them;
 2. writes each changed wallet's state to the `wallets` table once per batch (its changelog
    through the acknowledged librdkafka producer, then the local store);
-3. writes, in the same table, the next offset to apply for each source partition of the batch
-   (`applied_offsets`): where the consumer resumes after a crash or rebalance, instead of the
-   group's committed offset, which Faust was seen to move past unapplied records.
+3. writes, in the same table (changelog, acknowledged, then local store), the next offset to
+   apply for each source partition of the batch (`applied_offsets`): where reading resumes after
+   a crash or rebalance, instead of the group's committed offset, which Faust was seen to move
+   past unapplied records.
 
 A crash between 1 and 2 re-delivers the batch: the state does not have it, so it is applied
 again and produces the same outputs with the same deterministic ids, which the sinks drop. A
 record below its partition's marker, or whose id the wallet's `recent_ids` holds, is skipped
 as already applied. The table uses the producer's partitioner on the wallet_id key
 (`use_partitioner`): with the same key bytes, partitioner (murmur2) and partition count as the
-source topics, a wallet's changelog partition is its source partition, and no event context is
-needed to write it from a batch (faust #497).
+source topics, a wallet's changelog partition is its source partition.
 """
 
 from __future__ import annotations
