@@ -107,9 +107,13 @@ class BatchSource:
                 for message in messages:
                     error = message.error()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(error)
+                        if error.fatal():
+                            raise KafkaException(error)
+                        # Transient (a broker away, a topic's metadata not there yet): librdkafka
+                        # retries on its own; the partition's position has not moved.
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("source read error; retrying", agent=self.name, error=str(error))
+                        continue
                     kind, at_ms = message.timestamp()
                     records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
                                                 message.value(), at_ms / 1000 if kind else None))

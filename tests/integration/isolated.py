@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +43,7 @@ class IsolatedPipeline:
             **os.environ,
             "WORKER_APP_ID": f"test-{tag}",
             "STACK_DIR": str(tmp_path / "stack"),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("ISOLATED_LOG_LEVEL", "WARNING"),
             **{f"TOPIC_{name.upper()}": f"{tag}.{name}" for name in (
                 "usage_events", "usage_rated", "ledger_entries", "wallet_commands",
                 "wallet_balances", "usage_dlq", "wallet_debits", "billing_catalog")},
@@ -59,8 +60,15 @@ class IsolatedPipeline:
                                   "partitioner": "murmur2_random"})
         self.log = open(tmp_path / "worker.log", "ab")
         self.workers: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, tuple[str, dict[str, str]]] = {}
+        self.held: set[str] = set()  # killed or stopped by the test: not restarted behind its back
+        self.exits: list[tuple[str, int]] = []  # (name, exit code) of every exit the test did not ask for
         self.ports: dict[str, str] = {}
         self.bootstrap = settings.kafka_bootstrap
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
 
     def start_worker(self, name: str = "w1") -> None:
         """Start (or restart) worker `name`; each name keeps its web port, hence its data dir."""
@@ -70,16 +78,41 @@ class IsolatedPipeline:
     def start_service(self, name: str, service: str, env: dict[str, str] | None = None) -> None:
         """Start (or restart) `openmonetize run <service>` as process `name` with this pipeline's
         topics; kill_worker/stop_worker/stop handle it like a worker."""
+        with self._lock:
+            self.commands[name] = (service, env or {})
+            self._spawn(name)
+            self.held.discard(name)
+
+    def _spawn(self, name: str) -> None:
+        service, env = self.commands[name]
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "openmonetize", "run", service], env={**self.env, **(env or {})},
+            [sys.executable, "-m", "openmonetize", "run", service], env={**self.env, **env},
             stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
+    def _supervise(self) -> None:
+        """What the stack's supervisor does for its worker: a process that exits on its own (a
+        worker exits on purpose when a batch cannot be applied, to read it again from the
+        markers) is started again; `exits` says so."""
+        while not self._closing.wait(0.2):
+            with self._lock:
+                for name, process in self.workers.items():
+                    code = process.poll()
+                    if code is not None and name not in self.held:
+                        self.exits.append((name, code))
+                        self.log.write(f"--- {name} exited with {code}; restarting it\n".encode())
+                        self.log.flush()
+                        self._spawn(name)
+
     def kill_worker(self, name: str = "w1") -> None:
+        with self._lock:
+            self.held.add(name)
         os.killpg(self.workers[name].pid, signal.SIGKILL)
         self.workers[name].wait(timeout=10)
 
     def stop_worker(self, name: str = "w1") -> None:
         """A graceful stop (SIGTERM): the worker leaves the group and its partitions move."""
+        with self._lock:
+            self.held.add(name)
         worker = self.workers[name]
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -89,6 +122,8 @@ class IsolatedPipeline:
                 self.kill_worker(name)
 
     def stop(self) -> None:
+        self._closing.set()
+        self._supervisor.join()
         for name in self.workers:
             self.stop_worker(name)
         self.pool.close()

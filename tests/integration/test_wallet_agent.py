@@ -72,7 +72,8 @@ def test_kill_9_mid_stream_charges_every_debit_exactly_once(pipeline):
         balances = pipeline.balances()
         off = {w: (balances.get(w, {}).get("balance"), expected[w]) for w in wallets
                if balances.get(w, {}).get("balance") != expected[w]}
-        assert not off, f"{len(off)} wallets not at their balance (got, expected), e.g. {list(off.items())[:3]}"
+        assert not off, (f"{len(off)} wallets not at their balance (got, expected), e.g. {list(off.items())[:3]}; "
+                         f"worker exits the test did not cause: {pipeline.exits}")
         return balances
 
     balances = eventually(settled, timeout_s=120, interval_s=1, what="every wallet to settle at its exact balance")
