@@ -6,8 +6,8 @@ accurate without every route repeating them:
 - 413 `body_too_large`: the size limit of every body (api/body_limits.py);
 - 400 `malformed_json`: a JSON body that does not parse (api/json_bodies.py, api/intake.py).
 
-Unauthenticated routes (health, metrics, the schema registry, which speaks Confluent's
-protocol) are left as they are.
+Routes outside API keys (health, metrics, the schema registry, which speaks Confluent's
+protocol and takes its own operator credential for writes) are left as they are.
 """
 
 from __future__ import annotations

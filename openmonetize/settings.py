@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openmonetize.billing.default_burn_table import DEFAULT_MARKUP
 
+SCHEMA_REGISTRY_OPERATOR_USER = "operator"  # the user name of the registry's basic auth
+SCHEMA_REGISTRY_OPERATOR_KEY_FILE = "schema-registry-operator-key"
 LOCAL_SERVICES = ("kafka", "postgres", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")
 
 
@@ -184,6 +186,13 @@ class Settings(BaseSettings):
         "", repr=False, description="64 hex characters sealing the dashboard's session cookies (AES-256-GCM), the same in "
                                     "every API process; empty: drawn at API start, so sessions end when the API restarts.")
 
+    # --- Schema registry (api/routes/schema_registry.py) ----------------------------------
+    schema_registry_operator_key: str = Field(
+        "", repr=False, description="The operator credential the schema registry's writes need (registering, /config, "
+        "deletes): HTTP basic auth as user `operator` with this password (Confluent clients' basic.auth.user.info "
+        "`operator:KEY`), or `Authorization: Bearer KEY`; reads stay open. Empty: the key `openmonetize stack up` "
+        "writes to STACK_DIR/secrets/schema-registry-operator-key, when that file exists; else every write is refused.")
+
     # --- AI proxy (api/proxy/) ----------------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="AI proxy listen address.")
     proxy_port: int = Field(18082, description="AI proxy port: the providers' SDKs' base URL points here.")
@@ -236,11 +245,31 @@ class Settings(BaseSettings):
             self.api_url = f"http://{self.api_host}:{self.api_port}"
         self.stack_dir = self.stack_dir.absolute()
         self.cache_dir = self.cache_dir.absolute()
+        if not self.schema_registry_operator_key:
+            self.schema_registry_operator_key = read_stack_secret(self.stack_dir, SCHEMA_REGISTRY_OPERATOR_KEY_FILE)
         return self
+
+    @property
+    def schema_registry_basic_auth(self) -> str:
+        """Confluent clients' `basic.auth.user.info` for registry writes ("" when there is no key)."""
+        key = self.schema_registry_operator_key
+        return f"{SCHEMA_REGISTRY_OPERATOR_USER}:{key}" if key else ""
 
     @property
     def services(self) -> list[str]:
         return _split(self.stack_services)
+
+
+def stack_secret_path(stack_dir: Path, name: str) -> Path:
+    """Where the local stack keeps a secret it generated (deploy/local_stack/stack_secrets.py)."""
+    return stack_dir / "secrets" / name
+
+
+def read_stack_secret(stack_dir: Path, name: str) -> str:
+    try:
+        return stack_secret_path(stack_dir, name).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
 
 
 def _split(value: str) -> list[str]:

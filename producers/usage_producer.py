@@ -98,6 +98,8 @@ class UsageProducer:
         self.close_timeout_s = close_timeout_s
         self.limits = EventLimits.from_settings(settings)
 
+        # Registering (when the API has not yet) is a registry write: the operator credential, if this machine has it.
+        self._registry_auth = settings.schema_registry_basic_auth
         self.schema_id = self._schema_id(spec.schema_file, registry_timeout_s)
         self.codec = usage_event.codec(self.schema_id)
         self._key_prefix = f"{customer_id}:"
@@ -119,9 +121,10 @@ class UsageProducer:
 
     def _schema_id(self, schema_file: str, timeout_s: float) -> int:
         url = self.schema_registry_url
-        client = SchemaRegistryClient({
-            "url": url, "timeout": timeout_s, "max.retries": 1, "retries.wait.ms": 200, "retries.max.wait.ms": 1000,
-        })
+        conf = {"url": url, "timeout": timeout_s, "max.retries": 1, "retries.wait.ms": 200, "retries.max.wait.ms": 1000}
+        if self._registry_auth:
+            conf["basic.auth.user.info"] = self._registry_auth
+        client = SchemaRegistryClient(conf)
         schema = Schema(schema_text(schema_file), "AVRO")
         try:
             try:

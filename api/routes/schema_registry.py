@@ -11,25 +11,39 @@ Served at the root path, as Confluent's are (`/subjects/...`, `/schemas/ids/...`
 Not supported: schema types other than AVRO and schema references (42201), modes (READONLY
 etc.), contexts, metadata and rule sets, deleting a single version.
 
-Auth: none, deliberately for now. The registry is read by our own services and by customers'
-producers, whose clients speak this API without our API keys; a later issue puts it behind API
-keys or a network policy. Until then expose it only where producers may register schemas.
+Auth: reads are open, writes need the operator credential. Producers' clients read (look up a
+schema, fetch one by id, test compatibility: `POST /subjects/{s}` and `POST /compatibility/...`
+change nothing) without our API keys. Everything that changes the registry (registering a
+version, `PUT /config`, `PUT`/`DELETE /config/{subject}`, deleting a subject) needs
+SCHEMA_REGISTRY_OPERATOR_KEY, sent as Confluent clients send credentials: HTTP basic auth as the
+user `operator` (`basic.auth.user.info: operator:KEY`), or `Authorization: Bearer KEY`. Refused
+with 401, Confluent's `{"error_code": 40101, ...}` and `WWW-Authenticate: Basic
+realm="schema-registry"`, when the credential is absent or wrong (compared in constant time), and
+for every write when no key is configured. One exception keeps stock serializers working with
+their default `auto.register.schemas`: registering, without a credential, a schema the subject
+already holds answers its id, as the lookup would; it writes nothing. Our own services register
+their schemas through the Postgres store (schemas/registry.py), not over HTTP.
 
 The app provides the store as `app.state.schema_registry`, on the app's Postgres pool.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 from typing import Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBasic, HTTPBearer
 
 from openmonetize.logs import get_logger
+from openmonetize.settings import SCHEMA_REGISTRY_OPERATOR_USER
 from schemas.registry import RegistryError, SchemaRegistry
 
 log = get_logger(__name__)
@@ -48,6 +62,61 @@ def _error(http_status: int, error_code: int, message: str) -> RegistryResponse:
     return RegistryResponse({"error_code": error_code, "message": message}, status_code=http_status)
 
 
+class OperatorRequired(Exception):
+    """A write without the operator credential (absent, wrong, or none configured)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class _Documented(HTTPBasic):
+    """Declares the credential in the OpenAPI spec; `operator_refusal` reads and checks it."""
+
+    async def __call__(self, request: Request) -> None:
+        return None
+
+
+class _DocumentedBearer(HTTPBearer):
+    async def __call__(self, request: Request) -> None:
+        return None
+
+
+_BASIC = _Documented(scheme_name="registryOperatorBasic", realm="schema-registry", auto_error=False,
+                     description=f"Schema registry writes: user `{SCHEMA_REGISTRY_OPERATOR_USER}`, "
+                                 "password SCHEMA_REGISTRY_OPERATOR_KEY")
+_BEARER = _DocumentedBearer(scheme_name="registryOperatorBearer", auto_error=False,
+                            description="Schema registry writes: SCHEMA_REGISTRY_OPERATOR_KEY as a bearer token")
+
+
+def operator_refusal(request: Request, _basic: None = Security(_BASIC), _bearer: None = Security(_BEARER)) -> str | None:
+    """None when the request carries the operator credential, else why it is refused."""
+    key = request.app.state.settings.schema_registry_operator_key
+    if not key:
+        return "Registry writes are disabled: SCHEMA_REGISTRY_OPERATOR_KEY is not set"
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            presented = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return "Unauthorized: the basic credential is not base64"
+        expected = f"{SCHEMA_REGISTRY_OPERATOR_USER}:{key}".encode()
+    elif scheme.lower() == "bearer" and value:
+        presented, expected = value.encode(), key.encode()
+    else:
+        return (f"Unauthorized: registry writes need the operator credential (basic auth as "
+                f"'{SCHEMA_REGISTRY_OPERATOR_USER}', or a bearer token)")
+    if not hmac.compare_digest(presented, expected):
+        return "Unauthorized: wrong operator credential"
+    return None
+
+
+def require_operator(refusal: str | None = Depends(operator_refusal)) -> None:
+    if refusal is not None:
+        raise OperatorRequired(refusal)
+
+
 class _ConfluentErrors(APIRoute):
     """Answers every failure of a registry route with Confluent's error body."""
 
@@ -59,6 +128,10 @@ class _ConfluentErrors(APIRoute):
                 return await handler(request)
             except RegistryError as exc:
                 return _error(exc.http_status, exc.error_code, exc.message)
+            except OperatorRequired as exc:
+                refused = _error(401, 40101, exc.message)
+                refused.headers["WWW-Authenticate"] = 'Basic realm="schema-registry"'
+                return refused
             except RequestValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 return _error(422, 422, f"Unprocessable request: {problems}")
@@ -107,11 +180,22 @@ def list_versions(
 
 
 @router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
-def register(request: Request, subject: str, body: dict[str, Any] = Body(...), normalize: bool = False) -> dict:
-    schema_id = _registry(request).register(
-        subject, body.get("schema"), body.get("schemaType"), normalize, body.get("references")
-    )
-    return {"id": schema_id}
+def register(
+    request: Request,
+    subject: str,
+    body: dict[str, Any] = Body(...),
+    normalize: bool = False,
+    refusal: str | None = Depends(operator_refusal),
+) -> dict:
+    registry = _registry(request)
+    if refusal is not None:
+        if request.headers.get("authorization"):
+            raise OperatorRequired(refusal)  # a credential, but not the right one
+        try:  # a schema the subject already holds: its id, as the lookup answers; nothing written
+            return {"id": registry.lookup(subject, body.get("schema"), body.get("schemaType"), normalize, False)[0]}
+        except RegistryError:
+            raise OperatorRequired(refusal) from None
+    return {"id": registry.register(subject, body.get("schema"), body.get("schemaType"), normalize, body.get("references"))}
 
 
 @router.post("/subjects/{subject}", summary="Look up a schema under a subject")
@@ -134,7 +218,7 @@ def get_version_schema(request: Request, subject: str, version: str, deleted: bo
     return Response(_registry(request).version(subject, version, deleted)[2], media_type=MEDIA_TYPE)
 
 
-@router.delete("/subjects/{subject}", summary="Delete a subject (soft; then permanent=true)")
+@router.delete("/subjects/{subject}", summary="Delete a subject (soft; then permanent=true)", dependencies=[Depends(require_operator)])
 def delete_subject(request: Request, subject: str, permanent: bool = False) -> list[int]:
     return _registry(request).delete_subject(subject, permanent)
 
@@ -206,7 +290,7 @@ def get_global_config(request: Request) -> dict:
     return {"compatibilityLevel": _registry(request).get_config()}
 
 
-@router.put("/config", summary="Set the global compatibility level")
+@router.put("/config", summary="Set the global compatibility level", dependencies=[Depends(require_operator)])
 def put_global_config(request: Request, body: dict[str, Any] = Body(...)) -> dict:
     return {"compatibility": _registry(request).set_config(None, _level_of(body))}
 
@@ -216,12 +300,12 @@ def get_subject_config(request: Request, subject: str, defaultToGlobal: bool = F
     return {"compatibilityLevel": _registry(request).get_config(subject, defaultToGlobal)}
 
 
-@router.put("/config/{subject}", summary="Set a subject's compatibility level")
+@router.put("/config/{subject}", summary="Set a subject's compatibility level", dependencies=[Depends(require_operator)])
 def put_subject_config(request: Request, subject: str, body: dict[str, Any] = Body(...)) -> dict:
     return {"compatibility": _registry(request).set_config(subject, _level_of(body))}
 
 
-@router.delete("/config/{subject}", summary="Drop a subject's level (back to the global one)")
+@router.delete("/config/{subject}", summary="Drop a subject's level (back to the global one)", dependencies=[Depends(require_operator)])
 def delete_subject_config(request: Request, subject: str) -> dict:
     return {"compatibilityLevel": _registry(request).delete_config(subject)}
 

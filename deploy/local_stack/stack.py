@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 
 from deploy.local_stack.kafka import KafkaService
 from deploy.local_stack.postgres import PostgresService
+from deploy.local_stack import stack_secrets
 from deploy.local_stack.processes import ManagedProcess, StackError, tail, wait_until
 from deploy.local_stack.supervisor import SUPERVISED
 from openmonetize import catalog_admin, consumer_lag, migrations
@@ -59,6 +60,8 @@ class Stack:
 
     def up(self) -> list[StepResult]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
+        for name in stack_secrets.ensure(self.settings):
+            self.say(f"✓ secret {name}: in {self.settings.stack_dir / 'secrets'}")
         for process in self._all_processes():
             if (pid := process.remove_stale()) is not None:
                 self.say(f"! removed stale PID file {process.pid_file} (process {pid} is not running)")

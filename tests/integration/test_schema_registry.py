@@ -37,9 +37,14 @@ V2 = {**V1, "fields": [*V1["fields"], {"name": "region", "type": "string", "defa
 V3 = {**V1, "fields": [*V2["fields"], {"name": "model", "type": "string"}]}
 
 
+def operator(settings) -> httpx.BasicAuth:
+    """The registry's write credential (test_schema_registry_auth.py tests its refusals)."""
+    return httpx.BasicAuth("operator", settings.schema_registry_operator_key)
+
+
 @pytest.fixture()
 def api(settings):
-    with httpx.Client(base_url=settings.api_url, timeout=10) as client:
+    with httpx.Client(base_url=settings.api_url, timeout=10, auth=operator(settings)) as client:
         yield client
 
 
@@ -174,7 +179,7 @@ def test_concurrent_registrations_of_a_new_schema_end_with_one_id_and_one_versio
     ids: list[int] = []
 
     def race(subject: str) -> None:
-        with httpx.Client(base_url=settings.api_url, timeout=10) as client:
+        with httpx.Client(base_url=settings.api_url, timeout=10, auth=operator(settings)) as client:
             barrier.wait()
             ids.append(register(client, subject, schema).json()["id"])
 
@@ -192,7 +197,7 @@ def test_stock_confluent_clients_produce_and_consume_through_our_registry(api, s
     topic = unique("test_registry")
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
-    client = SchemaRegistryClient({"url": settings.api_url})
+    client = SchemaRegistryClient({"url": settings.api_url, "basic.auth.user.info": settings.schema_registry_basic_auth})
     old = {"event_id": "e-1", "quantity": 3, "cost": Decimal("0.001250")}
     new = {"event_id": "e-2", "quantity": 5, "cost": Decimal("1.500000"), "region": "us"}
 

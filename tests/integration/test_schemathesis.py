@@ -8,8 +8,9 @@ It runs against an API process of its own (tests/integration/api_process.py) who
 does not cost 5 s, and with no rate limit. Generated `customer_id`s (path and body) are replaced
 by the tenant's own, so the operations are exercised past the 403 that a random tenant gets
 (the isolation matrix, test_tenant_isolation.py, covers that 403). The schema registry routes
-are left out: they are Confluent's protocol, unauthenticated and global, and generated writes
-would change the stack's registered schemas for every other test.
+are left out: they are Confluent's protocol, outside API keys (writes take the operator
+credential) and global, and generated writes would change the stack's registered schemas for
+every other test.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ PUBLIC = {
     ("GET", "/docs/oauth2-redirect"): "part of the documentation page",
     ("GET", "/redoc"): "the API's documentation page",
 }
-# Public by design (api/routes/schema_registry.py): Confluent clients of customers' producers
-# speak it without our API keys. It holds Avro schemas, no tenant data.
+# Outside API keys by design (api/routes/schema_registry.py): Confluent clients of customers'
+# producers read it without our keys; its writes take the operator credential instead
+# (test_schema_registry_auth.py). It holds Avro schemas, no tenant data.
 REGISTRY = {(method, route.path) for route in schema_registry.router.routes for method in route.methods}
 
 
