@@ -49,6 +49,7 @@ async def signin(request: Request):
 
 @router.post("/signout")
 async def signout(request: Request, s: Session = Depends(form_session)):
+    await sessions.sign_out(request, s)  # the cookie's copies are refused too, not just this browser's
     response = RedirectResponse("/dashboard/signin", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/dashboard")
     return response
