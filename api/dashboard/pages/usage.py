@@ -1,10 +1,17 @@
 """The usage explorer and its CSV export: GET /v1/reports/usage grouped by user, team, feature and
-model over a period, filtered here (the route groups, it does not filter)."""
+model over a period, filtered here (the route groups, it does not filter).
+
+The CSV's ids come from whoever sent the events, and a spreadsheet runs a cell that begins with
+`=`, `+`, `-` or `@` (or a tab or CR before one) as a formula: `=HYPERLINK(...)` as a user id
+would become a link in the reader's sheet. Such a cell is written with a leading single quote
+(OWASP's advice against CSV injection), unless it is a plain number (`-1.5` stays a number).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Depends, Request
@@ -55,6 +62,22 @@ CSV_COLUMNS = ("user_id", "team_id", "feature_id", "model", "events", "input_tok
                "cached_input_tokens", "image_count", "quantity", "credits", "usd_cost", "revenue_usd", "margin_usd")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: object) -> object:
+    """A value as a CSV cell a spreadsheet will not run as a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 @router.get("/usage.csv")
 async def usage_csv(request: Request, s: Session = Depends(session)):
     query = _usage_query(request)
@@ -66,7 +89,7 @@ async def usage_csv(request: Request, s: Session = Depends(session)):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
+        writer.writerow([csv_cell(row.get(c)) for c in CSV_COLUMNS])
     name = f"usage-{query['from']}-{query['to']}.csv".replace(":", "")
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
