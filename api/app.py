@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from api import auth, balances_state, catalog_state, dashboard, errors, openapi_docs
 from api.body_limits import BodyLimits
+from api.content_encoding import ContentEncodings
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
 from api.routes import (
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dashboard.install(app)  # /dashboard: HTML pages over the routes above, outside the OpenAPI schema
     # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, size.
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
+    app.add_middleware(ContentEncodings)  # 415 for a compressed body, before its size is counted
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)
     app.add_middleware(HttpMetrics)
     openapi_docs.install(app)
