@@ -1,5 +1,8 @@
 """The API's one ClickHouse client (CLICKHOUSE_URL, CLICKHOUSE_DATABASE), for the reports.
 
+The reports only read: the client connects as the read-only reporting user
+(CLICKHOUSE_READER_USER, openmonetize/clickhouse_client.py).
+
 clickhouse-connect's async client (aiohttp) queries without tying up a thread. It is created on
 first use, not at start-up, so the API starts and serves everything else while ClickHouse is
 down; any ClickHouse failure (unreachable, a server error) becomes a 503 `reports_unavailable`
@@ -11,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import re
 
-import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from clickhouse_connect.driver.query import QueryResult
 
 from api.errors import ApiError
+from openmonetize import clickhouse_client
 from openmonetize.logs import get_logger
+from openmonetize.settings import Settings
 
 log = get_logger(__name__)
 CONNECT_TIMEOUT_S = 2
@@ -27,12 +31,13 @@ QUERY_SETTINGS = {"max_execution_time": RECEIVE_TIMEOUT_S}
 
 
 class ClickHouse:
-    def __init__(self, url: str, database: str, retry_after_s: int):
+    def __init__(self, settings: Settings):
+        database = settings.clickhouse_database
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
             raise ValueError(f"CLICKHOUSE_DATABASE {database!r} is not a plain identifier")
-        self.url = url
+        self.settings = settings
         self.database = database  # spliced into SQL text as an identifier: checked above
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = settings.ingest_retry_after_s
         self._client: AsyncClient | None = None
         self._connecting = asyncio.Lock()
 
@@ -51,8 +56,8 @@ class ClickHouse:
     async def _connected(self) -> AsyncClient:
         async with self._connecting:
             if self._client is None:
-                self._client = await clickhouse_connect.get_async_client(
-                    dsn=self.url, connect_timeout=CONNECT_TIMEOUT_S, send_receive_timeout=RECEIVE_TIMEOUT_S,
+                self._client = await clickhouse_client.get_async_client(
+                    self.settings, "reader", connect_timeout=CONNECT_TIMEOUT_S, send_receive_timeout=RECEIVE_TIMEOUT_S,
                 )
             return self._client
 

@@ -131,12 +131,12 @@ def check_clickhouse(debits: Mapping[str, tuple[Decimal, int]], events: Mapping[
 
 def clickhouse_sums(settings, customer_id: str | None = None) -> tuple[dict, dict]:
     """(wallet → (credits, events) from usage_events FINAL, the same from the usage_daily rollup)."""
-    import clickhouse_connect
+    from openmonetize import clickhouse_client
 
     where, params = "", {}
     if customer_id is not None:
         where, params = "WHERE customer_id = {customer:String}", {"customer": customer_id}
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database,
+    client = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database,
                                            connect_timeout=5)
     try:
         def sums(sql: str) -> dict:
@@ -204,12 +204,12 @@ def postgres_event_adjustments(database_url: str, customer_id: str | None = None
 
 def clickhouse_rewritten(settings, customer_id: str | None = None) -> set[tuple[str, str]]:
     """(customer, event id) of the usage_events rows a replay rewrote (revision > 0)."""
-    import clickhouse_connect
+    from openmonetize import clickhouse_client
 
     where, params = "", {}
     if customer_id is not None:
         where, params = "AND customer_id = {customer:String}", {"customer": customer_id}
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database,
+    client = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database,
                                            connect_timeout=5)
     try:
         rows = client.query(f"SELECT customer_id, event_id FROM usage_events FINAL WHERE revision > 0 {where}",

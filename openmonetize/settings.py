@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     clickhouse_port: int = Field(18123, description="Local ClickHouse HTTP port (embedded chdb engine).")
     clickhouse_url: str = Field("", description="ClickHouse HTTP URL; default the local stack's.")
     clickhouse_database: str = "openmonetize"
+    clickhouse_user: str = Field(
+        "", description="ClickHouse writer user (sink, migrations, rebilling, tooling); empty: the user in CLICKHOUSE_URL, "
+                        "else 'openmonetize' on the local front, 'default' on an external server.")
+    clickhouse_password: str = Field(
+        "", repr=False, description="The writer's password; empty: the one in CLICKHOUSE_URL, else on the local front "
+                                    "one drawn once and kept in STACK_DIR/secrets/clickhouse.json.")
+    clickhouse_reader_user: str = Field(
+        "reporting", description="ClickHouse read-only user (the API's reports, BI tools): reads CLICKHOUSE_DATABASE only.")
+    clickhouse_reader_password: str = Field(
+        "", repr=False, description="The reader's password; empty: drawn once on the local front (see CLICKHOUSE_PASSWORD); "
+                                    "on an external server the reports then use the writer.")
 
     # --- processes -----------------------------------------------------------------------
     api_host: str = "127.0.0.1"

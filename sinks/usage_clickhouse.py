@@ -25,9 +25,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
-import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from openmonetize import clickhouse_client
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_retry
@@ -145,8 +145,8 @@ class ClickHouseStore:
     def _connect(self):
         if self._client is None:
             s = self.settings
-            self._client = clickhouse_connect.get_client(
-                dsn=s.clickhouse_url, database=s.clickhouse_database, connect_timeout=5,
+            self._client = clickhouse_client.get_client(
+                s, "writer", database=s.clickhouse_database, connect_timeout=5,
                 send_receive_timeout=s.clickhouse_sink_timeout_s, compress="lz4", autogenerate_session_id=False)
             self._insert = self._client.create_insert_context(TABLE, list(COLUMNS))
         return self._client

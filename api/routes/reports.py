@@ -22,7 +22,7 @@ from api.usage_reports import DEFAULT_LIMIT, DIMENSIONS, GRANULARITIES, MAX_LIMI
 @asynccontextmanager
 async def lifespan(app):
     settings = app.state.settings
-    app.state.clickhouse = ClickHouse(settings.clickhouse_url, settings.clickhouse_database, settings.ingest_retry_after_s)
+    app.state.clickhouse = ClickHouse(settings)
     try:
         yield
     finally:

@@ -22,10 +22,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-import clickhouse_connect
-
 from deploy.bench.results import RESULTS, merge_results
-from openmonetize import migrations
+from openmonetize import clickhouse_client, migrations
 from openmonetize.settings import get_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reporting.md"
@@ -91,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     database = f"bench_reports_{uuid.uuid4().hex[:8]}"
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, send_receive_timeout=600)
+    client = clickhouse_client.get_client(settings, "writer", send_receive_timeout=600)
     try:
         migrations.apply_clickhouse(client, database)
         start = time.perf_counter()

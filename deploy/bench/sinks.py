@@ -24,7 +24,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import clickhouse_connect
 import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -33,7 +32,7 @@ from psycopg_pool import ConnectionPool
 from deploy.bench.pipeline import peak_rss_mb
 from deploy.bench.results import RESULTS, merge_results
 from deploy.local_stack.kafka import ensure_topics
-from openmonetize import migrations
+from openmonetize import clickhouse_client, migrations
 from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics
@@ -105,7 +104,7 @@ class Target:
     def __init__(self, kind: str, settings: Settings, tag: str):
         self.kind, self.settings, self.name = kind, settings, tag.replace("-", "_").replace(".", "_")
         if kind == "clickhouse":
-            self.client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+            self.client = clickhouse_client.get_client(settings, "writer")
             migrations.apply_clickhouse(self.client, self.name)
             self.env = {"CLICKHOUSE_DATABASE": self.name, "CLICKHOUSE_SINK_GROUP": self.name,
                         "CLICKHOUSE_SINK_METRICS_PORT": "0"}

@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import clickhouse_connect
 import httpx
 import psycopg
 
@@ -42,6 +41,7 @@ from deploy.bench.pipeline import RULES
 from deploy.chaos.client import AckingClient
 from deploy.chaos.faults import FAULTS, Faults
 from deploy.local_stack.stack import Stack
+from openmonetize import clickhouse_client
 from openmonetize.reconcile import reconcile
 from openmonetize.settings import Settings, get_settings
 from producers.loadgen import EventGenerator
@@ -101,8 +101,7 @@ class Ledger:
 
     def __init__(self, settings: Settings, customers: list[str]):
         self.settings, self.customers = settings, customers
-        self.clickhouse = clickhouse_connect.get_client(dsn=settings.clickhouse_url,
-                                                        database=settings.clickhouse_database)
+        self.clickhouse = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database)
 
     def charged(self) -> set[tuple[str, str]]:
         with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
@@ -134,9 +133,10 @@ class Ledger:
 
     def double_charged(self) -> int:
         """Events with more than one usage_debit entry id, or an entry id with two balances."""
+        from psycopg_pool import ConnectionPool
+
         from openmonetize.dlq import reader_codec
         from openmonetize.topic_reader import read_to_end
-        from psycopg_pool import ConnectionPool
         from schemas.registry import SchemaRegistry
         from schemas.topics import topics
 

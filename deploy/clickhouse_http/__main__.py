@@ -2,6 +2,10 @@
 
     python -m deploy.clickhouse_http --host 127.0.0.1 --port 18123 --path ./data/clickhouse
 
+Its users and passwords come from the settings (openmonetize/clickhouse_client.py: CLICKHOUSE_USER,
+CLICKHOUSE_PASSWORD, CLICKHOUSE_READER_USER, CLICKHOUSE_READER_PASSWORD, generated under STACK_DIR
+when unset); they are never taken from the command line, which other local users can read.
+
 SIGTERM/SIGINT stop accepting requests, let in-flight ones finish, then close the engine so its
 data is flushed to --path.
 """
@@ -14,9 +18,12 @@ import signal
 
 import uvicorn
 
+from deploy.clickhouse_http.access import Users
 from deploy.clickhouse_http.engine import Engine
 from deploy.clickhouse_http.server import ClickHouseHTTP
 from openmonetize import logs, metrics
+from openmonetize.clickhouse_client import front_users
+from openmonetize.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,10 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     metrics.describe_process("clickhouse")
     log = logs.get_logger("deploy.clickhouse_http")
 
+    users = Users(front_users(get_settings()))
     os.makedirs(args.path, exist_ok=True)
     engine = Engine(args.path)
     config = uvicorn.Config(
-        ClickHouseHTTP(engine, workers=args.workers),
+        ClickHouseHTTP(engine, users, workers=args.workers),
         host=args.host,
         port=args.port,
         loop="uvloop",
@@ -52,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         timeout_keep_alive=30,
         h11_max_incomplete_event_size=1024 * 1024,  # long URLs: settings and bound parameters
     )
-    log.info("clickhouse_http_starting", host=args.host, port=args.port, path=args.path, version=engine.version)
+    log.info("clickhouse_http_starting", host=args.host, port=args.port, path=args.path, version=engine.version,
+             users={user.name: "read-only" if user.readonly else "writer" for user in users})
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # installed before it ran: make that an ordinary exit, so the engine gets closed below.
     for sig in (signal.SIGTERM, signal.SIGINT):

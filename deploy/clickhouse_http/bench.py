@@ -1,6 +1,6 @@
 """Rough throughput of the ClickHouse HTTP stand-in with usage-event-shaped rows.
 
-    python -m deploy.clickhouse_http.bench --url http://127.0.0.1:18123
+    python -m deploy.clickhouse_http.bench   # CLICKHOUSE_URL, or --url http://127.0.0.1:18123
 
 Inserts --rows rows through clickhouse-connect in batches, then times a GROUP BY tenant, user.
 The insert rate includes clickhouse-connect's own Native encoding of Python rows, which is
@@ -15,22 +15,23 @@ import time
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from urllib.parse import urlparse
 
-import clickhouse_connect
+from openmonetize import clickhouse_client
+from openmonetize.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deploy.clickhouse_http.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:18123")
+    parser.add_argument("--url", default="", help="default: CLICKHOUSE_URL, as the writer (openmonetize/clickhouse_client.py)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--compress", default="lz4", help="lz4, zstd, gzip or none")
     args = parser.parse_args(argv)
 
-    url = urlparse(args.url)
-    client = clickhouse_connect.get_client(host=url.hostname, port=url.port or 8123,
-                                           compress=False if args.compress == "none" else args.compress)
+    settings = get_settings()
+    if args.url:
+        settings = settings.model_copy(update={"clickhouse_url": args.url})
+    client = clickhouse_client.get_client(settings, "writer", compress=False if args.compress == "none" else args.compress)
     database = f"bench_{uuid.uuid4().hex[:8]}"
     client.command(f"CREATE DATABASE {database}")
     table = f"{database}.usage_events"

@@ -68,6 +68,7 @@ class ClickHouseError(Exception):
     def __init__(self, code: int, text: str, name: str = "") -> None:
         super().__init__(f"Code: {code}. DB::Exception: {text} ({name})")
         self.code, self.text, self.name = code, text, name
+        self.status: int | None = None  # the HTTP status, when not the one of the error's name
 
     @classmethod
     def wrap(cls, exc: BaseException) -> ClickHouseError:
@@ -82,7 +83,7 @@ class ClickHouseError(Exception):
 
     @property
     def http_status(self) -> int:
-        return _STATUS.get(self.name, 500)
+        return self.status or _STATUS.get(self.name, 500)
 
     def body(self, version: str) -> bytes:
         return f"{self} (version {version})\n".encode()
@@ -216,31 +217,48 @@ class Engine:
             self.version, self.timezone = info.strip().split("\t")
             formats = self._anchor.query("SELECT name FROM system.formats WHERE is_output", "TabSeparated")
             self.output_formats = frozenset(formats.bytes().decode().lower().split())
+            functions = self._anchor.query("SELECT name FROM system.table_functions", "TabSeparated")
+            engines = self._anchor.query("SELECT name FROM system.table_engines", "TabSeparated")
+            self.table_functions = frozenset(functions.bytes().decode().split())
+            self.table_engines = frozenset(engines.bytes().decode().split())
 
-    def lease(self, session_id: str | None, timeout: float, check: bool) -> Lease:
-        """A connection for one request: the session's own, or a fresh one."""
+    def _connect(self, setup: tuple[str, ...]) -> Any:
+        """A new connection, with `setup` (a user's fixed settings, its default database) run on it."""
+        with _errors():
+            conn = chdb.connect(self.path)
+            try:
+                for sql in setup:
+                    conn.query(sql, "TabSeparated")
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def lease(self, session_id: str | None, timeout: float, check: bool, owner: str = "",
+              setup: tuple[str, ...] = ()) -> Lease:
+        """A connection for one request: the session's own, or a fresh one. Sessions belong to
+        their `owner` (the user): another user's session of the same id is another session."""
         if not session_id:
-            with _errors():
-                return Lease(self, chdb.connect(self.path), None, None)
+            return Lease(self, self._connect(setup), None, None)
         if not 0 < timeout <= MAX_SESSION_TIMEOUT:
             raise ClickHouseError(
                 374, f"Session timeout {timeout} is out of range (0, {MAX_SESSION_TIMEOUT}].", "INVALID_SESSION_TIMEOUT"
             )
+        key = f"{owner}\0{session_id}"
         with self._lock:
-            session = self._sessions.get(session_id)
+            session = self._sessions.get(key)
             if session is None:
                 if check:
                     raise ClickHouseError(372, f"Session {session_id} not found.", "SESSION_NOT_FOUND")
-                with _errors():
-                    session = _Session(chdb.connect(self.path), timeout)
-                self._sessions[session_id] = session
+                session = _Session(self._connect(setup), timeout)
+                self._sessions[key] = session
             if session.busy:
                 raise ClickHouseError(
                     373, f"Session {session_id} is locked by a concurrent client.", "SESSION_IS_LOCKED"
                 )
             session.busy = True
             session.timeout = timeout
-            return Lease(self, session.conn, session, session_id)
+            return Lease(self, session.conn, session, key)
 
     def _release(self, lease: Lease, close_session: bool) -> None:
         session = lease.session

@@ -21,6 +21,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.requests import Request
 
+from deploy.clickhouse_http import access
+from deploy.clickhouse_http.access import User, Users
 from deploy.clickhouse_http.codecs import choose_encoding, compressor
 from deploy.clickhouse_http.engine import ClickHouseError, Engine, Lease
 from deploy.clickhouse_http.protocol import (
@@ -33,7 +35,7 @@ from deploy.clickhouse_http.protocol import (
     form_fields,
     summary,
 )
-from deploy.clickhouse_http.sqltext import Statement, describe, output_format, split_insert
+from deploy.clickhouse_http.sqltext import Statement, describe, output_format, split_insert, strip_format
 from openmonetize import logs, metrics
 
 log = logs.get_logger(__name__)
@@ -70,8 +72,10 @@ def _readonly() -> ClickHouseError:
 class ClickHouseHTTP:
     """The ASGI application."""
 
-    def __init__(self, engine: Engine, workers: int = 16) -> None:
+    def __init__(self, engine: Engine, users: Users, workers: int = 16) -> None:
         self.engine = engine
+        self.users = users
+        self._denied = access.denied_functions(engine.table_functions, engine.table_engines)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chdb")
         self._display_name = socket.gethostname()
         SESSIONS.set_function(lambda: engine.session_count)
@@ -137,11 +141,13 @@ class ClickHouseHTTP:
         stats: dict[str, Any] = {"kind": "unknown"}
         body = Body(receive, request.headers.get("content-encoding"))
         try:
+            user = self.users.authenticate(request.headers, request.query_params)
+            stats["user"] = user.name
             params = Params.parse(request.query_params.multi_items(), request.method)
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 fields = form_fields(request.headers["content-type"], await body.read_all())
                 params = Params.parse(request.query_params.multi_items() + fields, request.method)
-            await self._execute(params, request, body, send, stats)
+            await self._execute(user, params, request, body, send, stats)
             status = 200
         except ClickHouseError as err:
             status = err.http_status
@@ -160,8 +166,9 @@ class ClickHouseHTTP:
                   received_bytes=body.received, query_id=params.query_id if params else None,
                   session_id=params.session_id if params else None, **stats)
 
-    async def _execute(self, params: Params, request: Request, body: Body, send: Callable, stats: dict) -> None:
-        """Run the request's statement and answer it, filling `stats` for the request log."""
+    async def _execute(self, user: User, params: Params, request: Request, body: Body, send: Callable,
+                       stats: dict) -> None:
+        """Run the request's statement as `user` and answer it, filling `stats` for the request log."""
         # ClickHouse reads `query` parameter + newline + body as one text: an INSERT's data may follow.
         head = bytearray(params.query.encode() + b"\n" if params.query else b"")
         while len(head) < _MAX_QUERY_SIZE and (chunk := await body.read()) is not None:
@@ -173,13 +180,17 @@ class ClickHouseHTTP:
             query = (bytes(head) + await body.read_all()).decode("utf-8", errors="replace")
             stats.update(query=query[:2000])
             statement = _check(describe(query), params.readonly)
+            access.check_statement(user, statement, query)
         else:
             insert = bytes(head[: len(split.statement)]).decode("utf-8", errors="replace")
             stats.update(kind="insert", query=f"{insert}FORMAT {split.fmt}")
             if params.readonly:
                 raise _readonly()
+            access.check_statement(user, Statement("INSERT", 1), insert)
+        access.check_settings(user, params.settings)
 
-        lease = await self._run(self.engine.lease, params.session_id, params.session_timeout, params.session_check)
+        lease = await self._run(self.engine.lease, params.session_id, params.session_timeout, params.session_check,
+                                user.name, _setup(user))
         released = False
 
         async def release() -> None:
@@ -189,6 +200,10 @@ class ClickHouseHTTP:
 
         try:
             await self._run(lease.apply, params.database, params.settings)
+            if split is not None:
+                await self._run(lease.call, self._inspect, lease, user, f"{insert} FORMAT {split.fmt}", None, {})
+            else:
+                await self._run(lease.call, self._inspect, lease, user, query, statement, params.bound)
             if split is not None:
                 data = bytes(head[split.data_start :])
                 reply = await self._insert(lease, insert, split.fmt, data, body, params, stats)
@@ -214,6 +229,17 @@ class ClickHouseHTTP:
                 self._executor.submit(lease.release, True)
             raise
         await reply.send(send)
+
+    def _inspect(self, lease: Lease, user: User, text: str, statement: Statement | None, bound: dict) -> None:
+        """The checks made on the engine's own parse of the statement (see access.py); on the
+        request's connection, after its database and settings were applied."""
+        if statement is not None:  # an INSERT's FORMAT names its data's: that stays
+            text = strip_format(text, self.engine.output_formats)
+        ast = lease.conn.query(f"EXPLAIN AST {text}", "TabSeparatedRaw", bound).bytes().decode("utf-8", "replace")
+        access.check_ast(user, ast, self._denied)
+        if user.readonly and statement is not None and statement.keyword in ("SELECT", "WITH"):
+            tree = lease.conn.query(f"EXPLAIN QUERY TREE {text}", "TabSeparatedRaw", bound)
+            access.check_tree(user, tree.bytes().decode("utf-8", "replace"))
 
     async def _abort(self, lease: Lease, cancel: Callable, exc: BaseException) -> None:
         """Cancel a half-done statement: awaited after a query error, so it is done before the lease
@@ -318,6 +344,17 @@ def _check(statement: Statement, readonly: bool) -> Statement:
     if readonly and not (statement.read_only or statement.keyword in ("SET", "USE")):
         raise _readonly()
     return statement
+
+
+def _setup(user: User) -> tuple[str, ...]:
+    """Run on each new connection of the user: its default database, and for a read-only user the
+    engine's own read-only mode, which no later SET or SETTINGS clause can lift."""
+    setup = []
+    if user.default_database:
+        setup.append("USE `" + user.default_database.replace("\\", "\\\\").replace("`", "\\`") + "`")
+    if user.readonly:
+        setup.append("SET readonly = 2, allow_ddl = 0")
+    return tuple(setup)
 
 
 def _next_block(stream: Any) -> bytes | None:

@@ -16,8 +16,9 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTES = {"'": "'", '"': '"', "`": "`"}
 
 
-def _top_level_words(text: str) -> Iterator[tuple[str, int, int]]:
-    """(word, start, end) for every identifier-like word and `;` at parenthesis depth 0."""
+def _top_level_words(text: str, any_depth: bool = False) -> Iterator[tuple[str, int, int]]:
+    """(word, start, end) for every identifier-like word and `;` at parenthesis depth 0 (or at any
+    depth), outside strings, quoted identifiers and comments."""
     i, depth, n = 0, 0, len(text)
     while i < n:
         c = text[i]
@@ -42,7 +43,7 @@ def _top_level_words(text: str) -> Iterator[tuple[str, int, int]]:
         elif c.isalpha() or c == "_":
             m = _WORD.match(text, i)
             assert m is not None
-            if depth == 0:
+            if depth == 0 or any_depth:
                 yield m.group(0), m.start(), m.end()
             i = m.end()
         else:
@@ -87,6 +88,23 @@ def _skip_to_data(text: str, pos: int) -> int:
     if pos < len(text) and text[pos] == "\n":
         return pos + 1
     return pos
+
+
+def words(text: str) -> Iterator[str]:
+    """Every unquoted word of the text, inside parentheses too."""
+    return (word for word, _start, _end in _top_level_words(text, any_depth=True))
+
+
+def strip_format(query: str, known: frozenset[str]) -> str:
+    """The query without its top-level `FORMAT <name>` clause (to wrap it in EXPLAIN)."""
+    found = None
+    words_ = _top_level_words(query)
+    for word, start, _end in words_:
+        if word.upper() == "FORMAT":
+            name = next(words_, None)
+            if name is not None and name[0].lower() in known:
+                found = (start, name[2])
+    return query if found is None else query[: found[0]] + query[found[1] :]
 
 
 def output_format(query: str, known: frozenset[str]) -> str | None:

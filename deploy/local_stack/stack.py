@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import clickhouse_connect
 import httpx
 from confluent_kafka import KafkaException
 
@@ -23,7 +22,7 @@ from deploy.local_stack.postgres import PostgresService
 from deploy.local_stack import stack_secrets
 from deploy.local_stack.processes import ManagedProcess, StackError, tail, wait_until
 from deploy.local_stack.supervisor import SUPERVISED
-from openmonetize import catalog_admin, consumer_lag, migrations
+from openmonetize import catalog_admin, clickhouse_client, consumer_lag, migrations
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -104,7 +103,7 @@ class Stack:
         return f"published {catalog_admin.sync(self.settings)} records"
 
     def migrate_clickhouse(self) -> str:
-        client = clickhouse_connect.get_client(dsn=self.settings.clickhouse_url)
+        client = clickhouse_client.get_client(self.settings, "writer")
         try:
             applied = migrations.apply_clickhouse(client, self.settings.clickhouse_database)
         finally:
@@ -197,9 +196,17 @@ class Stack:
             "DATABASE_URL": s.database_url,
             "CLICKHOUSE_URL": s.clickhouse_url,
             "CLICKHOUSE_DATABASE": s.clickhouse_database,
+            **self._clickhouse_credentials(),
             "API_URL": s.api_url,
             "STACK_DIR": str(s.stack_dir),
         }
+
+    def _clickhouse_credentials(self) -> dict[str, str]:
+        """The two ClickHouse users (openmonetize/clickhouse_client.py), generated ones included."""
+        writer = clickhouse_client.credentials(self.settings, "writer")
+        reader = clickhouse_client.credentials(self.settings, "reader")
+        return {"CLICKHOUSE_USER": writer.user, "CLICKHOUSE_PASSWORD": writer.password,
+                "CLICKHOUSE_READER_USER": reader.user, "CLICKHOUSE_READER_PASSWORD": reader.password}
 
     def log_file(self, service: str) -> str:
         known = ["kafka", "postgres", "supervisor", *SUPERVISED]

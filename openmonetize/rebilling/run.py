@@ -231,9 +231,9 @@ def load_catalog(settings: Settings) -> tuple[CatalogIndex, dict[tuple[str, int]
 
 
 def rebuild_analytics(settings: Settings, run: runs.Run, ratings: dict) -> int:
-    import clickhouse_connect
+    from openmonetize import clickhouse_client
 
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database,
+    client = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database,
                                            connect_timeout=10, send_receive_timeout=300)
     try:
         written = analytics.rewrite_events(client, settings.clickhouse_database, run.customer_id, run.range_from,

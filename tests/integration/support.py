@@ -139,9 +139,9 @@ def read_topic(bootstrap: str, topic: str) -> list:
 
 def clickhouse_query(settings: Settings, sql: str, **parameters) -> list[tuple]:
     """Rows of one query on the stack's ClickHouse, in its `openmonetize` database."""
-    import clickhouse_connect
+    from openmonetize import clickhouse_client
 
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url, database=settings.clickhouse_database)
+    client = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database)
     try:
         return client.query(sql, parameters=parameters).result_rows
     finally:

@@ -1,13 +1,16 @@
 """The ClickHouse HTTP stand-in (deploy/clickhouse_http) against the official client and raw HTTP.
 
-Each test module run starts the server as a subprocess on a free port with a fresh data dir;
-everything goes through the real embedded engine.
+Each test module run starts the server as a subprocess on a free port with a fresh data dir and
+its own users (the writer's credentials go with every request; test_clickhouse_access.py tests
+who may do what); everything goes through the real embedded engine.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import secrets
 import signal
 import socket
 import struct
@@ -26,6 +29,9 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 REPO = Path(__file__).resolve().parents[2]
+# This module's servers' users (the same for every server, so a restarted one still lets us in).
+USERS = {"CLICKHOUSE_USER": "writer", "CLICKHOUSE_PASSWORD": secrets.token_urlsafe(16),
+         "CLICKHOUSE_READER_USER": "reader", "CLICKHOUSE_READER_PASSWORD": secrets.token_urlsafe(16)}
 
 
 def _free_port() -> int:
@@ -42,11 +48,13 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = path.parent / f"{path.name}-{self.port}.log"
+        self.auth = (USERS["CLICKHOUSE_USER"], USERS["CLICKHOUSE_PASSWORD"])
+        self.http = httpx.Client(auth=self.auth, timeout=5)  # raw HTTP as the writer
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "deploy.clickhouse_http", "--host", "127.0.0.1", "--port", str(self.port),
                  "--path", str(path), "--log-level", "DEBUG"],
-                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **USERS},
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -62,9 +70,11 @@ class Server:
         raise RuntimeError(f"server not ready in time:\n{self.log.read_text()}")
 
     def client(self, **kwargs):
-        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **kwargs)
+        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, username=self.auth[0],
+                                             password=self.auth[1], **kwargs)
 
     def stop(self) -> int:
+        self.http.close()
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
 
@@ -159,10 +169,10 @@ def test_raw_http_jsoneachrow_insert_chunked_and_lz4(server, db):
         for i in range(0, 5000, 500):
             yield b"".join(lines[i:i + 500])
 
-    response = httpx.post(server.url, content=chunks())
+    response = server.http.post(server.url, content=chunks())
     assert response.status_code == 200, response.text
     frames = b"".join(lz4.frame.compress(b"".join(lines[i:i + 1000])) for i in range(5000, 10_000, 1000))
-    response = httpx.post(server.url, params={"query": f"INSERT INTO {db}.j FORMAT JSONEachRow"}, content=frames,
+    response = server.http.post(server.url, params={"query": f"INSERT INTO {db}.j FORMAT JSONEachRow"}, content=frames,
                           headers={"Content-Encoding": "lz4"})
     assert response.status_code == 200, response.text
     assert json.loads(response.headers["X-ClickHouse-Summary"])["written_rows"] == "5000"
@@ -179,15 +189,15 @@ def test_errors_surface_with_server_message_and_code(server, db):
     with pytest.raises(DatabaseError, match="UNKNOWN_TABLE"):
         client.insert(f"{db}.missing", [(1,)], column_names=["a"], column_type_names=["UInt8"])
     client.command(f"CREATE TABLE {db}.typed (a UInt8) ENGINE = Memory")
-    bad = httpx.post(server.url, content=f"INSERT INTO {db}.typed FORMAT CSV\n1\nnot-a-number\n".encode())
+    bad = server.http.post(server.url, content=f"INSERT INTO {db}.typed FORMAT CSV\n1\nnot-a-number\n".encode())
     assert bad.status_code == 400 and bad.headers["X-ClickHouse-Exception-Code"] == "117"  # INCORRECT_DATA
     assert client.query(f"SELECT count() FROM {db}.typed").result_rows == [(0,)]  # nothing half-inserted
 
-    response = httpx.post(server.url, content=b"SELECT * FROM nowhere_at_all")
+    response = server.http.post(server.url, content=b"SELECT * FROM nowhere_at_all")
     assert response.status_code == 404
     assert response.headers["X-ClickHouse-Exception-Code"] == "60"
     assert response.text.startswith("Code: 60. DB::Exception: ") and "(version " in response.text
-    response = httpx.post(server.url, content=b"SELECT 1; SELECT 2")
+    response = server.http.post(server.url, content=b"SELECT 1; SELECT 2")
     assert response.status_code == 400 and response.headers["X-ClickHouse-Exception-Code"] == "62"
 
 
@@ -213,10 +223,10 @@ def test_settings_and_database_apply_to_one_request_only(server, db):
     scoped.command("INSERT INTO only_here VALUES (7)")
     assert scoped.query("SELECT a FROM only_here").result_rows == [(7,)]
     session = {"session_id": uuid.uuid4().hex}
-    one = httpx.get(server.url, params={**session, "database": db, "query": "SELECT currentDatabase()"})
-    after = httpx.get(server.url, params={**session, "query": "SELECT currentDatabase()"})
+    one = server.http.get(server.url, params={**session, "database": db, "query": "SELECT currentDatabase()"})
+    after = server.http.get(server.url, params={**session, "query": "SELECT currentDatabase()"})
     assert (one.text, after.text) == (f"{db}\n", "default\n")
-    assert httpx.get(server.url, params={"query": "SELECT currentDatabase()"}).text == "default\n"
+    assert server.http.get(server.url, params={"query": "SELECT currentDatabase()"}).text == "default\n"
 
 
 def test_concurrent_clients_insert_and_query(server, db):
@@ -266,23 +276,23 @@ def test_data_persists_across_restarts(tmp_path):
 def test_curl_style_requests(server):
     assert httpx.get(f"{server.url}/ping").text == "Ok.\n"
     assert httpx.get(f"{server.url}/").text == "Ok.\n"
-    response = httpx.get(f"{server.url}/?query=SELECT%201")
+    response = server.http.get(f"{server.url}/?query=SELECT%201")
     assert response.status_code == 200 and response.text == "1\n"
     assert response.headers["X-ClickHouse-Format"] == "TabSeparated"
 
     query = b"SELECT number AS n, toString(number) AS s FROM numbers(3) FORMAT JSONEachRow"
-    response = httpx.post(server.url, content=query)
+    response = server.http.post(server.url, content=query)
     assert [json.loads(line) for line in response.text.splitlines()] == [{"n": i, "s": str(i)} for i in range(3)]
     assert response.headers["X-ClickHouse-Format"] == "JSONEachRow"
 
-    response = httpx.post(server.url, params={"default_format": "JSON", "param_x": "41"},
+    response = server.http.post(server.url, params={"default_format": "JSON", "param_x": "41"},
                           content=b"SELECT {x:UInt8} + 1 AS answer")
     assert response.json()["data"] == [{"answer": 42}]
 
-    response = httpx.get(server.url, params={"query": "CREATE TABLE nope (a UInt8) ENGINE = Memory"})
+    response = server.http.get(server.url, params={"query": "CREATE TABLE nope (a UInt8) ENGINE = Memory"})
     assert response.headers["X-ClickHouse-Exception-Code"] == "164"  # GET is read-only
 
-    compressed = httpx.get(server.url, headers={"Accept-Encoding": "gzip"},
+    compressed = server.http.get(server.url, headers={"Accept-Encoding": "gzip"},
                            params={"query": "SELECT number FROM numbers(1000)", "enable_http_compression": "1"})
     assert compressed.headers["Content-Encoding"] == "gzip"
     assert compressed.text == "".join(f"{i}\n" for i in range(1000))
@@ -314,7 +324,7 @@ def test_streaming_results_long_bound_parameters_and_metrics(server, db):
                           parameters={"ids": ids})
     assert result.result_rows == [(len(ids),)]
 
-    httpx.post(server.url, content=b"SELECT * FROM nowhere_at_all")
+    server.http.post(server.url, content=b"SELECT * FROM nowhere_at_all")
     text = httpx.get(f"{server.url}/metrics").text
     assert "openmonetize_clickhouse_http_requests_total" in text and "openmonetize_clickhouse_http_inserted_rows_total" in text
     assert 'openmonetize_clickhouse_http_errors_total{code="60",name="UNKNOWN_TABLE"}' in text

@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from openmonetize import migrations
+from openmonetize import clickhouse_client, migrations
 from tests.conftest import unique
 
 
 @pytest.fixture
 def client(settings):
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    client = clickhouse_client.get_client(settings, "writer")
     yield client
     client.close()
 

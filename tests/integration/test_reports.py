@@ -16,12 +16,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import clickhouse_connect
 import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from openmonetize import clickhouse_client
 from openmonetize.catalog import decimal_text
 from openmonetize.wallet_ids import customer_wallet, team_wallet, user_wallet
 from tests.conftest import unique
@@ -94,7 +94,7 @@ def row(customer_id: str, event_id: str, e: Event, revision: int = 1) -> list:
 
 @pytest.fixture(scope="module")
 def ch(settings):
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    client = clickhouse_client.get_client(settings, "writer")
     yield client
     client.close()
 

@@ -17,12 +17,11 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import clickhouse_connect
 import httpx
 import psycopg
 import pytest
 
-from openmonetize import migrations
+from openmonetize import clickhouse_client, migrations
 from openmonetize.reconcile import reconcile
 from openmonetize.settings import Settings
 from producers.loadgen import EventGenerator
@@ -59,14 +58,15 @@ class Sinks:
         self.ledger_env = {"DATABASE_URL": f"postgresql://{user}:{password}@127.0.0.1:{self.proxy.port}/"
                                            f"{settings.postgres_db}{search_path}"}
         self.reconcile_settings = pipeline.settings.model_copy(update={
-            "database_url": settings.database_url + search_path, "clickhouse_url": self.clickhouse_url})
+            "database_url": settings.database_url + search_path, "clickhouse_url": self.clickhouse_url,
+            "stack_dir": Path(pipeline.env["STACK_DIR"])})  # where the test's ClickHouse keeps its passwords
         self.client = None
 
     def start_clickhouse(self) -> None:
         port = self.clickhouse_url.rsplit(":", 1)[1]
         self.pipeline.start_service("clickhouse", "clickhouse", {"CLICKHOUSE_PORT": port, "LOG_LEVEL": "WARNING"})
         eventually(self._answers, timeout_s=60, interval_s=0.2, what="the test's ClickHouse to answer")
-        self.client = clickhouse_connect.get_client(dsn=self.clickhouse_url)
+        self.client = clickhouse_client.get_client(self.reconcile_settings, "writer")
 
     def _answers(self) -> bool:
         try:
