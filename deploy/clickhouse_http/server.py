@@ -214,7 +214,8 @@ class ClickHouseHTTP:
                 stats["kind"] = "select" if statement.read_only else "command"
                 fmt = output_format(query, self.engine.output_formats) or params.default_format
                 encoding = choose_encoding(request.headers.get("accept-encoding")) if params.compression else None
-                if statement.read_only and not params.wait_end_of_query and fmt.lower() in _STREAMABLE:
+                # chdb streams SELECTs only ("Streaming query is not supported" for SHOW, DESCRIBE, EXISTS).
+                if statement.keyword in ("SELECT", "WITH") and not params.wait_end_of_query and fmt.lower() in _STREAMABLE:
                     await self._stream(lease, release, query, fmt, params, encoding, body, send, stats)
                     return
                 reply = await self._select(lease, query, fmt, params, statement.read_only, encoding, stats)
