@@ -137,5 +137,7 @@ def front_users(settings: Settings) -> list:
     writer, reader = credentials(settings, "writer"), credentials(settings, "reader")
     if reader.user == writer.user:
         raise ValueError(f"CLICKHOUSE_READER_USER must differ from the writer's user ({writer.user!r})")
-    return [User(writer.user, writer.password),
+    allowed = frozenset(name.strip().lower() for name in settings.clickhouse_writer_table_functions.split(",")
+                        if name.strip()) - {"file", "url", "urlcluster", "filecluster", "executable", "python", "input"}
+    return [User(writer.user, writer.password, allowed_functions=allowed),
             User(reader.user, reader.password, readonly=True, databases=(settings.clickhouse_database,))]

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     clickhouse_password: str = Field(
         "", repr=False, description="The writer's password; empty: the one in CLICKHOUSE_URL, else on the local front "
                                     "one drawn once and kept in STACK_DIR/secrets/clickhouse.json.")
+    clickhouse_writer_table_functions: str = Field(
+        "postgresql", description="Comma-separated table functions reaching other servers that the local front lets the "
+                                  "writer call (postgresql: the ledger forecast of docs/reporting.md); empty: none. "
+                                  "file, url and the like are refused to every user whatever this says.")
     clickhouse_reader_user: str = Field(
         "reporting", description="ClickHouse read-only user (the API's reports, BI tools): reads CLICKHOUSE_DATABASE only.")
     clickhouse_reader_password: str = Field(

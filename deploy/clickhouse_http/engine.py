@@ -222,6 +222,10 @@ class Engine:
             self.table_functions = frozenset(functions.bytes().decode().split())
             self.table_engines = frozenset(engines.bytes().decode().split())
 
+    def connect(self) -> Any:
+        """A bare new connection (the caller closes it)."""
+        return self._connect(())
+
     def _connect(self, setup: tuple[str, ...]) -> Any:
         """A new connection, with `setup` (a user's fixed settings, its default database) run on it."""
         with _errors():

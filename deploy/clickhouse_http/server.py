@@ -25,6 +25,7 @@ from deploy.clickhouse_http import access
 from deploy.clickhouse_http.access import User, Users
 from deploy.clickhouse_http.codecs import choose_encoding, compressor
 from deploy.clickhouse_http.engine import ClickHouseError, Engine, Lease
+from deploy.clickhouse_http.engine import _errors as _engine_errors
 from deploy.clickhouse_http.protocol import (
     Body,
     Params,
@@ -189,7 +190,10 @@ class ClickHouseHTTP:
             access.check_statement(user, Statement("INSERT", 1), insert)
         access.check_settings(user, params.settings)
 
-        lease = await self._run(self.engine.lease, params.session_id, params.session_timeout, params.session_check,
+        # A read-only user's request gets a connection of its own: what its statement reads is
+        # checked on that connection, with no session state (USE, SET) to make it read elsewhere.
+        session_id = None if user.readonly else params.session_id
+        lease = await self._run(self.engine.lease, session_id, params.session_timeout, params.session_check,
                                 user.name, _setup(user))
         released = False
 
@@ -199,11 +203,14 @@ class ClickHouseHTTP:
             await self._run(lease.release, params.close_session)
 
         try:
-            await self._run(lease.apply, params.database, params.settings)
-            if split is not None:
-                await self._run(lease.call, self._inspect, lease, user, f"{insert} FORMAT {split.fmt}", None, {})
-            else:
-                await self._run(lease.call, self._inspect, lease, user, query, statement, params.bound)
+            text = f"{insert} FORMAT {split.fmt}" if split is not None else query
+            if user.readonly:  # on its own connection, before the request's settings (limits) apply
+                await self._run(lease.apply, params.database, {})
+                await self._run(lease.call, self._inspect, lease.conn, user, text, statement, params.bound)
+                await self._run(lease.apply, None, params.settings)
+            else:  # a fresh connection: the session's settings (max_result_rows, ...) must not apply
+                await self._run(self._inspect_apart, user, text, statement, params.bound)
+                await self._run(lease.apply, params.database, params.settings)
             if split is not None:
                 data = bytes(head[split.data_start :])
                 reply = await self._insert(lease, insert, split.fmt, data, body, params, stats)
@@ -231,15 +238,22 @@ class ClickHouseHTTP:
             raise
         await reply.send(send)
 
-    def _inspect(self, lease: Lease, user: User, text: str, statement: Statement | None, bound: dict) -> None:
-        """The checks made on the engine's own parse of the statement (see access.py); on the
-        request's connection, after its database and settings were applied."""
+    def _inspect_apart(self, user: User, text: str, statement: Statement | None, bound: dict) -> None:
+        conn = self.engine.connect()
+        try:
+            with _engine_errors():
+                self._inspect(conn, user, text, statement, bound)
+        finally:
+            conn.close()
+
+    def _inspect(self, conn: Any, user: User, text: str, statement: Statement | None, bound: dict) -> None:
+        """The checks made on the engine's own parse of the statement (see access.py)."""
         if statement is not None:  # an INSERT's FORMAT names its data's: that stays
             text = strip_format(text, self.engine.output_formats)
-        ast = lease.conn.query(f"EXPLAIN AST {text}", "TabSeparatedRaw", bound).bytes().decode("utf-8", "replace")
+        ast = conn.query(f"EXPLAIN AST {text}", "TabSeparatedRaw", bound).bytes().decode("utf-8", "replace")
         access.check_ast(user, ast, self._denied)
         if user.readonly and statement is not None and statement.keyword in ("SELECT", "WITH"):
-            tree = lease.conn.query(f"EXPLAIN QUERY TREE {text}", "TabSeparatedRaw", bound)
+            tree = conn.query(f"EXPLAIN QUERY TREE {text}", "TabSeparatedRaw", bound)
             access.check_tree(user, tree.bytes().decode("utf-8", "replace"))
 
     async def _abort(self, lease: Lease, cancel: Callable, exc: BaseException) -> None:
