@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 from api import auth, balances_state, catalog_state, dashboard, errors, openapi_docs
 from api.body_limits import BodyLimits
 from api.content_encoding import ContentEncodings
+from api.url_checks import UrlChecks
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
 from api.routes import (
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rebilling.router)
     app.include_router(plans.router)  # its lifespan runs the plans scheduler every PLANS_SCHEDULER_INTERVAL_S
     dashboard.install(app)  # /dashboard: HTML pages over the routes above, outside the OpenAPI schema
-    # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, size.
+    # Pure ASGI middlewares, so cheap; the last added is the outermost: metrics, rate, encoding, size, URL.
+    app.add_middleware(UrlChecks)
     app.add_middleware(BodyLimits, api_max_bytes=settings.api_max_body_bytes, ingest_max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(ContentEncodings)  # 415 for a compressed body, before its size is counted
     app.add_middleware(RateLimits, rate_per_s=settings.api_rate_limit_per_s, burst=settings.api_rate_limit_burst)

@@ -28,6 +28,7 @@ import orjson
 
 from openmonetize import wallet_ids
 from openmonetize.billing.money import CONTEXT, QUANTUM, SCALE, quantize
+from schemas import storable
 
 KINDS = ("purchase", "grant", "consume")
 MAX_KEY_LENGTH = 255
@@ -36,9 +37,9 @@ MAX_PRIORITY = 2**31 - 1  # Avro int
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _KEY = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what an HTTP header carries safely
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_LENGTH)]
+Id = storable.ident(128)
+Key = storable.ident(MAX_KEY_LENGTH)
+Reason = storable.text(MAX_REASON_LENGTH)
 Priority = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRIORITY)]
 
 

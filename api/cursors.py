@@ -22,6 +22,6 @@ def decode(cursor: str, parts: int) -> list[str]:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):
         key = None
-    if not (isinstance(key, list) and len(key) == parts and all(isinstance(part, str) for part in key)):
+    if not (isinstance(key, list) and len(key) == parts and all(isinstance(part, str) and "\x00" not in part for part in key)):
         raise Invalid("invalid_cursor", "cursor: not a cursor this API returned (pass next_cursor unchanged)", "cursor")
     return key

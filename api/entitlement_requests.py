@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import orjson
@@ -31,11 +31,12 @@ import orjson
 from api.credit_requests import ForeignCustomer, Key, RequestError, idempotency_key, parse_amount
 from openmonetize.billing.money import CONTEXT, QUANTUM, ZERO, quantize
 from openmonetize.billing.rating import RateParams
+from schemas import storable
 from schemas.usage_event import EVENT_TYPES, EventLimits, Id, Label
 
 __all__ = ["ActionIn", "Check", "CheckIn", "EstimateIn", "ForeignCustomer", "Release", "ReleaseIn", "RequestError"]
 
-WalletId = Annotated[str, msgspec.Meta(min_length=1, max_length=400)]
+WalletId = storable.ident(400)
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 UNITS = ("input_tokens", "output_tokens", "max_output_tokens", "cached_input_tokens", "image_count", "quantity")
 

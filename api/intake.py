@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import msgspec
 from fastapi import Response
 from prometheus_client import Counter
 
@@ -39,7 +38,7 @@ from api.errors import ApiError, json_response
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas import usage_event
+from schemas import storable, usage_event
 from schemas.codec import AvroCodec, schema_text
 from schemas.topics import topics
 from schemas.usage_event import EventError, EventLimits, ForeignCustomerError, UsageEventIn, to_record
@@ -202,8 +201,9 @@ def check_count(count: int, max_events: int) -> None:
         )
 
 
-def malformed_json(exc: msgspec.DecodeError) -> ApiError:
-    return ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}")
+def malformed_json(exc: BaseException) -> ApiError:
+    """400 for a body no decoder can read (schemas.storable.JSON_ERRORS)."""
+    return ApiError(400, "malformed_json", f"the body is not valid JSON: {storable.json_problem(exc)}")
 
 
 @asynccontextmanager

@@ -17,6 +17,7 @@ import msgspec
 from fastapi import Request
 
 from api.errors import ApiError, json_response
+from schemas import storable
 
 T = TypeVar("T")
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -28,20 +29,24 @@ def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
 
 
 async def read(request: Request, decoder_: msgspec.json.Decoder[T]) -> T:
-    """The body decoded, or 400 (not JSON) / 422 (wrong shape) naming the field; its size is
-    limited before (api/body_limits.py)."""
+    """The body decoded, or 400 (not JSON) / 422 (wrong shape, or a value no store can hold:
+    schemas/storable.py) naming the field; its size is limited before (api/body_limits.py)."""
     body = await request.body()
     try:
-        return decoder_.decode(body)
+        decoded = decoder_.decode(body)
     except msgspec.ValidationError as exc:
-        message = str(exc)
+        message = storable.readable(str(exc))
         at = _AT.search(message)
         field = at.group(1) if at else ""
         if named := _FIELD.search(message):  # "Object missing required field `name`"
             field = f"{field}.{named.group(1)}" if field else named.group(1)
         raise ApiError(422, "invalid_request", message.replace("`", ""), field or None) from None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    except storable.JSON_ERRORS as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {storable.json_problem(exc)}") from None
+    if found := storable.unstorable(decoded):
+        field, reason = found
+        raise ApiError(422, "invalid_request", f"{field}: {reason}", field)
+    return decoded
 
 
 def foreign_customer() -> ApiError:
@@ -59,8 +64,10 @@ def effective_from(value: datetime | None, field: str = "effective_from") -> dat
     """The given instant (with a timezone, else 422), or now."""
     if value is None:
         return datetime.now(timezone.utc)
-    if value.tzinfo is None:
-        raise ApiError(422, "invalid_request", "must carry a timezone (RFC 3339, e.g. 2026-11-26T12:00:00Z)", field)
+    try:
+        storable.utc_instant(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", str(exc), field) from None
     return value
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
-
 import msgspec
 
 from openmonetize.settings import Settings
+from schemas import storable
 from schemas.codec import AvroCodec, SchemaResolver, schema_text
 
 SCHEMA_FILE = "usage_event.avsc"
@@ -36,8 +35,8 @@ QUANTITY_SCALE = 12  # matches the Avro decimal(38, 12) of `quantity`
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 1024
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Id = storable.ident(128)
+Label = storable.ident(256)
 
 
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,8 +125,8 @@ def decode_event(raw: bytes) -> UsageEventIn:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _event_error(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise EventError(None, f"malformed JSON: {exc}") from None
+    except storable.JSON_ERRORS as exc:
+        raise EventError(None, f"malformed JSON: {storable.json_problem(exc)}") from None
 
 
 def convert_event(fields: dict) -> UsageEventIn:
@@ -141,6 +140,7 @@ def convert_event(fields: dict) -> UsageEventIn:
 def _event_error(message: str) -> EventError:
     """msgspec says `Expected `int | null`, got `str` - at `$.input_tokens``; we say
     field=input_tokens, reason=`expected int, got str`."""
+    message = storable.readable(message)
     at = _AT.search(message)
     if at:
         reason = message[: at.start()]
@@ -247,12 +247,17 @@ def _check_metadata(metadata: dict[str, str], max_entries: int) -> None:
             raise EventError(f"metadata.{key[:MAX_METADATA_KEY]}", f"keys are 1 to {MAX_METADATA_KEY} characters")
         if len(value) > MAX_METADATA_VALUE:
             raise EventError(f"metadata.{key}", f"values are at most {MAX_METADATA_VALUE} characters")
+        if "\x00" in key:
+            raise EventError("metadata", f"a key {storable.TEXT_RULE}")
+        if "\x00" in value:
+            raise EventError(f"metadata.{key}", storable.TEXT_RULE)
 
 
 def _check_timestamp(timestamp: datetime, now: datetime, limits: EventLimits) -> datetime:
-    if timestamp.tzinfo is None:
-        raise EventError("timestamp", "must carry a timezone (RFC 3339, e.g. 2026-11-26T12:00:00Z)")
-    timestamp = timestamp.astimezone(timezone.utc)
+    try:
+        timestamp = storable.utc_instant(timestamp)
+    except ValueError as exc:
+        raise EventError("timestamp", str(exc)) from None
     if timestamp < now - limits.max_age:
         raise EventError("timestamp", f"older than {limits.max_age.days} days (EVENT_MAX_AGE_S)")
     if timestamp > now + limits.max_future:

@@ -10,6 +10,7 @@ and the CLI use.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -56,3 +57,13 @@ async def call(request: Request, session: Session, method: str, path: str, *, pa
     except orjson.JSONDecodeError:
         body = {}
     return Answer(response.status_code, body, response.text)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+
+
+def json_int(text: str) -> int | str:
+    """An integer form field for a JSON body: an int when it is one (ASCII digits only: `²` is a
+    digit to `str.isdigit` but not to `int`; at most 30, far from `int`'s own limit), else the
+    text as typed, which the API then refuses naming the field."""
+    return int(text) if _INTEGER.fullmatch(text) else text

@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from api.dashboard import journey
+from api.dashboard import internal, journey
 from api.dashboard.guard import form_session, session
 from api.dashboard.rendering import render
 from api.dashboard.sessions import Session
@@ -54,7 +54,7 @@ def _int(value, default: int):
     text = str(value or "").strip()
     if not text:
         return default
-    return int(text) if text.lstrip("-").isdigit() else text  # not a number: the API names the field
+    return internal.json_int(text)
 
 
 @router.post("/sandbox/events")

@@ -9,7 +9,7 @@ lists every problem with its field path. Another tenant's table answers 404, lik
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import orjson
@@ -23,10 +23,11 @@ from openmonetize import catalog_store
 from openmonetize.billing import burn_tables
 from openmonetize.billing.burn_tables import RulesError, parse_rules
 from openmonetize.catalog import BurnTableRecord, rules_json
+from schemas import storable
 
 router = APIRouter(tags=["burn tables"])
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = storable.text(200)
 
 
 class BurnTableIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -30,6 +30,7 @@ from api import intake
 from api.auth import tenant
 from api.errors import ApiError
 from api.routes.ingest import RESPONSES
+from schemas import storable
 from schemas.usage_event import EventError, UsageEventIn, convert_event
 
 router = APIRouter(tags=["usage events"])
@@ -157,7 +158,7 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder) -> Any:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_body", f"the body is not what this content type carries: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except storable.JSON_ERRORS as exc:
         raise intake.malformed_json(exc) from None
 
 
@@ -165,6 +166,6 @@ def _decode_event(raw: msgspec.Raw) -> Any:
     """One element of a batch; anything but an object becomes that element's rejection."""
     try:
         return _object.decode(raw)
-    except msgspec.DecodeError:
+    except storable.JSON_ERRORS:
         return None
 

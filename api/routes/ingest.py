@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from api import intake
 from api.auth import tenant
 from api.errors import ApiError
+from schemas import storable
 from schemas.usage_event import EventError, UsageEventIn, decode_event
 
 router = APIRouter(tags=["usage events"], lifespan=intake.lifespan)
@@ -108,7 +109,7 @@ def parse_envelope(body: bytes) -> list[msgspec.Raw]:
     except msgspec.ValidationError as exc:
         field = "events" if "events" in str(exc) else None
         raise ApiError(400, "invalid_body", f'the body must be {{"events": [...]}}: {exc}', field=field) from None
-    except msgspec.DecodeError as exc:
+    except storable.JSON_ERRORS as exc:
         raise intake.malformed_json(exc) from None
 
 
@@ -118,7 +119,7 @@ def candidate(raw: msgspec.Raw) -> intake.Candidate:
     except EventError as exc:
         try:
             readable = _readable.decode(raw)
-        except msgspec.DecodeError:  # not an object at all (ValidationError is a DecodeError)
+        except storable.JSON_ERRORS:  # not an object at all (ValidationError is a DecodeError)
             return intake.invalid(exc)
         return intake.invalid(exc, readable.event_id, readable.customer_id)
 

@@ -43,11 +43,12 @@ from openmonetize.catalog import PlanRecord, decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, scheduler, store
 from openmonetize.plans.store import AlreadySubscribed, Subscription
+from schemas import storable
 
 log = get_logger(__name__)
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Id = storable.ident(128)
+Name = storable.text(200)
 MAX_START_SKEW = timedelta(days=400)
 
 

@@ -94,8 +94,8 @@ async def list_prices(
                 "openai/gpt-4-turbo (the answer shows the names used); other names are kept, the provider lower-cased.",
     responses={
         200: json_bodies.content("The new override version", json_bodies.schema(PriceOut)),
-        **json_bodies.errors(401, 403, 404, 413, 422, 503, descriptions={
-            404: "No route matches: `model` holds a line break, which this path cannot carry (`not_found`)"}),
+        **json_bodies.errors(400, 401, 403, 413, 422, 503, descriptions={
+            400: "The path holds a control character, a line break included (`invalid_path`)"}),
     },
     openapi_extra=json_bodies.request_body(_OVERRIDE_SCHEMA),
 )

@@ -14,7 +14,6 @@ import sys
 import threading
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
 
 import msgspec
 import orjson
@@ -27,10 +26,11 @@ from api.errors import ApiError
 from openmonetize.catalog import decimal_text
 from openmonetize.rebilling import runs
 from openmonetize.rebilling.run import ReplayRequest
+from schemas import storable
 
 router = APIRouter(tags=["rebilling"])
 
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+UserId = storable.ident(128)
 
 
 class RunIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -38,7 +38,7 @@ async def start_run(request: Request, s: Session = Depends(form_session)):
     if users:
         body["user_ids"] = users
     if (version := str(form.get("burn_table_version") or "").strip()):
-        body["burn_table_version"] = int(version) if version.isdigit() else version
+        body["burn_table_version"] = internal.json_int(version)
     answer = await internal.call(request, s, "POST", "/v1/rebilling/runs", json=body)
     if not answer.ok:
         return await _runs_page(request, s, answer.status, form_error=field_error(answer), form_values=dict(form))

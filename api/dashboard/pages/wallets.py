@@ -43,7 +43,7 @@ async def add_credits(request: Request, s: Session = Depends(form_session)):
     if (expires := str(form.get("expires_at") or "").strip()):
         body["expires_at"] = expires if ("Z" in expires or "+" in expires) else expires + ":00Z"
     if (priority := str(form.get("priority") or "").strip()):
-        body["priority"] = int(priority) if priority.isdigit() else priority
+        body["priority"] = internal.json_int(priority)
     headers = {"Idempotency-Key": str(form.get("idempotency_key"))} if form.get("idempotency_key") else None
     answer = await internal.call(request, s, "POST", f"/v1/credits/{kind}", params={"wait": "true"}, json=body,
                                  headers=headers)
