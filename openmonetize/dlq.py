@@ -48,8 +48,9 @@ KNOWN_REASONS = (
     "insufficient_credits",
     "invalid_command",
     "processing_error",
+    "unstorable",
 )
-KNOWN_STAGES = ("decode", "dedupe", "rate", "route", "debit")
+KNOWN_STAGES = ("decode", "dedupe", "rate", "route", "debit", "sink-ledger", "sink-clickhouse")
 # What fixes each reason before a retry re-drives the record (the dashboard and `GET /v1/dlq` show it).
 REMEDIES = {
     "decode_error": "The record is not a usage event of the registered schema: fix the producer; a retry fails the same way.",
@@ -62,6 +63,8 @@ REMEDIES = {
     "insufficient_credits": "The wallet could not pay under the reject policy: top up the wallet, then retry.",
     "invalid_command": "The wallet command cannot apply (the detail says why): send a corrected command.",
     "processing_error": "A bug met this record (the detail names it): report it; retry once it is fixed.",
+    "unstorable": "The store refused what the record holds (the detail says why), so it is not in the ledger or "
+                  "analytics and `openmonetize reconcile` reports it; fix the sender, a retry fails the same way.",
 }
 
 RETRY_OF_HEADER = "openmonetize-dlq-retry-of"

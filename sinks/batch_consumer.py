@@ -6,6 +6,8 @@ whichever comes first). Offsets are committed synchronously after `store.write` 
 crash at any point replays at most the batch; each store makes that replay harmless (Postgres:
 deterministic entry ids; ClickHouse: see sinks/usage_clickhouse.py).
 
+A record the store refuses for its content (`store.refused`: a data error, never an outage) is
+isolated from the rest of its batch and sent to usage.dlq (sinks/dead_letters.py); the batch goes on.
 While the store is down (`store.unavailable` errors) the batch is retried with capped
 exponential backoff; the partitions are paused meanwhile, and the consumer keeps polling so it
 stays in its group. If the partitions are taken away during an outage, the batch is abandoned
@@ -19,7 +21,7 @@ import signal
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -27,6 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from openmonetize import metrics
 from openmonetize.logs import get_logger
+from sinks.dead_letters import DeadLetterError, DeadLetters, Source, isolate
 
 log = get_logger(__name__)
 
@@ -45,6 +48,7 @@ class Store(Protocol):
 
     name: str  # "ledger", "clickhouse": log event prefix and metric label
     unavailable: tuple[type[BaseException], ...]  # errors that mean "down: retry later"
+    refused: tuple[type[BaseException], ...]  # errors that mean "never: these rows' content" (dead_letters.py)
 
     def to_row(self, record: Mapping, partition: int, offset: int) -> Any: ...
 
@@ -78,6 +82,8 @@ def commit_positions(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
 class _Batch:
     rows: list
     positions: list[tuple[int, int]]  # (partition, offset) of every record read, stored or skipped
+    sources: list[Source] = field(default_factory=list)  # each row's record, for its dead letter
+    refused: int = 0  # rows the store refused for their content (sent as dead letters)
     oldest_ms: int | None = None  # the earliest Kafka timestamp among them, for the stage latency
 
 
@@ -89,6 +95,8 @@ class BatchConsumer:
     def __init__(self, settings, config: SinkConfig, codec, store: Store):
         self.settings, self.config, self.codec, self.store = settings, config, codec, store
         self.name = store.name
+        self.dead_letters = DeadLetters(settings, f"sink-{store.name}", config.topic)
+        self.retried = (*store.unavailable, DeadLetterError)  # what waits for the store (or Kafka) to come back
         self.stopping = False
         self._batch = _Batch([], [])
         self._abandon = False
@@ -132,6 +140,7 @@ class BatchConsumer:
             self.consumer.close()
             self._writer.shutdown()
             self.store.close()
+            self.dead_letters.close()
             log.info(self._event("stopped"))
 
     def _request_stop(self, signum, _frame) -> None:
@@ -176,7 +185,10 @@ class BatchConsumer:
                 if timestamp_ms > 0 and (self._batch.oldest_ms is None or timestamp_ms < self._batch.oldest_ms):
                     self._batch.oldest_ms = timestamp_ms
                 try:
-                    self._batch.rows.append(self.store.to_row(self.codec.decode(message.value()), partition, offset))
+                    record = self.codec.decode(message.value())
+                    self._batch.rows.append(self.store.to_row(record, partition, offset))
+                    self._batch.sources.append(Source(partition, offset, message.key(), message.value(),
+                                                      record.get("event_id"), record.get("customer_id")))
                 except Exception as exc:  # noqa: BLE001 - a record we cannot read must not stop the sink
                     ERRORS.labels(self.name, "decode").inc()
                     ROWS.labels(self.name, "undecodable").inc()
@@ -188,11 +200,18 @@ class BatchConsumer:
     # --- write -------------------------------------------------------------------------
     def _submit(self) -> None:
         batch, self._batch = self._batch, _Batch([], [])
-        self._inflight = (batch, self._writer.submit(self._timed_write, batch.rows))
+        self._inflight = (batch, self._writer.submit(self._timed_write, batch))
 
-    def _timed_write(self, rows: list) -> tuple[int, float]:
+    def _timed_write(self, batch: _Batch) -> tuple[int, float]:
+        """Write the batch; rows the store refuses for their content become dead letters."""
         start = time.monotonic()
-        inserted = self.store.write(rows) if rows else 0
+        if not batch.rows:
+            return 0, 0.0
+        inserted, refused = isolate(self.store.write, batch.rows, self.store.refused)
+        if refused:
+            self.dead_letters.send([(batch.sources[i], exc) for i, exc in refused])
+            ROWS.labels(self.name, "unstorable").inc(len(refused))
+        batch.refused = len(refused)
         return inserted, time.monotonic() - start
 
     def _finish_inflight(self, final: bool = False, revoking: bool = False) -> None:
@@ -202,7 +221,7 @@ class BatchConsumer:
         (batch, future), self._inflight = self._inflight, None
         try:
             inserted, seconds = future.result()
-        except self.store.unavailable as exc:
+        except self.retried as exc:
             self._failed(batch, 1, exc, 0.1)
             if not revoking:
                 self._store(batch, final=final, attempts=1)
@@ -215,9 +234,9 @@ class BatchConsumer:
         while True:
             attempts += 1
             try:
-                inserted, seconds = self._timed_write(batch.rows)
+                inserted, seconds = self._timed_write(batch)
                 break
-            except self.store.unavailable as exc:
+            except self.retried as exc:
                 self._failed(batch, attempts, exc, backoff)
                 if final and attempts >= 3:
                     log.warning(self._event("exit_uncommitted"), rows=len(batch.rows))
@@ -244,7 +263,7 @@ class BatchConsumer:
         BATCH_SIZE.labels(self.name).observe(len(batch.rows))
         BATCHES.labels(self.name).inc()
         ROWS.labels(self.name, "inserted").inc(inserted)
-        ROWS.labels(self.name, "duplicate").inc(len(batch.rows) - inserted)
+        ROWS.labels(self.name, "duplicate").inc(len(batch.rows) - inserted - batch.refused)
         positions = commit_positions(batch.positions)
         try:
             self.consumer.commit(offsets=[TopicPartition(self.config.topic, p, o) for p, o in positions.items()],

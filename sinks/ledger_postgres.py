@@ -64,6 +64,10 @@ class LedgerStore:
     """`ledger_entries` in Postgres, one transaction per batch."""
 
     name = "ledger"
+    # A value Postgres cannot hold (a NUL in a text column) or a constraint it breaks: that row,
+    # never the batch, and never worth a retry. Anything else (a connection, a server restart)
+    # waits for Postgres to come back.
+    refused = (psycopg.DataError, psycopg.IntegrityError)
     unavailable = (psycopg.Error,)
 
     def __init__(self, settings: Settings):

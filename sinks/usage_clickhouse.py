@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
 from openmonetize import clickhouse_client
 from openmonetize.logs import get_logger
@@ -105,6 +105,7 @@ class ClickHouseStore:
     """`usage_events` over clickhouse-connect; drops copies of rows already stored (see above)."""
 
     name = "clickhouse"
+    refused = (DataError,)  # a value the client cannot serialise for its column: that row only
     unavailable = (DatabaseError,)
 
     def __init__(self, settings: Settings, topic: str):

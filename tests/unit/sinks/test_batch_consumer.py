@@ -22,6 +22,9 @@ class Message:
     def value(self) -> bytes:
         return b"v"
 
+    def key(self) -> bytes:
+        return b"k"
+
     def partition(self) -> int:
         return self._partition
 
@@ -65,6 +68,7 @@ class FakeConsumer:
 class Store:
     name = "unit"
     unavailable = (ConnectionError,)
+    refused = (ValueError,)
 
     def __init__(self):
         self.rows: list = []
