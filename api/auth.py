@@ -24,6 +24,7 @@ one lookup.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,7 @@ from psycopg_pool import ConnectionPool
 
 from api import tenants
 from api.errors import ApiError
+from api.token_buckets import TokenBuckets
 from openmonetize.logs import get_logger
 
 log = get_logger(__name__)
@@ -54,6 +56,11 @@ class ApiKeys:
         self._cache: dict[bytes, tuple[str | None, float]] = {}
         self._lookups: dict[bytes, asyncio.Future[str | None]] = {}
         self._revocations = 0  # bumped by every revocation heard, so that a lookup racing one is not cached
+
+    def cached(self, api_key: str) -> bool:
+        """Whether `customer_for` would answer without a Postgres lookup."""
+        hit = self._cache.get(tenants.hash_key(api_key))
+        return hit is not None and hit[1] > time.monotonic()
 
     async def customer_for(self, api_key: str) -> str | None:
         """The customer owning an active key, or None."""
@@ -120,6 +127,8 @@ async def lifespan(app):
     """Per API process: the key cache, and the task that hears of revocations."""
     settings = app.state.settings
     app.state.api_keys = keys = ApiKeys(app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s)
+    rate = settings.api_key_failed_lookups_per_s
+    app.state.failed_lookups = TokenBuckets(rate, settings.api_key_failed_lookups_burst) if rate > 0 else None
     listener = asyncio.create_task(keys.follow_revocations(settings.database_url))
     try:
         yield
@@ -147,18 +156,38 @@ def api_key_from(request: Request) -> str:
 async def tenant(request: Request) -> str:
     """FastAPI dependency: the customer id of the request's API key, or 401."""
     key = api_key_from(request)
-    customer_id = None
-    if key.startswith(tenants.KEY_PREFIX):
-        try:
-            customer_id = await request.app.state.api_keys.customer_for(key)
-        except Exception as exc:  # noqa: BLE001 - Postgres down or pool exhausted: not the client's fault
-            raise ApiError(
-                503, "auth_unavailable", f"API keys cannot be checked right now ({type(exc).__name__}); retry later",
-                headers={"Retry-After": str(request.app.state.settings.ingest_retry_after_s)},
-            ) from exc
+    if not key.startswith(tenants.KEY_PREFIX):  # not one of ours: refused without a lookup
+        raise _unauthorized("invalid_api_key", f"the API key is unknown or revoked; {_HINT}")
+    keys, failed_lookups = request.app.state.api_keys, request.app.state.failed_lookups
+    address = (request.client.host if request.client else "-").encode()
+    looked_up = not keys.cached(key)
+    if looked_up:
+        _hold_back_guessing(failed_lookups, address)
+    try:
+        customer_id = await keys.customer_for(key)
+    except Exception as exc:  # noqa: BLE001 - Postgres down or pool exhausted: not the client's fault
+        raise ApiError(
+            503, "auth_unavailable", f"API keys cannot be checked right now ({type(exc).__name__}); retry later",
+            headers={"Retry-After": str(request.app.state.settings.ingest_retry_after_s)},
+        ) from exc
     if customer_id is None:
+        if looked_up and failed_lookups is not None:
+            failed_lookups.take(address)
         raise _unauthorized("invalid_api_key", f"the API key is unknown or revoked; {_HINT}")
     return customer_id
+
+
+def _hold_back_guessing(failed_lookups: TokenBuckets | None, address: bytes) -> None:
+    """Each unknown key costs a Postgres lookup, and the per-key rate limit cannot stop a client
+    that sends a new key each time: past API_KEY_FAILED_LOOKUPS_BURST failed lookups (refilled
+    at API_KEY_FAILED_LOOKUPS_PER_S), an address's keys that are not cached get a 429."""
+    wait_s = failed_lookups.wait(address) if failed_lookups is not None else 0
+    if wait_s > 0:
+        retry_after = max(1, math.ceil(wait_s))
+        raise ApiError(429, "too_many_unknown_keys",
+                       f"too many unknown API keys from this address (API_KEY_FAILED_LOOKUPS_PER_S, "
+                       f"API_KEY_FAILED_LOOKUPS_BURST); retry after {retry_after} s",
+                       headers={"Retry-After": str(retry_after)})
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

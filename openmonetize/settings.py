@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         30.0, description="How long an API process trusts a looked-up key; revocations are heard at once (NOTIFY), this bounds a missed one."
     )
     api_key_negative_cache_ttl_s: float = Field(5.0, description="How long an unknown or revoked key is remembered.")
+    api_key_failed_lookups_per_s: float = Field(
+        5.0, ge=0, description="Lookups of unknown API keys one client address may cause per second per API process, "
+                               "on average (429 above; known keys are never held back); 0: no limit."
+    )
+    api_key_failed_lookups_burst: int = Field(200, ge=1, description="Lookups of unknown API keys one client address may cause at once.")
     kafka_producer_timeout_ms: int = Field(
         10_000, description="Producers' message.timeout.ms (API ingest, worker outputs): how long a record may wait for its ack."
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, unique
 from tests.integration.api_process import api_process
 from tests.integration.support import new_tenant, token_event
 
@@ -16,7 +16,8 @@ MAX_BODY = 4096
 @pytest.fixture(scope="module")
 def small_api(settings, tmp_path_factory):
     log = tmp_path_factory.mktemp("limits") / "api.log"
-    with api_process(log, API_RATE_LIMIT_PER_S="1", API_RATE_LIMIT_BURST="3", API_MAX_BODY_BYTES=str(MAX_BODY)) as url:
+    with api_process(log, API_RATE_LIMIT_PER_S="1", API_RATE_LIMIT_BURST="3", API_MAX_BODY_BYTES=str(MAX_BODY),
+                     API_KEY_FAILED_LOOKUPS_PER_S="1", API_KEY_FAILED_LOOKUPS_BURST="5") as url:
         yield url
 
 
@@ -33,6 +34,30 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_until_its_bucket_refills(
         assert api.get("/health").status_code == 200  # no key, no limit
         eventually(lambda: api.get("/v1/burn-tables", headers=as_header).status_code == 200, timeout_s=5,
                    interval_s=0.25, what="a token refilled after Retry-After")
+
+
+def test_an_address_guessing_keys_is_held_back_and_known_keys_are_not(settings, small_api):
+    """Every unknown key costs a Postgres lookup, and a new key each time escapes the per-key
+    limit: past the burst of failed lookups, an address's uncached keys get 429."""
+    known = new_tenant(settings)
+    guesses = [f"om_{unique('guess')}" for _ in range(6)]
+    with httpx.Client(base_url=small_api, timeout=30) as api:
+        def status(key: str) -> int:
+            return api.get("/v1/burn-tables", headers={"X-OM-Api-Key": key}).status_code
+
+        assert status(known.api_key) == 200  # cached from here on
+        assert [status(key) for key in guesses[:5]] == [401] * 5
+        held = api.get("/v1/burn-tables", headers={"X-OM-Api-Key": guesses[5]})
+        assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1, held.text
+        assert held.json()["error"]["code"] == "too_many_unknown_keys"
+        assert status(known.api_key) == 200  # a known key is never held back
+        assert status(guesses[0]) == 401  # remembered as unknown: no lookup, nothing to hold back
+        eventually(lambda: status(guesses[5]) == 401, timeout_s=10, interval_s=0.5,
+                   what="a failed lookup allowed again once the bucket refilled")
+        # The price: while an address's bucket is empty, a real key it has not used yet waits too.
+        fresh = new_tenant(settings)
+        eventually(lambda: status(fresh.api_key) == 200, timeout_s=10, interval_s=0.5,
+                   what="a new real key from the same address, once a token is back")
 
 
 def test_a_control_plane_body_over_api_max_body_bytes_is_413_naming_the_limit(settings, small_api):

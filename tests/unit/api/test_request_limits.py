@@ -9,7 +9,8 @@ from fastapi import Body, FastAPI, Request
 
 from api import errors
 from api.body_limits import BodyLimits
-from api.rate_limits import RateLimits, TokenBuckets
+from api.rate_limits import RateLimits
+from api.token_buckets import TokenBuckets
 
 
 @pytest.fixture
