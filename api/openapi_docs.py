@@ -2,7 +2,10 @@
 operation of the OpenAPI spec where its own `responses=` does not list them, so the spec is
 accurate without every route repeating them:
 
-- 429 `rate_limited` with Retry-After: the per-key rate limit (api/rate_limits.py);
+- 429 `rate_limited` with Retry-After: the per-key rate limit (api/rate_limits.py), and
+  `too_many_unknown_keys`: an address guessing keys (api/auth.py);
+- 400 `invalid_path` / `invalid_query`: a control character in the path or a query value
+  (api/url_checks.py);
 - 413 `body_too_large`: the size limit of every body (api/body_limits.py);
 - 400 `malformed_json`: a JSON body that does not parse (api/json_bodies.py, api/intake.py).
 
@@ -17,12 +20,16 @@ from fastapi import FastAPI
 from api.json_bodies import ERROR, content
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds until the key may try again", "schema": {"type": "integer"}}}
+_URL = "a control character in the path or a query value, or percent-encoded bytes that are not UTF-8 " \
+       "(`invalid_path`, `invalid_query`)"
 SHARED = {
-    "429": {**content("This API key made more than API_RATE_LIMIT_PER_S requests per second (`rate_limited`)", ERROR),
+    "400": content(_URL[0].upper() + _URL[1:], ERROR),
+    "429": {**content("This API key made more than API_RATE_LIMIT_PER_S requests per second (`rate_limited`), or "
+                      "this address sent too many unknown keys (`too_many_unknown_keys`)", ERROR),
             "headers": _RETRY_AFTER},
 }
 WITH_BODY = {
-    "400": content("The body is not JSON (`malformed_json`)", ERROR),
+    "400": content(f"The body is not JSON (`malformed_json`), or {_URL}", ERROR),
     "413": content("The body is larger than API_MAX_BODY_BYTES (INGEST_MAX_BODY_BYTES for ingest; `body_too_large`)", ERROR),
 }
 
@@ -45,6 +52,6 @@ def add_shared_answers(spec: dict) -> None:
             responses = operation.get("responses", {})
             if "401" not in responses:
                 continue
-            shared = {**SHARED, **(WITH_BODY if "requestBody" in operation else {})}
+            shared = {**SHARED, **(WITH_BODY if "requestBody" in operation else {})}  # WITH_BODY's 400 says both
             for status, answer in shared.items():
                 responses.setdefault(status, answer)
