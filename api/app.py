@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # One pool per process; connections are checked on checkout, so a Postgres restart costs
     # the requests in flight, not every request until the API restarts.
     app.state.db = ConnectionPool(
-        settings.database_url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection
+        settings.database_url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection,
+        timeout=settings.database_pool_timeout_s, kwargs={"connect_timeout": max(1, int(settings.database_pool_timeout_s))},
     )
     app.state.schema_registry = SchemaRegistry(app.state.db)
     app.include_router(schema_registry.router)

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -82,6 +84,18 @@ def install(app: FastAPI) -> None:
         message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return ApiError(exc.status_code, code, message, headers=exc.headers).response()
 
+    async def on_database_away(request: Request, exc: Exception) -> Response:
+        """Postgres refusing connections, or the pool finding none in DATABASE_POOL_TIMEOUT_S: the
+        client may retry, and hears so at once rather than as a 500 or a timeout of its own."""
+        return database_unavailable(request.app.state.settings.ingest_retry_after_s, exc).response()
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(psycopg.OperationalError, on_database_away)
+    app.add_exception_handler(PoolTimeout, on_database_away)
+
+
+def database_unavailable(retry_after_s: int, exc: Exception) -> ApiError:
+    return ApiError(503, "database_unavailable", f"Postgres is not answering ({type(exc).__name__}); retry later",
+                    headers={"Retry-After": str(retry_after_s)})

@@ -6,6 +6,7 @@ accurate without every route repeating them:
   `too_many_unknown_keys`: an address guessing keys (api/auth.py);
 - 400 `invalid_path` / `invalid_query`: a control character in the path or a query value
   (api/url_checks.py);
+- 503 `database_unavailable` with Retry-After: Postgres away (api/errors.py);
 - 413 `body_too_large`: the size limit of every body (api/body_limits.py);
 - 400 `malformed_json`: a JSON body that does not parse (api/json_bodies.py, api/intake.py).
 
@@ -27,6 +28,8 @@ SHARED = {
     "429": {**content("This API key made more than API_RATE_LIMIT_PER_S requests per second (`rate_limited`), or "
                       "this address sent too many unknown keys (`too_many_unknown_keys`)", ERROR),
             "headers": _RETRY_AFTER},
+    "503": {**content("Postgres is not answering (`database_unavailable`, `auth_unavailable`); retry after Retry-After",
+                      ERROR), "headers": _RETRY_AFTER},
 }
 WITH_BODY = {
     "400": content(f"The body is not JSON (`malformed_json`), or {_URL}", ERROR),

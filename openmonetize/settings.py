@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     postgres_user: str = "openmonetize"
     postgres_password: str = Field("openmonetize", description="Local stack only; set DATABASE_URL in production.")
     database_url: str = Field("", description="Postgres URL; default the local stack's.")
+    database_pool_timeout_s: float = Field(
+        5.0, gt=0, description="API: longest wait for a Postgres connection (and to open one) before a 503 "
+                               "`database_unavailable` with Retry-After."
+    )
 
     # --- ClickHouse ----------------------------------------------------------------------
     clickhouse_port: int = Field(18123, description="Local ClickHouse HTTP port (embedded chdb engine).")
