@@ -15,9 +15,9 @@ confluent-kafka consumer of our own, with no group, from the applied-offset mark
 - revoke: Faust's `on_partitions_revoked` signal (awaited before the group rebalances) stops
   the loop and waits for the batch in hand, then unassigns: a partition is never applied by
   two workers at once, and the next owner starts at the markers this one saved last.
-- the group's committed offsets follow the markers (committed through Faust's consumer every
-  COMMIT_INTERVAL_S), so `stack status` and other lag tools see progress; they stay a hint,
-  the markers are the truth.
+- the group's committed offsets follow the markers (committed through the aiokafka consumer
+  under Faust every COMMIT_INTERVAL_S, never awaited on revoke), so `stack status` and other
+  lag tools see progress; they stay a hint, the markers are the truth.
 
 Why not Kafka transactions per batch instead: they would still leave Faust's per-record path
 in place, and the layers this project tests (markers, acknowledged outputs before state,
@@ -86,11 +86,12 @@ class BatchSource:
                 self._running.set()
 
     async def stop(self) -> None:
-        """Stop reading: wait for the batch in hand, then give the partitions up."""
+        """Stop reading: wait for the batch in hand, then give the partitions up. (No last commit
+        of the group's offsets: it would go through Faust's consumer thread, which is waiting for
+        this very revoke; they are a hint, at most a second behind the markers.)"""
         self._running.clear()
         async with self._lock:
             if self.assigned:
-                await self._commit(force=True)
                 await asyncio.to_thread(self.consumer.unassign)
                 log.info("batch source revoked", agent=self.name, partitions=len(self.assigned))
                 self.assigned = []
@@ -140,16 +141,12 @@ class BatchSource:
             return None
         return high if high is not None and high >= 0 else None
 
-    async def _commit(self, force: bool = False) -> None:
-        """Commit the markers as the group's offsets (a hint for lag tools), at most once a
-        second, in the background: a commit goes through Faust's consumer thread and must not
-        hold the next batch back. `force` (on revoke) waits for it."""
+    async def _commit(self) -> None:
+        """Commit the markers as the group's offsets (a hint for lag tools such as `stack
+        status`), at most once a second, in the background: a commit goes through Faust's
+        consumer thread and must not hold the next batch back."""
         now = time.monotonic()
-        if self._committing is not None and not self._committing.done():
-            if not force:
-                return
-            await self._committing
-        if not force and now - self._committed_at < COMMIT_INTERVAL_S:
+        if (self._committing is not None and not self._committing.done()) or now - self._committed_at < COMMIT_INTERVAL_S:
             return
         self._committed_at = now
         owned = {(tp.topic, tp.partition) for tp in self.assigned}
@@ -157,12 +154,12 @@ class BatchSource:
                    if (topic, partition) in owned}
         if offsets:
             self._committing = asyncio.create_task(self._commit_now(offsets))
-            if force:
-                await self._committing
 
     async def _commit_now(self, offsets: dict[TP, int]) -> None:
+        """Through the aiokafka consumer under Faust: Faust's own `Consumer.commit` commits only
+        what its streams acknowledged, which is nothing here (the group's offsets never moved)."""
         try:
-            await self.app.consumer.commit(offsets)
+            await self.app.consumer._thread.commit(offsets)
         except Exception as exc:  # noqa: BLE001 - a hint only: the markers are what counts
             log.warning("group offsets not committed", agent=self.name, error=str(exc))
 

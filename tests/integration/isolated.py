@@ -192,6 +192,15 @@ class IsolatedPipeline:
                 latest[record["wallet_id"]] = record
         return latest
 
+    def committed(self, topic: str) -> int:
+        """The worker group's committed offsets on `topic`, summed over its partitions."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.env["WORKER_APP_ID"]})
+        try:
+            found = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        finally:
+            consumer.close()
+        return sum(max(tp.offset, 0) for tp in found)
+
     def ledger_size(self) -> int:
         """Records on the ledger topic (re-emitted entries included): a cheap progress signal."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": unique("size")})

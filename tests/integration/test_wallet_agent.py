@@ -42,6 +42,10 @@ def test_commands_and_debits_move_the_balance_once(pipeline):
     assert total(e["amount"] for e in ledger.values()) == balance["balance"]
     kinds = sorted(e["kind"] for e in ledger.values())
     assert kinds.count("purchase") == 1 and kinds.count("usage_debit") == 50
+    # The group's offsets follow the applied markers, so lag tools (`stack status`) see the work done.
+    eventually(lambda: pipeline.committed(pipeline.topics.wallet_debits.name) == 60
+               and pipeline.committed(pipeline.topics.wallet_commands.name) == 2,
+               timeout_s=30, interval_s=0.5, what="the worker group's committed offsets at the end of its sources")
 
 
 def test_kill_9_mid_stream_charges_every_debit_exactly_once(pipeline):
