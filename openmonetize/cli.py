@@ -593,7 +593,8 @@ def run_supervisor() -> None:
     from deploy.local_stack.stack import Stack
     from deploy.local_stack.supervisor import Supervisor
 
-    Supervisor(get_settings(), Stack(get_settings()).supervised).run()
+    stack = Stack(get_settings())
+    Supervisor(get_settings(), stack.supervised, stack.child_env()).run()
 
 
 # --- replay --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from deploy.local_stack.kafka import KafkaService
 from deploy.local_stack.postgres import PostgresService
 from deploy.local_stack import stack_secrets
 from deploy.local_stack.processes import ManagedProcess, StackError, tail, wait_until
-from deploy.local_stack.supervisor import SUPERVISED
+from deploy.local_stack.supervisor import SUPERVISED, service_of, workers
 from openmonetize import catalog_admin, clickhouse_client, consumer_lag, migrations
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
@@ -51,11 +51,20 @@ class Stack:
 
     @property
     def supervised(self) -> list[str]:
-        return [name for name in SUPERVISED if name in self.settings.services]
+        return [child for name in SUPERVISED if name in self.settings.services for child in self._children(name)]
+
+    def _children(self, service: str) -> list[str]:
+        """The processes of a service: one each, but `worker` runs WORKER_PROCESSES (workers())."""
+        return list(workers(self.settings)) if service == "worker" else [service]
+
+    def child_env(self) -> dict[str, dict[str, str]]:
+        """What each supervised process runs with beyond the stack's settings: its web port."""
+        return {name: {"WORKER_WEB_PORT": str(port)} for name, port in workers(self.settings).items()}
 
     # --- up ------------------------------------------------------------------------------
     def _all_processes(self) -> list[ManagedProcess]:
-        return [self.kafka.process, self.postgres.process, self.supervisor, *map(self._process, SUPERVISED)]
+        everyone = [child for name in SUPERVISED for child in self._children(name)]
+        return [self.kafka.process, self.postgres.process, self.supervisor, *map(self._process, everyone)]
 
     def up(self) -> list[StepResult]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +153,7 @@ class Stack:
         return {
             "clickhouse": http_ok(f"{s.clickhouse_url}/ping"),
             "api": http_ok(f"{s.api_url}/ready"),
-            "worker": http_ok(f"http://127.0.0.1:{s.worker_web_port}/metrics"),
+            **{name: http_ok(f"http://127.0.0.1:{port}/metrics") for name, port in workers(s).items()},
             "sink-ledger": http_ok(f"http://127.0.0.1:{s.ledger_sink_metrics_port}/metrics"),
             "sink-clickhouse": http_ok(f"http://127.0.0.1:{s.clickhouse_sink_metrics_port}/metrics"),
             "proxy": http_ok(f"http://{s.proxy_host}:{s.proxy_port}/ready"),
@@ -153,7 +162,7 @@ class Stack:
     # --- down ----------------------------------------------------------------------------
     def down(self) -> list[StepResult]:
         results = [self._step("supervisor", lambda: _stopped(self.supervisor.stop()))]
-        for name in reversed(SUPERVISED):
+        for name in reversed([child for service in SUPERVISED for child in self._children(service)]):
             # Normally gone with the supervisor; this catches orphans of a killed supervisor.
             results.append(self._step(name, lambda name=name: _stopped(self._process(name).stop())))
         results.append(self._step("postgres", lambda: _stopped(self.postgres.stop())))
@@ -165,7 +174,7 @@ class Stack:
         probes = self._readiness_probes()
         states = {"kafka": self.kafka.status(), "postgres": self.postgres.status()}
         states["supervisor"] = "running" if self.supervisor.pid() else "stopped"
-        for name in SUPERVISED:
+        for name in (child for service in SUPERVISED for child in self._children(service)):
             if not self._process(name).pid():
                 states[name] = "stopped"
                 continue
@@ -177,7 +186,7 @@ class Stack:
             if (pid := process.stale_pid()) is not None:
                 states[process.name] += f" (stale PID file: process {pid} is gone)"
         for name in list(states):
-            if name in self.settings.services or name == "supervisor":
+            if service_of(name) in self.settings.services or name == "supervisor":
                 continue
             states[name] += " (external: not managed by this stack)"
         return states

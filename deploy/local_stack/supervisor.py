@@ -8,11 +8,12 @@ children are stopped in reverse start order.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deploy.local_stack.processes import ManagedProcess, kill_group, terminate
 from openmonetize.logs import get_logger
@@ -23,6 +24,21 @@ log = get_logger(__name__)
 SUPERVISED = ("clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")  # start order
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a child that ran this long has its backoff reset
+WORKER_PORT_STEP = 100  # worker N's web port: WORKER_WEB_PORT + 100 x (N - 1), clear of the stack's other ports
+
+
+def workers(settings: Settings) -> dict[str, int]:
+    """The stack's stream workers by process name, with their web ports: `worker`, `worker-2`, ...
+    WORKER_PROCESSES of them (0: one per CPU core: the partitions share nothing, so each core
+    can run one; see docs/performance.md)."""
+    count = settings.worker_processes or os.cpu_count() or 1
+    return {("worker" if i == 0 else f"worker-{i + 1}"): settings.worker_web_port + WORKER_PORT_STEP * i
+            for i in range(count)}
+
+
+def service_of(process_name: str) -> str:
+    """`worker-2` runs the `worker` service; every other process its own name."""
+    return "worker" if process_name.startswith("worker-") else process_name
 
 
 @dataclass
@@ -33,15 +49,16 @@ class Child:
     restarts: int = 0
     backoff_s: float = 1.0
     next_start: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)  # beyond the supervisor's own environment
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "openmonetize", "run", self.process.name]
+        return [sys.executable, "-m", "openmonetize", "run", service_of(self.process.name)]
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, services: list[str]):
+    def __init__(self, settings: Settings, names: list[str], env: dict[str, dict[str, str]] | None = None):
         run_dir, log_dir = settings.stack_dir / "run", settings.stack_dir / "logs"
-        self.children = [Child(ManagedProcess(name, run_dir, log_dir)) for name in services]
+        self.children = [Child(ManagedProcess(name, run_dir, log_dir), env=(env or {}).get(name, {})) for name in names]
         self.stopping = False
 
     def run(self) -> None:
@@ -74,7 +91,7 @@ class Supervisor:
             child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
             child.restarts += 1
         if now >= child.next_start:
-            child.popen = child.process.start(child.argv())
+            child.popen = child.process.start(child.argv(), env={**os.environ, **child.env} if child.env else None)
             child.started_at = now
             log.info("child_started", service=child.process.name, pid=child.popen.pid, restarts=child.restarts)
 
