@@ -49,26 +49,37 @@ _HINT = "send the key in the X-OM-Api-Key header or as `Authorization: Bearer om
 class ApiKeys:
     """Hashed API key → customer id, cached; see the module docstring for the TTL semantics."""
 
-    def __init__(self, pool: ConnectionPool, ttl_s: float, negative_ttl_s: float):
+    def __init__(self, pool: ConnectionPool, ttl_s: float, negative_ttl_s: float,
+                 failed_lookups: TokenBuckets | None = None):
         self.pool = pool
         self.ttl_s = ttl_s
         self.negative_ttl_s = negative_ttl_s
+        self.failed_lookups = failed_lookups  # per client address; see `customer_for`
         self._cache: dict[bytes, tuple[str | None, float]] = {}
         self._lookups: dict[bytes, asyncio.Future[str | None]] = {}
         self._revocations = 0  # bumped by every revocation heard, so that a lookup racing one is not cached
 
-    def cached(self, api_key: str) -> bool:
-        """Whether `customer_for` would answer without a Postgres lookup."""
-        hit = self._cache.get(tenants.hash_key(api_key))
-        return hit is not None and hit[1] > time.monotonic()
+    async def customer_for(self, api_key: str, address: str | None = None) -> str | None:
+        """The customer owning an active key, or None.
 
-    async def customer_for(self, api_key: str) -> str | None:
-        """The customer owning an active key, or None."""
+        Each unknown key costs a Postgres lookup, and the per-key rate limit cannot hold back a
+        client that sends a new key each time: past API_KEY_FAILED_LOOKUPS_BURST failed lookups
+        from one client `address` (refilled at API_KEY_FAILED_LOOKUPS_PER_S), a key that is not
+        cached raises KeyGuessing instead of being looked up. A cached key always answers."""
         digest = tenants.hash_key(api_key)
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
+        guesses = self.failed_lookups if address is not None else None
+        if guesses is not None and (wait_s := guesses.wait(address.encode())) > 0:
+            raise KeyGuessing(wait_s)
+        customer_id = await self._looked_up(digest, api_key, now)
+        if customer_id is None and guesses is not None:
+            guesses.take(address.encode())
+        return customer_id
+
+    async def _looked_up(self, digest: bytes, api_key: str, now: float) -> str | None:
         pending = self._lookups.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -126,9 +137,11 @@ class ApiKeys:
 async def lifespan(app):
     """Per API process: the key cache, and the task that hears of revocations."""
     settings = app.state.settings
-    app.state.api_keys = keys = ApiKeys(app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s)
     rate = settings.api_key_failed_lookups_per_s
-    app.state.failed_lookups = TokenBuckets(rate, settings.api_key_failed_lookups_burst) if rate > 0 else None
+    app.state.api_keys = keys = ApiKeys(
+        app.state.db, settings.api_key_cache_ttl_s, settings.api_key_negative_cache_ttl_s,
+        TokenBuckets(rate, settings.api_key_failed_lookups_burst) if rate > 0 else None,
+    )
     listener = asyncio.create_task(keys.follow_revocations(settings.database_url))
     try:
         yield
@@ -158,36 +171,34 @@ async def tenant(request: Request) -> str:
     key = api_key_from(request)
     if not key.startswith(tenants.KEY_PREFIX):  # not one of ours: refused without a lookup
         raise _unauthorized("invalid_api_key", f"the API key is unknown or revoked; {_HINT}")
-    keys, failed_lookups = request.app.state.api_keys, request.app.state.failed_lookups
-    address = (request.client.host if request.client else "-").encode()
-    looked_up = not keys.cached(key)
-    if looked_up:
-        _hold_back_guessing(failed_lookups, address)
     try:
-        customer_id = await keys.customer_for(key)
+        customer_id = await request.app.state.api_keys.customer_for(key, client_address(request))
+    except KeyGuessing as exc:
+        retry_after = max(1, math.ceil(exc.wait_s))
+        raise ApiError(429, "too_many_unknown_keys",
+                       f"too many unknown API keys from this address (API_KEY_FAILED_LOOKUPS_PER_S, "
+                       f"API_KEY_FAILED_LOOKUPS_BURST); retry after {retry_after} s",
+                       headers={"Retry-After": str(retry_after)}) from None
     except Exception as exc:  # noqa: BLE001 - Postgres down or pool exhausted: not the client's fault
         raise ApiError(
             503, "auth_unavailable", f"API keys cannot be checked right now ({type(exc).__name__}); retry later",
             headers={"Retry-After": str(request.app.state.settings.ingest_retry_after_s)},
         ) from exc
     if customer_id is None:
-        if looked_up and failed_lookups is not None:
-            failed_lookups.take(address)
         raise _unauthorized("invalid_api_key", f"the API key is unknown or revoked; {_HINT}")
     return customer_id
 
 
-def _hold_back_guessing(failed_lookups: TokenBuckets | None, address: bytes) -> None:
-    """Each unknown key costs a Postgres lookup, and the per-key rate limit cannot stop a client
-    that sends a new key each time: past API_KEY_FAILED_LOOKUPS_BURST failed lookups (refilled
-    at API_KEY_FAILED_LOOKUPS_PER_S), an address's keys that are not cached get a 429."""
-    wait_s = failed_lookups.wait(address) if failed_lookups is not None else 0
-    if wait_s > 0:
-        retry_after = max(1, math.ceil(wait_s))
-        raise ApiError(429, "too_many_unknown_keys",
-                       f"too many unknown API keys from this address (API_KEY_FAILED_LOOKUPS_PER_S, "
-                       f"API_KEY_FAILED_LOOKUPS_BURST); retry after {retry_after} s",
-                       headers={"Retry-After": str(retry_after)})
+class KeyGuessing(Exception):
+    """This address sent too many unknown keys; it may look one up again in `wait_s` seconds."""
+
+    def __init__(self, wait_s: float):
+        super().__init__(f"too many unknown API keys; retry in {wait_s:.1f} s")
+        self.wait_s = wait_s
+
+
+def client_address(request) -> str:
+    return request.client.host if request.client else "-"
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

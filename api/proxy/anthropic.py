@@ -23,6 +23,7 @@ _ERRORS = {
     "insufficient_credits": "billing_error",
     "unavailable": "api_error",
     "timeout": "api_error",
+    "rate_limit": "rate_limit_error",
 }
 
 

@@ -120,7 +120,7 @@ async def _proxy(request: Request, provider: ModuleType, plan: Callable[[Request
 
     call = None
     try:
-        who = await identify(request.headers, state.api_keys)
+        who = await identify(request.headers, state.api_keys, auth.client_address(request))
         raw = await _body(request, settings.proxy_max_body_bytes)
         call = plan(request, raw)
         if settings.proxy_enforce:

@@ -16,7 +16,7 @@ TOKENS_PER_BYTE = 4  # the estimate of a prompt's tokens: its request body's byt
 
 class Refusal(Exception):
     """The proxy answers the call itself, in the provider's error format; `kind` is one of
-    authentication, permission, invalid_request, insufficient_credits, unavailable, timeout."""
+    authentication, permission, invalid_request, insufficient_credits, unavailable, timeout, rate_limit."""
 
     def __init__(self, status: int, kind: str, message: str):
         super().__init__(message)

@@ -26,6 +26,7 @@ _STATUS = {
     "insufficient_credits": "RESOURCE_EXHAUSTED",
     "unavailable": "UNAVAILABLE",
     "timeout": "DEADLINE_EXCEEDED",
+    "rate_limit": "RESOURCE_EXHAUSTED",
 }
 
 

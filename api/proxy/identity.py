@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 
 from api import tenants
-from api.auth import ApiKeys
+from api.auth import ApiKeys, KeyGuessing
 from api.proxy.calls import Refusal
 
 MAX_ID = 128  # as the usage event's ids
@@ -23,7 +23,7 @@ class Identity:
     feature_id: str
 
 
-async def identify(headers: Headers, api_keys: ApiKeys) -> Identity:
+async def identify(headers: Headers, api_keys: ApiKeys, address: str | None = None) -> Identity:
     key = (headers.get("x-om-api-key") or "").strip()
     if not key:
         raise Refusal(401, "authentication", "OpenMonetize proxy: no X-OM-Api-Key header; send your OpenMonetize API key "
@@ -31,7 +31,10 @@ async def identify(headers: Headers, api_keys: ApiKeys) -> Identity:
     customer_id = None
     if key.startswith(tenants.KEY_PREFIX):
         try:
-            customer_id = await api_keys.customer_for(key)
+            customer_id = await api_keys.customer_for(key, address)
+        except KeyGuessing:
+            raise Refusal(429, "rate_limit", "OpenMonetize proxy: too many unknown X-OM-Api-Key values from this "
+                                             "address; retry later") from None
         except Exception as exc:  # noqa: BLE001 - Postgres down or the pool exhausted: not the client's fault
             raise Refusal(503, "unavailable", f"OpenMonetize proxy: API keys cannot be checked right now "
                                               f"({type(exc).__name__}); retry later") from exc

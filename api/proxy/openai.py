@@ -33,6 +33,7 @@ _ERRORS = {  # kind -> (type, code)
     "insufficient_credits": ("insufficient_quota", "insufficient_credits"),
     "unavailable": ("api_error", "service_unavailable"),
     "timeout": ("api_error", "timeout"),
+    "rate_limit": ("requests", "rate_limit_exceeded"),
 }
 
 

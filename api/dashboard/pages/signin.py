@@ -3,10 +3,13 @@ cookie of api/dashboard/sessions.py."""
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
 from api import tenants
+from api.auth import KeyGuessing, client_address
 from api.dashboard import sessions
 from api.dashboard.guard import CsrfRefused, form_session, same_origin
 from api.dashboard.rendering import render
@@ -34,7 +37,11 @@ async def signin(request: Request):
     customer_id = None
     if api_key.startswith(tenants.KEY_PREFIX):
         try:
-            customer_id = await request.app.state.api_keys.customer_for(api_key)
+            customer_id = await request.app.state.api_keys.customer_for(api_key, client_address(request))
+        except KeyGuessing as exc:
+            error = {"field": "api_key", "reason": f"too many unknown API keys from this address; retry in "
+                                                   f"{max(1, math.ceil(exc.wait_s))} s"}
+            return render(request, "signin.html", None, status=429, error=error)
         except Exception as exc:  # noqa: BLE001 - Postgres down: say so, it is not the key's fault
             error = {"field": "api_key", "reason": f"API keys cannot be checked right now ({type(exc).__name__}); retry shortly"}
             return render(request, "signin.html", None, status=503, error=error)

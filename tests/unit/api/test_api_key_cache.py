@@ -2,8 +2,11 @@
 
 import asyncio
 
+import pytest
+
 from api import tenants
-from api.auth import ApiKeys
+from api.auth import ApiKeys, KeyGuessing
+from api.token_buckets import TokenBuckets
 
 
 def cache(lookup) -> ApiKeys:
@@ -37,5 +40,31 @@ def test_a_lookup_racing_a_revocation_is_not_cached():
     async def run():
         assert await keys.customer_for("om_a") == "cus_a"  # read before the revocation committed
         assert await keys.customer_for("om_a") is None  # so it was not remembered
+
+    asyncio.run(run())
+
+
+def test_an_address_guessing_keys_is_held_back_and_known_keys_are_not():
+    owners = {"om_real": "cus_a"}
+    lookups = []
+    clock = [0.0]
+    keys = ApiKeys(pool=None, ttl_s=30, negative_ttl_s=5,
+                   failed_lookups=TokenBuckets(rate_per_s=1, burst=3, clock=lambda: clock[0]))
+    keys._lookup = lambda key: (lookups.append(key), owners.get(key))[1]
+
+    async def run():
+        assert await keys.customer_for("om_real", "10.0.0.1") == "cus_a"  # cached from here on
+        for i in range(3):
+            assert await keys.customer_for(f"om_guess{i}", "10.0.0.1") is None
+        with pytest.raises(KeyGuessing) as held:
+            await keys.customer_for("om_guess3", "10.0.0.1")
+        assert held.value.wait_s == pytest.approx(1.0)
+        assert "om_guess3" not in lookups  # held back before Postgres
+        assert await keys.customer_for("om_real", "10.0.0.1") == "cus_a"  # a known key always answers
+        assert await keys.customer_for("om_guess0", "10.0.0.1") is None  # remembered as unknown: no lookup
+        assert await keys.customer_for("om_guess3", "10.0.0.2") is None  # another address has its own bucket
+        assert await keys.customer_for("om_guess4") is None  # no address: not limited (internal callers)
+        clock[0] += 1.0
+        assert await keys.customer_for("om_guess5", "10.0.0.1") is None  # a token is back
 
     asyncio.run(run())
