@@ -28,6 +28,17 @@ _HTTP_SETTINGS = frozenset({
 DEFAULT_SESSION_TIMEOUT = 60.0
 
 
+# Request headers clients send instead of URL parameters (JDBC, clickhouse-go, DBeaver); a URL
+# parameter of the same name wins, as on a ClickHouse server.
+HEADER_PARAMS = {"x-clickhouse-database": "database", "x-clickhouse-format": "default_format",
+                 "x-clickhouse-query-id": "query_id"}
+
+
+def header_params(headers) -> list[tuple[str, str]]:
+    """The (parameter, value) pairs the X-ClickHouse-* request headers stand for."""
+    return [(name, headers[header]) for header, name in HEADER_PARAMS.items() if headers.get(header)]
+
+
 @dataclass
 class Params:
     """One request's URL parameters (and multipart form fields), sorted by what they steer."""

@@ -34,6 +34,7 @@ from deploy.clickhouse_http.protocol import (
     content_type,
     exception_block,
     form_fields,
+    header_params,
     summary,
 )
 from deploy.clickhouse_http.sqltext import Statement, describe, output_format, split_insert, strip_format
@@ -144,10 +145,11 @@ class ClickHouseHTTP:
         try:
             user = self.users.authenticate(request.headers, request.query_params)
             stats["user"] = user.name
-            params = Params.parse(request.query_params.multi_items(), request.method)
+            given = header_params(request.headers) + request.query_params.multi_items()
+            params = Params.parse(given, request.method)
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 fields = form_fields(request.headers["content-type"], await body.read_all())
-                params = Params.parse(request.query_params.multi_items() + fields, request.method)
+                params = Params.parse(given + fields, request.method)
             await self._execute(user, params, request, body, send, stats)
             status = 200
         except ClickHouseError as err:

@@ -328,3 +328,16 @@ def test_streaming_results_long_bound_parameters_and_metrics(server, db):
     text = httpx.get(f"{server.url}/metrics").text
     assert "openmonetize_clickhouse_http_requests_total" in text and "openmonetize_clickhouse_http_inserted_rows_total" in text
     assert 'openmonetize_clickhouse_http_errors_total{code="60",name="UNKNOWN_TABLE"}' in text
+
+
+def test_x_clickhouse_headers_name_the_database_format_and_query_id(server, db):
+    """JDBC, clickhouse-go and DBeaver name these in headers, not URL parameters; a URL parameter wins."""
+    server.client().command(f"CREATE TABLE {db}.marker (a UInt8) ENGINE = Memory")
+    headers = {"X-ClickHouse-Database": db, "X-ClickHouse-Format": "JSONEachRow", "X-ClickHouse-Query-Id": "q-hdr-1"}
+    answer = server.http.post(server.url, headers=headers, content=b"SELECT currentDatabase() AS d, toUInt8(count()) AS n FROM marker")
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.text) == {"d": db, "n": 0}
+    assert answer.headers["X-ClickHouse-Format"] == "JSONEachRow" and answer.headers["X-ClickHouse-Query-Id"] == "q-hdr-1"
+    overridden = server.http.post(server.url, headers=headers, params={"database": "default", "default_format": "TSV"},
+                                  content=b"SELECT currentDatabase()")
+    assert overridden.text == "default\n"
