@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from api import tenants
+from deploy.local_stack.supervisor import workers
 from tests.conftest import eventually
 
 COMMANDS = [
@@ -44,9 +45,10 @@ def test_stack_env_prints_the_four_urls(settings):
     assert lines["API_URL"] == settings.api_url
 
 
-def test_stack_status_reports_every_service_running():
+def test_stack_status_reports_every_service_running(settings):
     states = orjson.loads(om("stack", "status", "--json").stdout)["services"]
-    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy"}
+    assert set(states) == {"kafka", "postgres", "supervisor", "clickhouse", "api", *workers(settings), "sink-ledger",
+                           "sink-clickhouse", "proxy"}
     assert all(state == "running" for state in states.values()), states
 
 
