@@ -195,7 +195,7 @@ def topics_create() -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from deploy.local_stack.kafka import ensure_topics
+    from openmonetize.kafka_topics import ensure_topics
     from schemas.topics import topics
 
     settings = get_settings()

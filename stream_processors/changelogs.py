@@ -16,7 +16,7 @@ import faust
 from confluent_kafka.admin import AdminClient
 from mode.utils.times import want_seconds
 
-from deploy.local_stack.kafka import ensure_topics
+from openmonetize.kafka_topics import ensure_topics
 from schemas.topics import TopicSpec
 
 

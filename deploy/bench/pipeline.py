@@ -60,9 +60,9 @@ from psycopg_pool import ConnectionPool
 from deploy.bench import kafka_raw
 from deploy.bench.ingest_http import cpu_seconds, stack_pids
 from deploy.bench.results import RESULTS, merge_results
-from deploy.local_stack.kafka import ensure_topics
 from deploy.local_stack.processes import free_port
 from openmonetize import wallet_ids
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings, get_settings
 from schemas.codec import schema_text
 from schemas.registry import SchemaRegistry

@@ -43,7 +43,7 @@ from confluent_kafka.admin import AdminClient
 from api.tenants import create_customer
 from deploy.bench.pipeline import RULES
 from deploy.bench.results import RESULTS, merge_results
-from deploy.local_stack.kafka import ensure_topics
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.rebilling.run import Progress, ReplayRequest, execute
 from openmonetize.settings import get_settings

@@ -31,8 +31,8 @@ from psycopg_pool import ConnectionPool
 
 from deploy.bench.pipeline import peak_rss_mb
 from deploy.bench.results import RESULTS, merge_results
-from deploy.local_stack.kafka import ensure_topics
 from openmonetize import clickhouse_client, migrations
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics

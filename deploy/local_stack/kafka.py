@@ -10,20 +10,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewPartitions,
-    NewTopic,
-)
+from confluent_kafka.admin import AdminClient
 
 from deploy.local_stack.processes import ManagedProcess, StackError, require_free_port, tail, wait_until
 from deploy.local_stack.system import ensure_command
+from openmonetize.kafka_topics import TopicError, ensure_topics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas.topics import TopicSpec, topics
+from schemas.topics import topics
 
 log = get_logger(__name__)
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"
@@ -194,70 +188,7 @@ class KafkaService:
 
     def ensure_topics(self) -> list[str]:
         """Create the project's missing topics and grow partition counts; returns what it created."""
-        return ensure_topics(self._admin(), topics(self.settings).all())
-
-
-def ensure_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
-    """Create missing topics, add partitions where a setting asks for more. Idempotent."""
-    existing = admin.list_topics(timeout=10).topics
-    missing = [s for s in specs if s.name not in existing]
-    if missing:
-        futures = admin.create_topics(
-            [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in missing],
-            operation_timeout=30,
-        )
-        for name, future in futures.items():
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise StackError(f"could not create topic {name}: {exc}") from exc
-    grow = [
-        NewPartitions(s.name, s.partitions)
-        for s in specs
-        if s.name in existing and len(existing[s.name].partitions) < s.partitions
-    ]
-    if grow:
-        for name, future in admin.create_partitions(grow).items():
-            future.result()
-            log.info("kafka_topic_partitions_added", topic=name)
-    _align_configs(admin, [s for s in specs if s.name in existing])
-    created = [s.name for s in missing]
-    if created:
-        _wait_for_leaders(admin, created)
-        log.info("kafka_topics_created", topics=created)
-    return created
-
-
-def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
-    """Return once every partition of the new topics has a leader: a client asking for offsets
-    right after creation otherwise gets NOT_LEADER_FOR_PARTITION."""
-    def led() -> bool:
-        found = admin.list_topics(timeout=10).topics
-        return all(n in found and found[n].error is None and found[n].partitions
-                   and all(p.leader >= 0 for p in found[n].partitions.values()) for n in names)
-
-    if not wait_until(led, timeout_s, interval_s=0.1):
-        raise StackError(f"new topics still without a leader after {timeout_s:g}s: {names}")
-
-
-def _align_configs(admin: AdminClient, specs: list[TopicSpec]) -> None:
-    """Apply declared topic configs that differ on the broker (e.g. a changed retention setting)."""
-    if not specs:
-        return
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
-    current = {res.name: future.result() for res, future in admin.describe_configs(resources).items()}
-    changes = []
-    for spec in specs:
-        entries = [
-            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-            for key, value in spec.config.items()
-            if key not in current[spec.name] or current[spec.name][key].value != value
-        ]
-        if entries:
-            changes.append(ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries))
-    if not changes:
-        return
-    for resource, future in admin.incremental_alter_configs(changes).items():
-        future.result()
-        log.info("kafka_topic_config_aligned", topic=resource.name)
+        try:
+            return ensure_topics(self._admin(), topics(self.settings).all())
+        except TopicError as exc:
+            raise StackError(str(exc)) from exc

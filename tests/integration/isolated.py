@@ -18,14 +18,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
-from deploy.local_stack.kafka import ensure_topics
 from deploy.local_stack.processes import free_port
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.catalog import BurnTableRecord, CatalogPublisher
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings
-from schemas.usage_event import EventLimits, convert_event, to_record
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics
+from schemas.usage_event import EventLimits, convert_event, to_record
 from stream_processors import codecs as worker_codecs
 from tests.conftest import unique
 from tests.integration.support import read_topic

@@ -22,8 +22,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
-from deploy.local_stack.kafka import ensure_topics
 from openmonetize.dlq import RETRY_COUNT_HEADER, RETRY_OF_HEADER, DlqId
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings
 from schemas.registry import SchemaRegistry
 from schemas.topics import topics

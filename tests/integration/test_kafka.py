@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from deploy.local_stack.kafka import ensure_topics
+from openmonetize.kafka_topics import ensure_topics
 from schemas.topics import TopicSpec, topics
 from tests.conftest import eventually, unique
 

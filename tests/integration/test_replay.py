@@ -249,7 +249,7 @@ def test_a_resume_waits_for_adjustments_in_flight_and_forgets_those_never_sent(s
     stay in flight (the resume refuses to go on), the rows of those never sent are dropped."""
     from confluent_kafka.admin import AdminClient
 
-    from deploy.local_stack.kafka import ensure_topics
+    from openmonetize.kafka_topics import ensure_topics
     from openmonetize.rebilling.codecs import replay_codecs
     from openmonetize.rebilling.rerate import Adjustment
     from schemas.topics import topics
