@@ -25,7 +25,7 @@ from openmonetize import wallet_directory
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import WalletBalances
 from openmonetize.wallet_directory import WalletDirectory
-from schemas.codec import AvroCodec, schema_text
+from schemas.codec import AvroCodec, registered_codec
 from schemas.topics import topics
 
 log = get_logger(__name__)
@@ -87,8 +87,7 @@ def _register(app) -> Codecs:
     specs = topics(settings)
 
     def codec(spec) -> AvroCodec:
-        text = schema_text(spec.schema_file)
-        return AvroCodec(text, registry.register(spec.subject, text), registry)
+        return registered_codec(registry, spec)
 
     return Codecs(specs.wallet_commands.name, codec(specs.wallet_commands), codec(specs.wallet_balances),
                   specs.wallet_directory.name, codec(specs.wallet_directory))

@@ -95,7 +95,7 @@ class BatchConsumer:
     def __init__(self, settings, config: SinkConfig, codec, store: Store):
         self.settings, self.config, self.codec, self.store = settings, config, codec, store
         self.name = store.name
-        self.dead_letters = DeadLetters(settings, f"sink-{store.name}", config.topic)
+        self.dead_letters = DeadLetters(settings, f"sink-{store.name}", config.topic, codec.resolver)
         self.retried = (*store.unavailable, DeadLetterError)  # what waits for the store (or Kafka) to come back
         self.stopping = False
         self._batch = _Batch([], [])

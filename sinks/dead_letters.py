@@ -18,11 +18,9 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from confluent_kafka import Producer
-from psycopg_pool import ConnectionPool
 
 from openmonetize.logs import get_logger
-from schemas.codec import AvroCodec, schema_text
-from schemas.registry import SchemaRegistry
+from schemas.codec import AvroCodec, registered_codec
 from schemas.topics import topics
 
 log = get_logger(__name__)
@@ -60,8 +58,9 @@ def isolate(write: Callable[[list], int], rows: list, refused: tuple[type[BaseEx
 class DeadLetters:
     """The sink's dead letters: encoded for usage.dlq, produced and acknowledged."""
 
-    def __init__(self, settings, stage: str, source_topic: str):
-        self.settings, self.stage, self.source_topic = settings, stage, source_topic
+    def __init__(self, settings, stage: str, source_topic: str, registry):
+        """`registry`: the schema registry the sink already reads its records' schemas from."""
+        self.settings, self.stage, self.source_topic, self.registry = settings, stage, source_topic, registry
         self._producer: Producer | None = None  # made at the first dead letter: most sinks never send one
         self._codec: AvroCodec | None = None
 
@@ -71,9 +70,7 @@ class DeadLetters:
             return
         spec = topics(self.settings).usage_dlq
         if self._producer is None:
-            registry = SchemaRegistry(ConnectionPool(self.settings.database_url, min_size=0, max_size=1, open=True))
-            text = schema_text(spec.schema_file)
-            self._codec = AvroCodec(text, registry.register(spec.subject, text), registry)
+            self._codec = registered_codec(self.registry, spec)
             self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "enable.idempotence": True})
         failures: list[str] = []
 

@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass
 
 from schemas.avro_encoder import compile_encoder
-from schemas.codec import AvroCodec, schema_text
+from schemas.codec import AvroCodec, registered_codec, schema_text
 from schemas.registry import SchemaRegistry
 from schemas.topics import TopicSpec, Topics
 from schemas.usage_event import LOW_CARDINALITY_FIELDS
@@ -57,8 +57,7 @@ class Codecs:
 
 def register(registry: SchemaRegistry, registry_topics: Topics) -> Codecs:
     def codec(spec: TopicSpec, cached: tuple[str, ...] = ()) -> AvroCodec:
-        text = schema_text(spec.schema_file)
-        return AvroCodec(text, registry.register(spec.subject, text), registry, cached_fields=cached)
+        return registered_codec(registry, spec, cached)
 
     rated_cached = (*LOW_CARDINALITY_FIELDS, "wallet_id", "burn_table_id", "price_version")
     usage_event = codec(registry_topics.usage_events, LOW_CARDINALITY_FIELDS)

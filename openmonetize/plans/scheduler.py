@@ -96,14 +96,13 @@ class KafkaSender:
 def sender_for(settings) -> KafkaSender:
     """A sender with the wallet.commands codec registered through Postgres, as the tools do."""
     from openmonetize.rebilling.codecs import ProcessRegistry
-    from schemas.codec import AvroCodec, schema_text
+    from schemas.codec import AvroCodec, registered_codec
     from schemas.topics import topics
 
     registry = ProcessRegistry(settings.database_url)
 
     def codec(spec) -> AvroCodec:
-        text = schema_text(spec.schema_file)
-        return AvroCodec(text, registry.register(spec.subject, text), registry)
+        return registered_codec(registry, spec)
 
     specs = topics(settings)
     return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name, codec(specs.wallet_commands).encode,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from schemas.codec import AvroCodec, schema_text
+from schemas.codec import AvroCodec, registered_codec
 from schemas.registry import SchemaRegistry
 from schemas.topics import Topics
 from schemas.usage_event import LOW_CARDINALITY_FIELDS
@@ -63,8 +63,7 @@ def replay_codecs(database_url: str, registry_topics: Topics) -> ReplayCodecs:
     registry = ProcessRegistry(database_url)
 
     def codec(spec, cached=()) -> AvroCodec:
-        text = schema_text(spec.schema_file)
-        return AvroCodec(text, registry.register(spec.subject, text), registry, cached_fields=cached)
+        return registered_codec(registry, spec, cached)
 
     return ReplayCodecs(codec(registry_topics.usage_events, LOW_CARDINALITY_FIELDS),
                         codec(registry_topics.wallet_commands), codec(registry_topics.ledger_entries))
