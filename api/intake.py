@@ -38,7 +38,7 @@ from api.errors import ApiError, json_response
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas import storable, usage_event
+from schemas import usage_event
 from schemas.codec import AvroCodec, schema_text
 from schemas.topics import topics
 from schemas.usage_event import EventError, EventLimits, ForeignCustomerError, UsageEventIn, to_record
@@ -199,11 +199,6 @@ def check_count(count: int, max_events: int) -> None:
             f"{count} events; at most {max_events} per request (INGEST_MAX_BATCH_EVENTS): split the batch",
             field="events",
         )
-
-
-def malformed_json(exc: BaseException) -> ApiError:
-    """400 for a body no decoder can read (schemas.storable.JSON_ERRORS)."""
-    return ApiError(400, "malformed_json", f"the body is not valid JSON: {storable.json_problem(exc)}")
 
 
 @asynccontextmanager

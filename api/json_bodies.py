@@ -42,11 +42,16 @@ async def read(request: Request, decoder_: msgspec.json.Decoder[T]) -> T:
             field = f"{field}.{named.group(1)}" if field else named.group(1)
         raise ApiError(422, "invalid_request", message.replace("`", ""), field or None) from None
     except storable.JSON_ERRORS as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {storable.json_problem(exc)}") from None
+        raise malformed_json(exc) from None
     if found := storable.unstorable(decoded):
         field, reason = found
         raise ApiError(422, "invalid_request", f"{field}: {reason}", field)
     return decoded
+
+
+def malformed_json(exc: BaseException) -> ApiError:
+    """400 for a body no decoder can read (schemas.storable.JSON_ERRORS)."""
+    return ApiError(400, "malformed_json", f"the body is not valid JSON: {storable.json_problem(exc)}")
 
 
 def foreign_customer() -> ApiError:

@@ -8,7 +8,7 @@ accurate without every route repeating them:
   (api/url_checks.py);
 - 503 `database_unavailable` with Retry-After: Postgres away (api/errors.py);
 - 413 `body_too_large`: the size limit of every body (api/body_limits.py);
-- 400 `malformed_json`: a JSON body that does not parse (api/json_bodies.py, api/intake.py).
+- 400 `malformed_json`: a JSON body that does not parse (`malformed_json` in api/json_bodies.py).
 
 Routes outside API keys (health, metrics, the schema registry, which speaks Confluent's
 protocol and takes its own operator credential for writes) are left as they are.

@@ -42,11 +42,6 @@ def text(max_length: int | None, min_length: int = 1) -> object:
     return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)]
 
 
-def id_problem(value: str) -> str | None:
-    """Why `value` cannot be an id, or None."""
-    return ID_RULE if CONTROL.search(value) else None
-
-
 _RULES = ((f"Expected `str` matching regex {ID_PATTERN!r}", ID_RULE),
           (f"Expected `str` matching regex {TEXT_PATTERN!r}", TEXT_RULE))
 

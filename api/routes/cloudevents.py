@@ -26,7 +26,7 @@ from urllib.parse import unquote
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
-from api import intake
+from api import intake, json_bodies
 from api.auth import tenant
 from api.errors import ApiError
 from api.routes.ingest import RESPONSES
@@ -159,7 +159,7 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder) -> Any:
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_body", f"the body is not what this content type carries: {exc}") from None
     except storable.JSON_ERRORS as exc:
-        raise intake.malformed_json(exc) from None
+        raise json_bodies.malformed_json(exc) from None
 
 
 def _decode_event(raw: msgspec.Raw) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 
-from api import intake
+from api import intake, json_bodies
 from api.auth import tenant
 from api.errors import ApiError
 from schemas import storable
@@ -110,7 +110,7 @@ def parse_envelope(body: bytes) -> list[msgspec.Raw]:
         field = "events" if "events" in str(exc) else None
         raise ApiError(400, "invalid_body", f'the body must be {{"events": [...]}}: {exc}', field=field) from None
     except storable.JSON_ERRORS as exc:
-        raise intake.malformed_json(exc) from None
+        raise json_bodies.malformed_json(exc) from None
 
 
 def candidate(raw: msgspec.Raw) -> intake.Candidate:
