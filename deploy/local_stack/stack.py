@@ -51,11 +51,15 @@ class Stack:
 
     @property
     def supervised(self) -> list[str]:
-        return [child for name in SUPERVISED if name in self.settings.services for child in self._children(name)]
+        """The processes the supervisor runs, in start order: of the services this stack runs."""
+        return [name for name in self._supervisable if service_of(name) in self.settings.services]
 
-    def _children(self, service: str) -> list[str]:
-        """The processes of a service: one each, but `worker` runs WORKER_PROCESSES (workers())."""
-        return list(workers(self.settings)) if service == "worker" else [service]
+    @property
+    def _supervisable(self) -> list[str]:
+        """Every process a supervisor may run, in start order: one per service, but `worker`
+        runs WORKER_PROCESSES of them (workers())."""
+        return [child for service in SUPERVISED
+                for child in (list(workers(self.settings)) if service == "worker" else [service])]
 
     def child_env(self) -> dict[str, dict[str, str]]:
         """What each supervised process runs with beyond the stack's settings: its web port."""
@@ -63,8 +67,7 @@ class Stack:
 
     # --- up ------------------------------------------------------------------------------
     def _all_processes(self) -> list[ManagedProcess]:
-        everyone = [child for name in SUPERVISED for child in self._children(name)]
-        return [self.kafka.process, self.postgres.process, self.supervisor, *map(self._process, everyone)]
+        return [self.kafka.process, self.postgres.process, self.supervisor, *map(self._process, self._supervisable)]
 
     def up(self) -> list[StepResult]:
         self.settings.stack_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,7 @@ class Stack:
     # --- down ----------------------------------------------------------------------------
     def down(self) -> list[StepResult]:
         results = [self._step("supervisor", lambda: _stopped(self.supervisor.stop()))]
-        for name in reversed([child for service in SUPERVISED for child in self._children(service)]):
+        for name in reversed(self._supervisable):
             # Normally gone with the supervisor; this catches orphans of a killed supervisor.
             results.append(self._step(name, lambda name=name: _stopped(self._process(name).stop())))
         results.append(self._step("postgres", lambda: _stopped(self.postgres.stop())))
@@ -174,7 +177,7 @@ class Stack:
         probes = self._readiness_probes()
         states = {"kafka": self.kafka.status(), "postgres": self.postgres.status()}
         states["supervisor"] = "running" if self.supervisor.pid() else "stopped"
-        for name in (child for service in SUPERVISED for child in self._children(service)):
+        for name in self._supervisable:
             if not self._process(name).pid():
                 states[name] = "stopped"
                 continue
