@@ -152,11 +152,6 @@ class AppliedOffsets:
     def stored(self, topic: str, partition: int) -> int | None:
         return decode(self.table.get(self.key_for(topic, partition, self.partitions)))
 
-    @property
-    def ready(self) -> bool:
-        """False while Faust recovers the table: nothing can be applied to a state not yet current."""
-        return not self.app.in_recovery
-
     async def in_order(self, messages) -> tuple[list, int, int]:
         """(records to apply, contiguous per partition; duplicates dropped; gap records read)."""
         admitted, duplicates, filled = [], 0, 0

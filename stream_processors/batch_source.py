@@ -118,6 +118,14 @@ class BatchSource:
                     kind, at_ms = message.timestamp()
                     records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
                                                 message.value(), at_ms / 1000 if kind else None))
+                if records and self.app.in_recovery:
+                    # Nothing can be applied while Faust recovers the tables, and a recovery may
+                    # end without the seek that would start us again at the markers (Faust's
+                    # `_set_recovery_ended` when nothing needs recovering): put the position back
+                    # so that these records are read again rather than skipped.
+                    await asyncio.to_thread(self._rewind, records)
+                    await asyncio.sleep(self.poll_s)
+                    continue
                 if records:
                     BATCHES.labels(self.name).inc()
                     await self.handle(records)
@@ -132,6 +140,13 @@ class BatchSource:
         if first is None:
             return []
         return [first, *self.consumer.consume(self.batch_size - 1, timeout=0)] if self.batch_size > 1 else [first]
+
+    def _rewind(self, records: list[SourceRecord]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            first.setdefault((record.topic, record.partition), record.offset)
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark as last fetched (for the lag gauge), or None."""

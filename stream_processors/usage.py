@@ -132,8 +132,6 @@ class UsageAgent:
     async def handle(self, records) -> None:
         """Apply one batch of usage.events records (SourceRecord: topic, partition, offset, key,
         value, timestamp)."""
-        if not self.applied.ready:
-            return  # read again after recovery: from the seek that ends it, or as a gap
         messages, duplicates, filled = await self.applied.in_order(records)
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)

@@ -105,8 +105,6 @@ class WalletAgent:
         partition_of: dict[str, int] = {}  # wallet → its source (and changelog) partition
         forward: dict[int, bytes] = {}  # id() of a decoded debit → its bytes, already a usage.rated record
         dlq: list[tuple[bytes, bytes]] = []
-        if not self.applied.ready:
-            return  # read again after recovery: from the seek that ends it, or as a gap
         messages, duplicates, filled = await self.applied.in_order(messages)
         SKIPPED.labels("duplicate").inc(duplicates)
         SKIPPED.labels("gap_read").inc(filled)
