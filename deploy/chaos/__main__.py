@@ -28,26 +28,21 @@ import argparse
 import json
 import sys
 import time
-import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
-import psycopg
 
-from deploy.bench.pipeline import RULES
 from deploy.chaos.client import AckingClient
 from deploy.chaos.faults import FAULTS, Faults
+from deploy.chaos.ledger import Ledger
+from deploy.chaos.tenants import FUNDED_USERS, Tenants
 from deploy.local_stack.stack import Stack
-from openmonetize import clickhouse_client
 from openmonetize.reconcile import reconcile
-from openmonetize.settings import Settings, get_settings
+from openmonetize.settings import get_settings
 from producers.loadgen import EventGenerator
 
 RESULTS = Path(__file__).resolve().parents[2] / "chaos-results.json"
-FUNDED_USERS = 10
 
 
 @dataclass
@@ -67,93 +62,6 @@ class Outcome:
     def passed(self) -> bool:
         return (self.lost == 0 and self.double_charged == 0 and self.reconcile_clean
                 and self.clickhouse_rows == self.charged == self.accepted)
-
-
-class Tenants:
-    """Fresh tenants for one scenario: a burn table covering every generated event, funded users."""
-
-    def __init__(self, settings: Settings, count: int = 2):
-        from api.tenants import create_customer
-
-        tag = uuid.uuid4().hex[:6]
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            created = [create_customer(conn, f"chaos-{tag}-{i + 1}") for i in range(count)]
-        self.keys = {t.customer_id: t.api_key for t in created}
-        with httpx.Client(base_url=settings.api_url, timeout=30) as api:
-            for customer, key in self.keys.items():
-                headers = {"X-OM-Api-Key": key}
-                answer = api.post("/v1/burn-tables", headers=headers, json={
-                    "name": "chaos", "rules": RULES,
-                    "effective_from": (datetime.now(timezone.utc) - timedelta(days=40)).isoformat()})
-                answer.raise_for_status()
-                for user in range(FUNDED_USERS):
-                    bought = api.post("/v1/credits/purchase", params={"wait": "true"}, headers=headers, json={
-                        "customer_id": customer, "user_id": f"user-{user}", "amount": "100000"})
-                    bought.raise_for_status()
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self.keys)
-
-
-class Ledger:
-    """What the sinks and the ledger topic say about the scenario's tenants."""
-
-    def __init__(self, settings: Settings, customers: list[str]):
-        self.settings, self.customers = settings, customers
-        self.clickhouse = clickhouse_client.get_client(settings, "writer", database=settings.clickhouse_database)
-
-    def charged(self) -> set[tuple[str, str]]:
-        with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
-            rows = conn.execute("SELECT DISTINCT customer_id, event_id FROM ledger_entries "
-                                "WHERE customer_id = ANY(%s) AND kind = 'usage_debit'", (self.customers,)).fetchall()
-        return set(rows)
-
-    def charged_count(self) -> int:
-        try:
-            with psycopg.connect(self.settings.database_url, connect_timeout=3) as conn:
-                return conn.execute("SELECT count(DISTINCT (customer_id, event_id)) FROM ledger_entries "
-                                    "WHERE customer_id = ANY(%s) AND kind = 'usage_debit'",
-                                    (self.customers,)).fetchone()[0]
-        except psycopg.Error:
-            return -1  # Postgres is away: unknown
-
-    def caught_up(self, owed: int) -> bool:
-        """Both the Postgres ledger and ClickHouse hold at least `owed` of the events (False while
-        either is away)."""
-        try:
-            return self.charged_count() >= owed and self.clickhouse_rows(final=True) >= owed
-        except Exception:  # noqa: BLE001 - ClickHouse away
-            return False
-
-    def clickhouse_rows(self, final: bool = False) -> int:
-        return self.clickhouse.command(
-            f"SELECT count() FROM usage_events {'FINAL' if final else ''} WHERE customer_id IN {{c:Array(String)}}",
-            parameters={"c": self.customers})
-
-    def double_charged(self) -> int:
-        """Events with more than one usage_debit entry id, or an entry id with two balances."""
-        from psycopg_pool import ConnectionPool
-
-        from openmonetize.dlq import reader_codec
-        from openmonetize.topic_reader import read_to_end
-        from schemas.registry import SchemaRegistry
-        from schemas.topics import topics
-
-        spec = topics(self.settings).ledger_entries
-        customers = set(self.customers)
-        seen: dict[tuple[str, str], set[tuple[str, object]]] = {}
-        with ConnectionPool(self.settings.database_url, min_size=1, max_size=1, open=True) as pool:
-            codec = reader_codec(SchemaRegistry(pool), spec)
-            for message in read_to_end(self.settings.kafka_bootstrap, spec.name):
-                entry = codec.decode(message.value())
-                if entry["customer_id"] in customers and entry["kind"] == "usage_debit":
-                    seen.setdefault((entry["customer_id"], entry["event_id"]), set()).add(
-                        (entry["entry_id"], entry["balance_after"]))
-        return sum(1 for versions in seen.values() if len(versions) > 1)
-
-    def close(self) -> None:
-        self.clickhouse.close()
 
 
 def run_scenario(stack: Stack, fault, rate: float, warm_s: float, after_s: float, say) -> Outcome:
