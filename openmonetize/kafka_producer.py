@@ -22,10 +22,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Histogram
 
 from openmonetize.logs import get_logger
@@ -44,16 +44,18 @@ DELIVERY_SECONDS = Histogram(
 
 @dataclass(frozen=True)
 class Delivery:
-    """What became of one request's records: how many were acknowledged, the first error."""
+    """What became of one request's records: how many were acknowledged, the first error, and
+    the highest offset acknowledged per partition (a table's changelog position)."""
 
     acknowledged: int
     error: str | None = None
+    last_offsets: dict[int, int] = field(default_factory=dict)
 
 
 class _Request:
     """Counts one request's delivery reports (called on the poll thread)."""
 
-    __slots__ = ("loop", "future", "pending", "acknowledged", "error", "lock")
+    __slots__ = ("loop", "future", "pending", "acknowledged", "error", "lock", "last_offsets")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expected: int):
         self.loop = loop
@@ -62,11 +64,15 @@ class _Request:
         self.acknowledged = 0
         self.error: str | None = None
         self.lock = threading.Lock()
+        self.last_offsets: dict[int, int] = {}
 
-    def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         with self.lock:
             if err is None:
                 self.acknowledged += 1
+                partition, offset = msg.partition(), msg.offset()
+                if offset > self.last_offsets.get(partition, -1):
+                    self.last_offsets[partition] = offset
             elif self.error is None:
                 self.error = err.str()
             self.pending -= 1
@@ -156,7 +162,7 @@ class AckedProducer:
             request.not_produced(count - produced, f"{type(exc).__name__}: {exc}")
         await request.future
         DELIVERY_SECONDS.labels(topic).observe(time.perf_counter() - started)
-        return Delivery(request.acknowledged, request.error)
+        return Delivery(request.acknowledged, request.error, request.last_offsets)
 
 
 async def _produce_when_room(produce, topic: str, key: bytes, value: bytes, callback) -> None:

@@ -175,11 +175,17 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Interface of the worker's web port and the sinks' /metrics ports (0.0.0.0 in a container)."
     )
     dedupe_store: str = Field(
-        "rocksdb://", description="Faust store of the usage dedupe table: rocksdb:// (on disk) or memory://."
+        "rocksdb://", description="Faust store of the worker's tables (usage dedupe, wallets): rocksdb:// (on disk, "
+                                  "recovers only the changelog's tail after a restart) or memory:// (reads it all)."
     )
     worker_app_id: str = Field("openmonetize", description="Faust app id: the worker's consumer group and table prefix.")
     worker_session_timeout_s: float = Field(
         10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."
+    )
+    worker_static_membership: bool = Field(
+        True, description="Join the worker group as a static member (id: app id, host, web port): a worker restarted "
+                          "after a crash takes its partitions back at once; one stopped for good holds them idle "
+                          "for WORKER_SESSION_TIMEOUT_S."
     )
     worker_batch_size: int = Field(
         2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."

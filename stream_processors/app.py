@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 import faust
 from psycopg_pool import ConnectionPool
@@ -38,13 +39,26 @@ VIEW_WARMUP_S = 60.0
 STREAM_CHECK_OFF_S = 10 * 365 * 24 * 3600.0
 
 
+def group_instance_id(settings: Settings) -> str | None:
+    """The worker's static group membership id (KIP-345): one per process slot of a host (its web
+    port), the same across restarts. A worker killed -9 and started again rejoins as itself and
+    gets its partitions back without a rebalance, instead of the broker holding them for the
+    session timeout. The price: a worker stopped for good keeps its partitions idle for that
+    timeout too (a static member does not leave the group), before the others take them over."""
+    if not settings.worker_static_membership:
+        return None
+    return f"{settings.worker_app_id}@{socket.gethostname()}:{settings.worker_web_port}"
+
+
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app_id = settings.worker_app_id
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        # Both tables (the dedupe table and the wallets). Set here, not per table: a table's
+        # `store="rocksdb://"` is an empty yarl URL, falsy, and Faust then used the app's store.
+        store=settings.dedupe_store,
         # One directory per worker process (RocksDB locks its files): the web port is unique per host.
         datadir=str(settings.stack_dir / f"worker-{settings.worker_web_port}"),
         topic_replication_factor=settings.kafka_replication_factor,
@@ -55,6 +69,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         # A worker killed -9 holds its partitions until the broker gives up on it: keep that short.
         broker_session_timeout=settings.worker_session_timeout_s,
+        # ...and a worker restarted in its place takes its partitions back at once (static membership).
+        consumer_group_instance_id=group_instance_id(settings),
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
         # Faust's own producer writes little now (the agents write their changelogs through the
         # acknowledged librdkafka producer); batched anyway.

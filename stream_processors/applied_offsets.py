@@ -31,6 +31,7 @@ from typing import NamedTuple
 from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from faust.streams import _current_event
+from faust.types import TP
 
 from openmonetize.logs import get_logger
 
@@ -181,12 +182,21 @@ class AppliedOffsets:
             out.setdefault(partition, []).append((self.key_for(topic, partition, self.partitions), encode(offset)))
         return out
 
-    def save_local(self, advanced: Mapping[tuple[str, int], int]) -> None:
-        """The markers into the table's local store, once their changelog records are acknowledged."""
+    def save_local(self, advanced: Mapping[tuple[str, int], int], changelog_offsets: Mapping[int, int]) -> None:
+        """The markers into the table's local store, once their changelog records are acknowledged;
+        then, per changelog partition, the offset of the last record the store now holds.
+
+        The agents write the changelog themselves (not through Faust's producer, which would
+        record that offset on each send), so they record it: a RocksDB store then recovers from
+        there after a restart instead of reading the whole changelog again (a memory store
+        ignores it). Recorded last, so the store never claims a record it does not hold."""
         store = self.table.data
         for (topic, partition), offset in advanced.items():
             with in_partition(partition):
                 store[self.key_for(topic, partition, self.partitions)] = encode(offset)
+        changelog = self.table.changelog_topic.get_topic_name()
+        for partition, offset in changelog_offsets.items():
+            store.set_persisted_offset(TP(changelog, partition), offset)
 
     def install(self, consumer, start_reading: Callable[[dict[tuple[str, int], int]], Awaitable[None]]) -> None:
         """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after every

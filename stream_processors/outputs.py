@@ -28,18 +28,23 @@ async def send_all(producer: AckedProducer, outputs: list[tuple[str, list[tuple[
     await _acknowledged(producer, [(topic, records, None) for topic, records in outputs])
 
 
-async def send_to_partitions(producer: AckedProducer, topic: str, per_partition: dict[int, list[tuple[bytes, bytes]]]) -> None:
-    """Like `send_all`, each partition's records to that partition (a table's changelog)."""
-    await _acknowledged(producer, [(topic, records, partition) for partition, records in per_partition.items()])
+async def send_to_partitions(
+    producer: AckedProducer, topic: str, per_partition: dict[int, list[tuple[bytes, bytes]]]
+) -> dict[int, int]:
+    """Like `send_all`, each partition's records to that partition (a table's changelog); the
+    offset of the last record written in each partition."""
+    deliveries = await _acknowledged(producer, [(topic, records, partition) for partition, records in per_partition.items()])
+    return {partition: offset for delivery in deliveries for partition, offset in delivery.last_offsets.items()}
 
 
-async def _acknowledged(producer: AckedProducer, sends: list[tuple[str, list[tuple[bytes, bytes]], int | None]]) -> None:
+async def _acknowledged(producer: AckedProducer, sends: list[tuple[str, list[tuple[bytes, bytes]], int | None]]) -> list:
     pending = [(topic, records, partition) for topic, records, partition in sends if records]
     deliveries = await asyncio.gather(*(producer.produce(t, r, len(r), partition=p) for t, r, p in pending))
     for (topic, _, _), delivery in zip(pending, deliveries):
         if delivery.error is not None:
             log.error("outputs not acknowledged; exiting", topic=topic, error=delivery.error)
             os._exit(OUTPUT_FAILURE_EXIT)
+    return deliveries
 
 
 async def handle_or_exit(handle, batch, agent: str) -> None:

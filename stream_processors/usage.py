@@ -46,6 +46,7 @@ from stream_processors.applied_offsets import AppliedOffsets, in_partition, plai
 from stream_processors.batch_source import BatchSource
 from stream_processors.codecs import Codecs
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
+from stream_processors.stores import table_options
 
 log = get_logger(__name__)
 
@@ -103,16 +104,17 @@ class UsageAgent:
         self.max_future = timedelta(seconds=settings.event_max_future_s)
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
+        retention_s = settings.event_max_age_s + 86_400  # an entry outlives the events it can refuse by a day
         self.seen = app.Table(
             "usage-seen",
             partitions=spec.partitions,
             key_type=bytes,
             value_type=bytes,
-            store=settings.dedupe_store,
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",
-                "retention.ms": str((settings.event_max_age_s + 86_400) * 1000),
+                "retention.ms": str(retention_s * 1000),
             },
+            options=table_options(ttl_s=retention_s),
         )
         self.applied = AppliedOffsets(
             app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key
@@ -145,7 +147,8 @@ class UsageAgent:
         for message in messages:
             batch_seen = writes.setdefault(message.partition, {})
             try:
-                outcome, output, record = self._one(message, batch_seen, now)
+                with in_partition(message.partition):  # a RocksDB store reads that partition's database only
+                    outcome, output, record = self._one(message, batch_seen, now)
             except Exception as exc:  # a bug must not stop the partition: park the record, say why
                 log.exception("usage event could not be processed; sent to the DLQ", offset=message.offset)
                 record = self._decoded_or_none(message)
@@ -170,7 +173,7 @@ class UsageAgent:
         # before its charge. Then the local store, which the changelog now backs.
         advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
         markers = self.applied.entries(advanced)
-        await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
+        written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: list(writes.get(partition, {}).items()) + markers.get(partition, [])
             for partition in writes.keys() | markers.keys()})
         store = self.seen.data
@@ -178,7 +181,7 @@ class UsageAgent:
             with in_partition(partition):
                 for key, value in entries.items():
                     store[key] = value
-        self.applied.save_local(advanced)
+        self.applied.save_local(advanced, written)
 
     def _needs_catch_up(self, messages) -> bool:
         """Only events produced after the last catch-up began (less a margin for clock skew

@@ -40,6 +40,7 @@ from stream_processors.applied_offsets import AppliedOffsets, in_partition
 from stream_processors.codecs import Codecs
 from stream_processors.batch_source import BatchSource
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
+from stream_processors.stores import table_options
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -79,6 +80,7 @@ class WalletAgent:
             use_partitioner=True,
             key_type=bytes,  # bytes types make Faust use the raw serializer, changelog recovery included
             value_type=bytes,
+            options=table_options(),
         )
         sources = {commands.name, registry_topics.wallet_debits.name}
         self.applied = AppliedOffsets(app, self.table, sources, commands.partitions, bootstrap)
@@ -171,12 +173,12 @@ class WalletAgent:
         changelog = self.table.changelog_topic.get_topic_name()
         changed = [(wallet_id, wallet_id.encode(), wallet_state_codec.dumps(state)) for wallet_id, state in states.items()]
         await send_all(self.producer, [(changelog, [(key, value) for _, key, value in changed])])
-        await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))
+        written = await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))
         store = self.table.data
         for wallet_id, key, value in changed:
             with in_partition(partition_of[wallet_id]):
                 store[key] = value
-        self.applied.save_local(advanced)
+        self.applied.save_local(advanced, written)
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
         return dlq_record(self.codecs, message, reason, "debit", detail, record, now)

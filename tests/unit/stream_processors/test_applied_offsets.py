@@ -2,6 +2,7 @@
 owns partition p would recover another partition's marker (or none) with p's wallets."""
 
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
 
 from stream_processors.applied_offsets import decode, encode, marker_key
 
@@ -24,10 +25,13 @@ def test_offsets_round_trip_and_absent_is_none():
 
 
 class _Table:
-    """What AppliedOffsets uses of a Faust table: `get` and its local store `data`."""
+    """What AppliedOffsets uses of a Faust table: `get`, its local store `data`, its changelog."""
 
     def __init__(self):
+        from types import SimpleNamespace
+
         self.data = _PartitionedStore()
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "wallets-changelog")
 
     def get(self, key):
         return self.data.values.get(key)
@@ -37,13 +41,16 @@ class _PartitionedStore:
     """Like Faust's RocksDB store: each write goes to the current event's partition."""
 
     def __init__(self):
-        self.values, self.partition_of = {}, {}
+        self.values, self.partition_of, self.persisted = {}, {}, {}
 
     def __setitem__(self, key, value):
         from faust.streams import current_event
 
         self.partition_of[key] = current_event().message.partition  # None outside an event: AttributeError
         self.values[key] = value
+
+    def set_persisted_offset(self, tp, offset):
+        self.persisted[tp] = offset
 
 
 def _applied(partitions=3):
@@ -61,9 +68,12 @@ def test_a_batchs_markers_go_to_their_own_partition_then_into_the_local_store_th
     entries = applied.entries(advanced)
     assert sorted(entries) == [0, 2] and len(entries[2]) == 2
     assert (marker_key("wallet.debits", 2, 3), encode(41)) in entries[2]
-    applied.save_local(advanced)
+    applied.save_local(advanced, {2: 1204, 0: 77})
     assert applied.stored("wallet.debits", 2) == 41 and applied.stored("wallet.commands", 2) == 7
     assert applied.table.data.partition_of[marker_key("wallet.debits", 0, 3)] == 0
+    # The store remembers how far into the changelog it holds, per changelog partition: a
+    # RocksDB store recovers from there after a restart.
+    assert applied.table.data.persisted == {TP("wallets-changelog", 2): 1204, TP("wallets-changelog", 0): 77}
 
 
 def test_after_recovery_the_source_starts_at_the_markers_or_the_group_offset_or_the_beginning():
@@ -73,7 +83,7 @@ def test_after_recovery_the_source_starts_at_the_markers_or_the_group_offset_or_
     from confluent_kafka import OFFSET_BEGINNING
 
     applied = _applied()
-    applied.save_local({("wallet.debits", 0): 40})
+    applied.save_local({("wallet.debits", 0): 40}, {})
     from faust.types import TP as tp
     committed = {tp("wallet.debits", 0): 55, tp("wallet.debits", 1): 12, tp("wallet.commands", 0): None,
                  tp("wallets-changelog", 0): 9}
