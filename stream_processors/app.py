@@ -6,8 +6,9 @@
   into `wallet.debits`.
 
 Creating the app registers the topics' schemas in the schema registry (Postgres), starts the
-process's acknowledged producer for the agents' outputs, and waits until its views of the
-billing catalog and of `wallet.balances` (which wallets exist, for routing) are current.
+process's acknowledged producer for the agents' outputs and its views of the billing catalog and
+of `wallet.balances` (which wallets exist, for routing); the first batch waits until the views
+are current.
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
     catalog = Catalog(settings).start()
     balances = CompactedView(settings.kafka_bootstrap, registry_topics.wallet_balances.name, decode=lambda _: True).start()
     directory = WalletDirectory(settings.kafka_bootstrap, registry_topics.wallet_directory.name).start()
-    for view in (catalog, balances, directory):
-        if not view.wait_until_current(VIEW_WARMUP_S):
-            log.warning("view not current at start; rating and routing use what was read so far", view=type(view).__name__)
+
+    def warm_up_views() -> None:
+        for view in (catalog, balances, directory):
+            if not view.wait_until_current(VIEW_WARMUP_S):
+                log.warning("view not current at start; rating and routing use what was read so far",
+                            view=type(view).__name__)
 
     wallets = WalletAgent(
         app, registry_topics, codecs, producer,
@@ -114,9 +118,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.task
     async def read_sources() -> None:
-        """Each agent's batch loop (batch_source.py); a loop that fails exits the worker, whose
-        supervisor restarts it, and the batch is read again from the markers."""
+        """Each agent's batch loop (batch_source.py), once the views have been read to their end
+        (meanwhile Faust joins the group and recovers the tables: a restart overlaps both); a
+        loop that fails exits the worker, whose supervisor restarts it, and the batch is read
+        again from the markers."""
         try:
+            await asyncio.to_thread(warm_up_views)
             await asyncio.gather(usage.reader.run(), wallets.reader.run())
         except Exception:  # noqa: BLE001 - whatever it was, the worker must start over from the markers
             log.exception("a batch source failed; exiting to read again from the applied offsets")

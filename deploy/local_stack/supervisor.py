@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 SUPERVISED = ("clickhouse", "api", "worker", "sink-ledger", "sink-clickhouse", "proxy")  # start order
 MAX_BACKOFF_S = 30.0
-HEALTHY_AFTER_S = 60.0  # a child that ran this long has its backoff reset
+HEALTHY_AFTER_S = 60.0  # a child that ran this long restarts at once when it exits, then 1 s, 2 s, ...
 WORKER_PORT_STEP = 100  # worker N's web port: WORKER_WEB_PORT + 100 x (N - 1), clear of the stack's other ports
 
 
@@ -47,7 +47,7 @@ class Child:
     popen: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff_s: float = 1.0
+    backoff_s: float = 0.0
     next_start: float = 0.0
     env: dict[str, str] = field(default_factory=dict)  # beyond the supervisor's own environment
 
@@ -77,7 +77,7 @@ class Supervisor:
             code = child.popen.poll()
             if code is None:
                 if now - child.started_at > HEALTHY_AFTER_S:
-                    child.backoff_s = 1.0
+                    child.backoff_s = 0.0
                 return
             log.warning(
                 "child_exited", service=child.process.name, code=code, restart_in_s=child.backoff_s
@@ -88,7 +88,7 @@ class Supervisor:
             child.popen = None
             child.process.pid_file.unlink(missing_ok=True)
             child.next_start = now + child.backoff_s
-            child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
+            child.backoff_s = min(max(child.backoff_s * 2, 1.0), MAX_BACKOFF_S)
             child.restarts += 1
         if now >= child.next_start:
             child.popen = child.process.start(child.argv(), env={**os.environ, **child.env} if child.env else None)
