@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,6 +52,7 @@ class CompactedView(Generic[V]):
             "group.id": f"view-{topic}",  # required by the client; never joined (assign, no commit)
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            **RECONNECT,
         })
         self._partitions = self._discover()
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])

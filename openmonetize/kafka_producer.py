@@ -28,6 +28,7 @@ from functools import partial
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Histogram
 
+from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -108,6 +109,7 @@ class AckedProducer:
             "message.timeout.ms": settings.kafka_producer_timeout_ms,
             "partitioner": "murmur2_random",
             "error_cb": self._on_error,
+            **RECONNECT,
         }
         self._producer: Producer | None = None
         self._running = threading.Event()

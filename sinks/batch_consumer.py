@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from openmonetize import metrics
+from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
 from sinks.dead_letters import DeadLetterError, DeadLetters, Source, isolate
 
@@ -118,6 +119,7 @@ class BatchConsumer:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            **RECONNECT,
         })
         self.consumer.subscribe([self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info(self._event("started"), topic=self.config.topic, group=self.config.group,

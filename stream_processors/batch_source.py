@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.types import TP
 from prometheus_client import Counter
 
+from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
 from stream_processors.applied_offsets import SourceRecord
 
@@ -66,6 +67,7 @@ class BatchSource:
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 20,
             "queued.min.messages": 20_000,
+            **RECONNECT,
         })
         self.assigned: list[TopicPartition] = []
         self._lock = asyncio.Lock()  # held while a batch is read and applied: a revoke waits for it
