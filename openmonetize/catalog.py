@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import orjson
@@ -52,7 +52,7 @@ from openmonetize.billing.burn_tables import BurnTable, RateRule, parse_rules
 from openmonetize.billing.model_names import price_keys
 from openmonetize.billing.money import CONTEXT
 from openmonetize.billing.prices import ProviderPrice
-from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate
+from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate_fast
 from openmonetize.compacted_view import CompactedView
 from openmonetize.settings import Settings
 from schemas.topics import topics
@@ -357,6 +357,8 @@ class CatalogPublisher:
 
 
 # --- reading -------------------------------------------------------------------------------
+_ALWAYS = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
+_REMEMBERED = 65_536  # rating inputs remembered (tenant x model) before the memory starts again
 _PriceGroup = tuple[str | None, str, str]  # (customer_id or None for the dataset, provider, model)
 
 
@@ -380,6 +382,7 @@ class CatalogIndex:
         self._by_subject: dict[tuple[str, str], dict[str, SubscriptionRecord]] = {}  # (customer, user:/team: id) → key → it
         self._subscribed: dict[tuple[str, str], tuple[str, ...]] = {}  # (customer, user:/team: id) → active plan ids
         self._listing = threading.Lock()
+        self._in_force: dict[tuple, tuple] = {}  # rate_event's lookups, remembered (_rating_inputs)
 
     def apply(self, key: str, record: Record | None) -> None:
         """A record published under `key`, or None (a tombstone) to forget the key."""
@@ -410,6 +413,7 @@ class CatalogIndex:
                 self._apply_subscription(group, key, record)
             else:
                 self._apply_price(group, key, record)
+            self._in_force = {}  # after the indexes changed: see _rating_inputs
 
     def _apply_tenant(self, customer_id, record) -> None:
         if record is None:
@@ -510,14 +514,37 @@ class CatalogIndex:
     def rate_event(self, customer_id: str, usage: RateParams) -> Rated:
         """Rate a usage event with what is in force at its timestamp, as every process does
         (the usage agent, the rating and entitlement routes). Raises NoRate."""
-        found = self.price_record_at(customer_id, usage.provider, usage.model, usage.timestamp)
-        price = found.price if found is not None else None
-        table = self.burn_table_for(customer_id, usage.timestamp, price)
+        found, table, credit_price = self._rating_inputs(customer_id, usage.provider, usage.model, usage.timestamp)
         if table is None:
             raise NoRate(f"no burn table, and no provider price for {usage.provider}/{usage.model} to derive the "
                          "default burn table from: create a burn table (POST /v1/burn-tables)")
-        credit_price = self.tenant(customer_id).credit_price_usd
-        return Rated(rate(usage, table, price, credit_price), found, credit_price)
+        price = found.price if found is not None else None
+        return Rated(rate_fast(usage, table, price, credit_price), found, credit_price)
+
+    def _rating_inputs(
+        self, customer_id: str, provider: str | None, model: str | None, at: datetime
+    ) -> tuple[PriceRecord | None, BurnTable | None, Decimal]:
+        """The price record, burn table and credit price in force at `at`, remembered per tenant
+        and model for the stretch of time between two versions' `effective_from`, over which the
+        choice cannot change. Every `apply` starts a new memory after changing the indexes, so a
+        reader fills the memory it took before reading them and never keeps a stale answer."""
+        remembered = self._in_force
+        key = (customer_id, provider, model)
+        hit = remembered.get(key)
+        if hit is not None and hit[0] <= at < hit[1]:
+            return hit[2]
+        found = self.price_record_at(customer_id, provider, model, at)
+        table = self.burn_table_for(customer_id, at, found.price if found is not None else None)
+        inputs = (found, table, self.tenant(customer_id).credit_price_usd)
+        changes = [v.effective_from for versions in self._burn_tables.get(customer_id, ()) for v in versions]
+        if provider is not None and model is not None:
+            changes += [p.effective_from for owner in (customer_id, None) for provider_id, model_id in
+                        price_keys(provider, model) for p in self._prices.get((owner, provider_id, model_id), ())]
+        if len(remembered) >= _REMEMBERED:
+            remembered.clear()
+        remembered[key] = (max((t for t in changes if t <= at), default=_ALWAYS[0]),
+                           min((t for t in changes if t > at), default=_ALWAYS[1]), inputs)
+        return inputs
 
     def price_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> ProviderPrice | None:
         found = self.price_record_at(customer_id, provider, model, at)

@@ -28,7 +28,7 @@ from decimal import Decimal
 from functools import cached_property
 
 from openmonetize.billing.model_names import canonical_model
-from openmonetize.billing.money import amount
+from openmonetize.billing.money import ScaledRates, amount, scaled_rates
 
 TOKEN_RATES = ("input_tokens", "output_tokens", "cached_input_tokens")
 RULE_KEYS = frozenset({*TOKEN_RATES, "image", "images", "unit", "per_unit"})
@@ -54,12 +54,29 @@ class RateRule:
     unit: Decimal | None = None
 
     def image_rate(self, size: str | None, quality: str | None) -> Decimal | None:
+        key = self.image_key(size, quality)
+        return self.image if key is None else self.images[key]
+
+    def image_key(self, size: str | None, quality: str | None) -> str | None:
+        """The `images` key an image of this size and quality burns at; None: the `image` rate."""
         if size is not None:
             if quality is not None and f"{size}:{quality}" in self.images:
-                return self.images[f"{size}:{quality}"]
+                return f"{size}:{quality}"
             if size in self.images:
-                return self.images[size]
-        return self.image
+                return size
+        return None
+
+    @cached_property
+    def scaled(self) -> ScaledRates | None:
+        """The rates as integer weights (per token, image or unit of quantity, over per_unit),
+        for rating's integer path; None when they are not exact in it. Image rates are named
+        `images:{key}`; cached tokens without a rate of their own weigh as input tokens."""
+        rates = {name: getattr(self, name) for name in (*TOKEN_RATES, "image", "unit")}
+        if rates["cached_input_tokens"] is None:
+            rates["cached_input_tokens"] = self.input_tokens
+        rates.update({f"images:{key}": rate for key, rate in self.images.items()})
+        return scaled_rates({name: (rate, self.per_unit) for name, rate in rates.items() if rate is not None},
+                            quantities=("unit",))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import cached_property
+
+from openmonetize.billing.money import ScaledRates, scaled_rates
 
 MTOK = Decimal(1_000_000)
+ONE = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,16 @@ class ProviderPrice:
     cache_read_mtok: Decimal | None = None
     per_image: Decimal | None = None
     per_unit: Decimal | None = None
+
+    @cached_property
+    def scaled(self) -> ScaledRates | None:
+        """The USD rates as integer weights (per token over MTOK, per image, per unit of
+        quantity), for rating's integer path; None when they are not exact in it. Cached
+        tokens without a price of their own cost as input tokens."""
+        cached = self.cache_read_mtok if self.cache_read_mtok is not None else self.input_mtok
+        rates = {"input_tokens": (self.input_mtok, MTOK), "output_tokens": (self.output_mtok, MTOK),
+                 "cached_input_tokens": (cached, MTOK), "image": (self.per_image, ONE), "unit": (self.per_unit, ONE)}
+        return scaled_rates({name: r for name, r in rates.items() if r[0] is not None}, quantities=("unit",))
 
 
 def in_force(versions: Sequence[ProviderPrice], at: datetime) -> ProviderPrice | None:

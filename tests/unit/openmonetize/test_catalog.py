@@ -133,6 +133,35 @@ def test_rate_event_uses_the_tenants_table_else_the_default_derived_from_the_pri
         index.rate_event("cus_b", RateParams("TOKEN_USAGE", T0, "openai", "unknown", input_tokens=1, output_tokens=1))
 
 
+def test_rate_event_remembers_its_lookups_only_for_as_long_as_they_hold():
+    """Per tenant and model, between two versions' effective_from; any catalog change forgets."""
+    from openmonetize.billing.rating import RateParams, rate
+
+    index = CatalogIndex()
+    records = (TenantSettings("cus_a"), price("genai-1", T0), price("genai-2", T0 + timedelta(days=5), input_mtok="2"),
+               price("own-1", T0 + timedelta(days=8), "cus_a", input_mtok="3"),
+               table("bt_1", 1, T0 + timedelta(days=2), T0, rate="1"), table("bt_1", 2, T0 + timedelta(days=10), T0, rate="2"))
+    for record in records:
+        index.apply(key_of(record), record)
+
+    def expected(at: datetime):
+        usage = RateParams("TOKEN_USAGE", at, "openai", "gpt-4o", input_tokens=1_000_000, output_tokens=0)
+        found = index.price_record_at("cus_a", "openai", "gpt-4o", at)
+        return rate(usage, index.burn_table_at("cus_a", at), found.price, index.tenant("cus_a").credit_price_usd), found
+
+    for days in (0, 1, 12, 2, 4.99, 5, 9.99, 10, 7, 8, -3, 5, 30):  # the last as below
+        at = T0 + timedelta(days=days)
+        usage = RateParams("TOKEN_USAGE", at, "openai", "gpt-4o", input_tokens=1_000_000, output_tokens=0)
+        rated = index.rate_event("cus_a", usage)
+        assert (rated.result, rated.price) == expected(at), days
+    changed = (TenantSettings("cus_a", Decimal("0.5")), table("bt_1", 3, T0 + timedelta(days=11), T0, rate="4"))
+    for record in changed:
+        index.apply(key_of(record), record)
+    usage = RateParams("TOKEN_USAGE", T0 + timedelta(days=30), "openai", "gpt-4o", input_tokens=1_000_000, output_tokens=0)
+    assert index.rate_event("cus_a", usage).result == expected(T0 + timedelta(days=30))[0]
+    assert index.rate_event("cus_a", usage).result.burn_table_version == 3
+
+
 @pytest.mark.parametrize("provider, model, source", [
     ("openai", "gpt-4-turbo", "dataset"),
     ("OPENAI", "gpt-4-turbo", "dataset"),  # the seed's events.track spelling
