@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from openmonetize.billing import wallet
-from openmonetize.billing.wallet import Grant, InsufficientCredits, LedgerEntry, WalletError, WalletState
+from openmonetize.billing.wallet import Grant, InsufficientCredits, LedgerEntry, OpenWallet, WalletError, WalletState
 
 CREDIT_KINDS = {"purchase": "purchase", "grant": "grant", "adjustment_credit": "adjustment"}
 DEBIT_KINDS = {"consume": "consume", "adjustment_debit": "adjustment"}
@@ -53,64 +52,63 @@ def apply_records(
 ) -> StepResult:
     """Apply ("command" | "debit", record) pairs of ONE wallet, in order.
 
-    Lots whose expiry has passed lapse first (lazily: when the wallet is next touched).
+    Lots whose expiry has passed lapse first (lazily: when the wallet is next touched). The
+    state is opened once for the whole batch (`OpenWallet`) and closed into `result.state`.
     """
     customer_id = records[0][1]["customer_id"]
-    current = state or WalletState(wallet_id, customer_id)
-    current, lapsed = wallet.expire(current, now=now)
-    result = StepResult(current, ledger=list(lapsed), changed=bool(lapsed))
+    opened = OpenWallet(state or WalletState(wallet_id, customer_id))
+    lapsed = opened.expire(now=now)
+    result = StepResult(state, ledger=lapsed, changed=bool(lapsed))
     for kind, record in records:
         source_id = record["command_id"] if kind == "command" else record["event_id"]
         position = _position(kind, record)
-        if result.state.seen_position(*position, source_id) if position else result.state.seen(source_id):
+        if opened.seen_position(*position, source_id) if position else opened.seen(source_id):
             result.duplicates += 1
             continue
         try:
             if kind == "command":
-                _apply_command(result, record)
+                _apply_command(opened, result, record)
             else:
-                _apply_debit(result, record, policy, remember=position is None)
+                _apply_debit(opened, result, record, policy, remember=position is None)
             result.applied_ids.append(source_id)
             if position:
-                result.state = result.state.at_position(*position, source_id, refused=False)
+                opened.at_position(*position, source_id, refused=False)
         except InsufficientCredits as exc:
             result.rejected.append((record, Rejected("insufficient_credits", str(exc), source_id)))
             if position:
-                result.state = result.state.at_position(*position, source_id, refused=True)
+                opened.at_position(*position, source_id, refused=True)
                 result.changed = True
         except WalletError as exc:
             result.rejected.append((record, Rejected("invalid_command", str(exc), source_id)))
+    result.state = opened.close()
     return result
 
 
-def _apply_command(result: StepResult, command: dict) -> None:
+def _apply_command(opened: OpenWallet, result: StepResult, command: dict) -> None:
     kind, amount, at = command["kind"], command["amount"], command["requested_at"]
     source_id = command["command_id"]
     if kind in CREDIT_KINDS:
-        state, entries = wallet.add_credits(
-            result.state, kind=CREDIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
+        result.ledger.append(opened.add_credits(
+            kind=CREDIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
             expires_at=command.get("expires_at"), priority=command.get("priority") or 0,
             event_id=command.get("event_id"), reason=command.get("reason"),
-        )
+        ))
     elif kind in DEBIT_KINDS:
-        state, entries = wallet.debit(
-            result.state, kind=DEBIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
+        result.ledger.append(opened.debit(
+            kind=DEBIT_KINDS[kind], amount=amount, source_id=source_id, at=at,
             policy="reject" if kind == "consume" else "allow_overdraft",  # a manual consume never overdraws
             event_id=command.get("event_id"), reason=command.get("reason"),
-        )
+        ))
     elif kind == "reserve":
         if command.get("expires_at") is None:
             raise WalletError("reserve: expires_at is required")
-        state, entries = wallet.reserve(result.state, reservation_id=source_id, amount=amount,
-                                        expires_at=command["expires_at"]), []
+        opened.reserve(reservation_id=source_id, amount=amount, expires_at=command["expires_at"])
     elif kind == "release":
         if command.get("reservation_id") is None:
             raise WalletError("release: reservation_id is required")
-        state, entries = wallet.release(result.state, reservation_id=command["reservation_id"]), []
+        opened.release(reservation_id=command["reservation_id"])
     else:
         raise WalletError(f"unknown command kind {kind!r}; one of {', '.join(COMMAND_KINDS)}")
-    result.state = state
-    result.ledger.extend(entries)
     result.changed = True
 
 
@@ -122,15 +120,12 @@ def _position(kind: str, record: dict) -> tuple[int, int] | None:
     return None
 
 
-def _apply_debit(result: StepResult, rated: dict, policy: str, remember: bool = True) -> None:
-    state, entries = wallet.debit(
-        result.state, kind="usage_debit", amount=rated["credits"], source_id=rated["event_id"],
-        at=rated["timestamp"], policy=policy, reservation_id=rated.get("reservation_id"),
-        event_id=rated["event_id"], remember=remember,
-    )
-    result.state = state
-    result.ledger.extend(entries)
-    result.rated.append(replace_wallet(rated, state.wallet_id))
+def _apply_debit(opened: OpenWallet, result: StepResult, rated: dict, policy: str, remember: bool = True) -> None:
+    result.ledger.append(opened.debit(
+        kind="usage_debit", amount=rated["credits"], source_id=rated["event_id"], at=rated["timestamp"],
+        policy=policy, reservation_id=rated.get("reservation_id"), event_id=rated["event_id"], remember=remember,
+    ))
+    result.rated.append(replace_wallet(rated, opened.wallet_id))
     result.changed = True
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from openmonetize.billing.money import CONTEXT, ZERO, quantize
 
@@ -98,11 +99,11 @@ class WalletState:
 
     @property
     def balance(self) -> Decimal:
-        return quantize(sum((g.remaining for g in self.grants), ZERO) - self.overdraft)
+        return _balance((g.remaining for g in self.grants), self.overdraft)
 
     @property
     def reserved(self) -> Decimal:
-        return quantize(sum((r.amount for r in self.reservations), ZERO))
+        return _reserved(self.reservations)
 
     @property
     def available(self) -> Decimal:
@@ -116,20 +117,6 @@ class WalletState:
         """Was a record with this id (event or command) already applied to this wallet?"""
         return source_id in self.recent_ids
 
-    def seen_position(self, partition: int, offset: int, event_id: str) -> bool:
-        """Was the usage event at this source position already decided here? A refused one is
-        not: re-driven from the DLQ, it may be charged once credits are there."""
-        applied = dict(self.positions).get(partition)
-        return applied is not None and offset <= applied and event_id not in self.refused_ids
-
-    def at_position(self, partition: int, offset: int, event_id: str, refused: bool) -> WalletState:
-        """This state with the usage event at (partition, offset) decided: charged or refused."""
-        positions = dict(self.positions)
-        positions[partition] = max(offset, positions.get(partition, -1))
-        others = tuple(i for i in self.refused_ids if i != event_id)
-        refused_ids = (*others[-(REFUSED_IDS - 1):], event_id) if refused else others
-        return replace(self, positions=tuple(sorted(positions.items())), refused_ids=refused_ids)
-
 
 def entry_id(customer_id: str, source_id: str, wallet_id: str) -> str:
     """Deterministic ledger entry id: the same source record on the same wallet → the same id."""
@@ -138,104 +125,226 @@ def entry_id(customer_id: str, source_id: str, wallet_id: str) -> str:
 
 
 # --- changes -----------------------------------------------------------------------------
-def add_credits(
-    state: WalletState,
-    *,
-    kind: str,
-    amount: Decimal,
-    source_id: str,
-    at: datetime,
-    expires_at: datetime | None = None,
-    priority: int = 0,
-    event_id: str | None = None,
-    reason: str | None = None,
-) -> tuple[WalletState, list[LedgerEntry]]:
-    """A purchase, grant or credit-back adjustment: a new lot, after repaying any overdraft."""
-    _positive(amount)
-    repaid = min(state.overdraft, amount)
-    lot = amount - repaid
-    grants = state.grants + ((Grant(source_id, lot, at, expires_at, priority, kind, lot),) if lot > 0 else ())
-    new = replace(state, grants=grants, overdraft=state.overdraft - repaid)
-    entry = _entry(new, kind, amount, source_id, at, event_id=event_id, grant_id=source_id, reason=reason)
-    return _record(new, source_id), [entry]
-
-
-def debit(
-    state: WalletState,
-    *,
-    kind: str,
-    amount: Decimal,
-    source_id: str,
-    at: datetime,
-    policy: str = "allow_overdraft",
-    reservation_id: str | None = None,
-    event_id: str | None = None,
-    reason: str | None = None,
-    remember: bool = True,
-) -> tuple[WalletState, list[LedgerEntry]]:
-    """Usage or a manual consume: burn lots in order; beyond them, overdraft or refuse.
-
-    A debit naming an open reservation settles it: the hold is released and the actual amount
-    debited (the hold counts as available for that debit under the `reject` policy).
+class OpenWallet:
+    """A wallet's state opened for a batch of changes: changed in place, then closed once
+    (`close`) into a new WalletState. The wallet agent applies a whole batch of one wallet's
+    records this way instead of building a new frozen state per change; the pure functions
+    below (`debit`, `add_credits`, ...) open a state, make one change and close it, so this is
+    the one implementation of every change. A change that raises has changed nothing.
     """
-    if amount < 0:
-        raise WalletError(f"amount must be >= 0, got {amount}")
-    if policy not in OVERDRAFT_POLICIES:
-        raise WalletError(f"unknown unfunded policy {policy!r}; one of {', '.join(OVERDRAFT_POLICIES)}")
-    reservations = tuple(r for r in state.reservations if r.reservation_id != reservation_id)
-    released = replace(state, reservations=reservations)
-    if policy == "reject" and amount > released.available:
-        raise InsufficientCredits(f"{amount} credits needed, {released.available} available")
-    remaining = amount
-    grants = []
-    burned_from = None
-    for grant in sorted(released.grants, key=Grant.burn_order):
-        take = min(grant.remaining, remaining)
-        if take > 0:
-            burned_from = burned_from or grant.grant_id
-            remaining -= take
-            grant = replace(grant, remaining=grant.remaining - take)
-        if grant.remaining > 0:
-            grants.append(grant)
-    new = replace(released, grants=tuple(grants), overdraft=released.overdraft + remaining)
-    entry = _entry(new, kind, -amount, source_id, at, event_id=event_id, grant_id=burned_from, reason=reason)
-    return _record(new, source_id if remember else None), [entry]
+
+    def __init__(self, state: WalletState):
+        self._loaded = state
+        self._changed = False
+        self.wallet_id = state.wallet_id
+        self.customer_id = state.customer_id
+        self.lots = [_Lot(g) for g in state.grants]
+        self.overdraft = state.overdraft
+        self.reservations = list(state.reservations)
+        self.version = state.version
+        self.recent_ids = list(state.recent_ids)
+        self.positions = dict(state.positions)
+        self._positions = state.positions  # kept as loaded until a position is recorded
+        self.refused_ids = list(state.refused_ids)
+        self._in_burn_order = False
+
+    def close(self) -> WalletState:
+        """The state after the changes (the very state opened when there were none)."""
+        if not self._changed:
+            return self._loaded
+        positions = self._positions if self._positions is not None else tuple(sorted(self.positions.items()))
+        return WalletState(self.wallet_id, self.customer_id, tuple(lot.grant() for lot in self.lots), self.overdraft,
+                           tuple(self.reservations), self.version, tuple(self.recent_ids), positions,
+                           tuple(self.refused_ids))
+
+    @property
+    def balance(self) -> Decimal:
+        return _balance((lot.remaining for lot in self.lots), self.overdraft)
+
+    def seen(self, source_id: str) -> bool:
+        """Was a record with this id (event or command) already applied to this wallet?"""
+        return source_id in self.recent_ids
+
+    def seen_position(self, partition: int, offset: int, event_id: str) -> bool:
+        """Was the usage event at this source position already decided here? A refused one is
+        not: re-driven from the DLQ, it may be charged once credits are there."""
+        applied = self.positions.get(partition)
+        return applied is not None and offset <= applied and event_id not in self.refused_ids
+
+    def at_position(self, partition: int, offset: int, event_id: str, refused: bool) -> None:
+        """Record the usage event at (partition, offset) as decided: charged or refused."""
+        self.positions[partition] = max(offset, self.positions.get(partition, -1))
+        self._positions = None
+        self._changed = True
+        if event_id in self.refused_ids:
+            self.refused_ids = [i for i in self.refused_ids if i != event_id]
+        if refused:
+            self.refused_ids = [*self.refused_ids[-(REFUSED_IDS - 1):], event_id]
+
+    def add_credits(self, *, kind: str, amount: Decimal, source_id: str, at: datetime,
+                    expires_at: datetime | None = None, priority: int = 0, event_id: str | None = None,
+                    reason: str | None = None) -> LedgerEntry:
+        """A purchase, grant or credit-back adjustment: a new lot, after repaying any overdraft."""
+        _positive(amount)
+        repaid = min(self.overdraft, amount)
+        lot = amount - repaid
+        if lot > 0:
+            self.lots.append(_Lot(Grant(source_id, lot, at, expires_at, priority, kind, lot)))
+            self._in_burn_order = False
+        self.overdraft = self.overdraft - repaid
+        entry = self._entry(kind, amount, source_id, at, event_id=event_id, grant_id=source_id, reason=reason)
+        self._record(source_id)
+        return entry
+
+    def debit(self, *, kind: str, amount: Decimal, source_id: str, at: datetime, policy: str = "allow_overdraft",
+              reservation_id: str | None = None, event_id: str | None = None, reason: str | None = None,
+              remember: bool = True) -> LedgerEntry:
+        """Usage or a manual consume: burn lots in order; beyond them, overdraft or refuse.
+
+        A debit naming an open reservation settles it: the hold is released and the actual
+        amount debited (the hold counts as available for that debit under the `reject` policy).
+        """
+        if amount < 0:
+            raise WalletError(f"amount must be >= 0, got {amount}")
+        if policy not in OVERDRAFT_POLICIES:
+            raise WalletError(f"unknown unfunded policy {policy!r}; one of {', '.join(OVERDRAFT_POLICIES)}")
+        reservations = self.reservations if reservation_id is None else [
+            r for r in self.reservations if r.reservation_id != reservation_id]
+        if policy == "reject":
+            available = self.balance - _reserved(reservations)
+            if amount > available:
+                raise InsufficientCredits(f"{amount} credits needed, {available} available")
+        self.reservations = reservations
+        if not self._in_burn_order:
+            self.lots.sort(key=_BURN_ORDER)
+            self._in_burn_order = True
+        remaining = amount
+        burned_from = None
+        for lot in self.lots:
+            take = min(lot.remaining, remaining)
+            if take > 0:
+                burned_from = burned_from or lot.grant_id
+                remaining -= take
+                lot.remaining = lot.remaining - take
+        if any(lot.remaining <= 0 for lot in self.lots):
+            self.lots = [lot for lot in self.lots if lot.remaining > 0]
+        self.overdraft = self.overdraft + remaining
+        entry = self._entry(kind, -amount, source_id, at, event_id=event_id, grant_id=burned_from, reason=reason)
+        self._record(source_id if remember else None)
+        return entry
+
+    def reserve(self, *, reservation_id: str, amount: Decimal, expires_at: datetime,
+                policy: str = "allow_overdraft") -> None:
+        """Hold credits for a pending call. Under `reject`, only what is available can be held."""
+        _positive(amount)
+        if any(r.reservation_id == reservation_id for r in self.reservations):
+            return  # a retried reserve command
+        if policy == "reject":
+            available = self.balance - _reserved(self.reservations)
+            if amount > available:
+                raise InsufficientCredits(f"cannot hold {amount} credits, {available} available")
+        self.reservations.append(Reservation(reservation_id, amount, expires_at))
+        self._record(reservation_id)
+
+    def release(self, *, reservation_id: str) -> None:
+        """Drop a hold (no ledger entry: a hold moves no money). Unknown ids are a no-op: the hold
+        may already have been settled or have expired."""
+        kept = [r for r in self.reservations if r.reservation_id != reservation_id]
+        if len(kept) != len(self.reservations):
+            self.reservations = kept
+            self._record()
+
+    def expire(self, *, now: datetime) -> list[LedgerEntry]:
+        """Lapse lots and holds whose expiry has passed; each lapsed lot gets an `expiry` entry."""
+        lapsed = [lot for lot in self.lots if lot.expires_at is not None and lot.expires_at <= now and lot.remaining > 0]
+        reservations = [r for r in self.reservations if r.expires_at > now]
+        if not lapsed and len(reservations) == len(self.reservations):
+            return []
+        self.reservations = reservations
+        entries = []
+        for gone in lapsed:
+            self.lots = [lot for lot in self.lots if lot.grant_id != gone.grant_id]
+            entries.append(self._entry("expiry", -gone.remaining, f"expiry:{gone.grant_id}", now, grant_id=gone.grant_id))
+        self._record()
+        return entries
+
+    def _entry(self, kind: str, amount: Decimal, source_id: str, at: datetime, **refs) -> LedgerEntry:
+        is_event = refs.get("event_id") is not None
+        return LedgerEntry(
+            entry_id=entry_id(self.customer_id, source_id, self.wallet_id),
+            customer_id=self.customer_id,
+            wallet_id=self.wallet_id,
+            kind=kind,
+            amount=quantize(amount),
+            balance_after=self.balance,
+            occurred_at=at,
+            command_id=None if is_event or kind == "expiry" else source_id,
+            **refs,
+        )
+
+    def _record(self, source_id: str | None = None) -> None:
+        """Count the change (readers of wallet.balances keep the highest version) and remember
+        the source id that caused it."""
+        self._changed = True
+        self.version += 1
+        if source_id is not None:
+            self.recent_ids.append(source_id)
+            if len(self.recent_ids) > RECENT_IDS:
+                del self.recent_ids[:-RECENT_IDS]
 
 
-def reserve(
-    state: WalletState, *, reservation_id: str, amount: Decimal, expires_at: datetime, policy: str = "allow_overdraft"
-) -> WalletState:
-    """Hold credits for a pending call. Under `reject`, only what is available can be held."""
-    _positive(amount)
-    if any(r.reservation_id == reservation_id for r in state.reservations):
-        return state  # a retried reserve command
-    if policy == "reject" and amount > state.available:
-        raise InsufficientCredits(f"cannot hold {amount} credits, {state.available} available")
-    new = replace(state, reservations=state.reservations + (Reservation(reservation_id, amount, expires_at),))
-    return _record(new, reservation_id)
+class _Lot:
+    """A Grant whose `remaining` an open wallet changes in place."""
+
+    __slots__ = ("loaded", "remaining", "grant_id", "expires_at", "burn_order")  # burn_order: Grant.burn_order()
+
+    def __init__(self, grant: Grant):
+        self.loaded = grant
+        self.remaining = grant.remaining
+        self.grant_id = grant.grant_id
+        self.expires_at = grant.expires_at
+        self.burn_order = grant.burn_order()
+
+    def grant(self) -> Grant:
+        return self.loaded if self.remaining is self.loaded.remaining else replace(self.loaded, remaining=self.remaining)
+
+
+_BURN_ORDER = attrgetter("burn_order")
+
+
+def add_credits(state: WalletState, **change) -> tuple[WalletState, list[LedgerEntry]]:
+    """OpenWallet.add_credits on a state: the new state and the ledger entry."""
+    wallet = OpenWallet(state)
+    entry = wallet.add_credits(**change)
+    return wallet.close(), [entry]
+
+
+def debit(state: WalletState, **change) -> tuple[WalletState, list[LedgerEntry]]:
+    """OpenWallet.debit on a state: the new state and the ledger entry."""
+    wallet = OpenWallet(state)
+    entry = wallet.debit(**change)
+    return wallet.close(), [entry]
+
+
+def reserve(state: WalletState, **change) -> WalletState:
+    """OpenWallet.reserve on a state."""
+    wallet = OpenWallet(state)
+    wallet.reserve(**change)
+    return wallet.close()
 
 
 def release(state: WalletState, *, reservation_id: str) -> WalletState:
-    """Drop a hold (no ledger entry: a hold moves no money). Unknown ids are a no-op: the hold
-    may already have been settled or have expired."""
-    kept = tuple(r for r in state.reservations if r.reservation_id != reservation_id)
-    return _record(replace(state, reservations=kept)) if len(kept) != len(state.reservations) else state
+    """OpenWallet.release on a state."""
+    wallet = OpenWallet(state)
+    wallet.release(reservation_id=reservation_id)
+    return wallet.close()
 
 
 def expire(state: WalletState, *, now: datetime) -> tuple[WalletState, list[LedgerEntry]]:
-    """Lapse lots and holds whose expiry has passed; each lapsed lot gets an `expiry` entry."""
-    lapsed = [g for g in state.grants if g.expires_at is not None and g.expires_at <= now and g.remaining > 0]
-    reservations = tuple(r for r in state.reservations if r.expires_at > now)
-    if not lapsed and len(reservations) == len(state.reservations):
-        return state, []
-    current = replace(state, reservations=reservations)
-    entries = []
-    for grant in lapsed:
-        current = replace(current, grants=tuple(g for g in current.grants if g.grant_id != grant.grant_id))
-        entries.append(
-            _entry(current, "expiry", -grant.remaining, f"expiry:{grant.grant_id}", now, grant_id=grant.grant_id)
-        )
-    return _record(current), entries
+    """OpenWallet.expire on a state: the new state and the `expiry` entries."""
+    wallet = OpenWallet(state)
+    entries = wallet.expire(now=now)
+    return wallet.close(), entries
 
 
 def replay_balance(entries: Iterable[LedgerEntry]) -> Decimal:
@@ -252,25 +361,9 @@ def _positive(amount: Decimal) -> None:
         raise WalletError(f"amount must be > 0, got {amount}")
 
 
-def _entry(state: WalletState, kind: str, amount: Decimal, source_id: str, at: datetime, **refs) -> LedgerEntry:
-    is_event = refs.get("event_id") is not None
-    return LedgerEntry(
-        entry_id=entry_id(state.customer_id, source_id, state.wallet_id),
-        customer_id=state.customer_id,
-        wallet_id=state.wallet_id,
-        kind=kind,
-        amount=quantize(amount),
-        balance_after=state.balance,
-        occurred_at=at,
-        command_id=None if is_event or kind == "expiry" else source_id,
-        **refs,
-    )
+def _balance(remaining: Iterable[Decimal], overdraft: Decimal) -> Decimal:
+    return quantize(sum(remaining, ZERO) - overdraft)
 
 
-def _record(state: WalletState, source_id: str | None = None) -> WalletState:
-    """Count the change (readers of wallet.balances keep the highest version) and remember
-    the source id that caused it."""
-    if source_id is None:
-        return replace(state, version=state.version + 1)
-    recent = (*state.recent_ids[-(RECENT_IDS - 1):], source_id)
-    return replace(state, version=state.version + 1, recent_ids=recent)
+def _reserved(reservations: Iterable[Reservation]) -> Decimal:
+    return quantize(sum((r.amount for r in reservations), ZERO))

@@ -3,6 +3,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openmonetize.billing.wallet import WalletState
 from stream_processors import wallet_state_codec
@@ -158,3 +160,37 @@ def test_positions_and_refusals_survive_the_table_codec_and_old_states_load_with
     old = orjson.loads(wallet_state_codec.dumps(state))
     del old["p"], old["x"]
     assert wallet_state_codec.loads(orjson.dumps(old)).positions == ()
+
+
+ids = st.sampled_from(["a", "b", "c", "d"])
+amounts = st.decimals(min_value=0, max_value=1000, places=12).map(Decimal)
+later = st.integers(1, 48).map(lambda hours: NOW + timedelta(hours=hours))
+commands = st.builds(
+    lambda command_id, kind, amount, expires_at, reservation_id: command(
+        command_id, kind, str(amount), expires_at=expires_at, reservation_id=reservation_id),
+    ids, st.sampled_from(["purchase", "grant", "adjustment_credit", "consume", "adjustment_debit", "reserve", "release"]),
+    amounts, st.one_of(st.none(), later), st.one_of(st.none(), ids))
+debits = st.builds(lambda event_id, credits, reservation_id, position: debit(
+    event_id, str(credits), reservation_id=reservation_id, **(at(*position) if position else {})),
+    ids, amounts, st.one_of(st.none(), ids), st.one_of(st.none(), st.tuples(st.integers(0, 2), st.integers(0, 5))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(commands, debits), min_size=1, max_size=30), st.lists(st.integers(1, 29), max_size=4),
+       st.sampled_from(["allow_overdraft", "reject"]))
+def test_a_batch_applied_at_once_equals_it_applied_in_parts(records, cuts, policy):
+    """The wallet is opened once per batch: where the batches end must not matter (the state
+    stored between them goes through the table's codec, as in the agent)."""
+    whole = apply_records(None, W, records, policy=policy, now=NOW)
+    state, parts = None, []
+    bounds = sorted({0, len(records), *(c for c in cuts if c < len(records))})
+    for start, end in zip(bounds, bounds[1:]):
+        part = apply_records(state, W, records[start:end], policy=policy, now=NOW)
+        state = wallet_state_codec.loads(wallet_state_codec.dumps(part.state))
+        parts.append(part)
+    assert wallet_state_codec.dumps(whole.state) == wallet_state_codec.dumps(state)
+    assert whole.ledger == [e for p in parts for e in p.ledger]
+    assert whole.rated == [r for p in parts for r in p.rated]
+    assert whole.rejected == [r for p in parts for r in p.rejected]
+    assert whole.applied_ids == [i for p in parts for i in p.applied_ids]
+    assert whole.duplicates == sum(p.duplicates for p in parts)
