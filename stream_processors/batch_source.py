@@ -37,6 +37,7 @@ from prometheus_client import Counter
 from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
 from stream_processors.applied_offsets import SourceRecord
+from stream_processors.stall_watch import StallWatch
 
 log = get_logger(__name__)
 
@@ -74,6 +75,7 @@ class BatchSource:
         self._running = asyncio.Event()
         self._committed_at = 0.0
         self._committing: asyncio.Task | None = None
+        self.watch = StallWatch(name)
 
     async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets (the markers), instead of Faust."""
@@ -105,33 +107,41 @@ class BatchSource:
             async with self._lock:
                 if not self._running.is_set():
                     continue
-                messages = await asyncio.to_thread(self._next_batch)
-                records = []
-                for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.fatal():
-                            raise KafkaException(error)
-                        # Transient (a broker away, a topic's metadata not there yet): librdkafka
-                        # retries on its own; the partition's position has not moved.
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            log.warning("source read error; retrying", agent=self.name, error=str(error))
-                        continue
-                    kind, at_ms = message.timestamp()
-                    records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
-                                                message.value(), at_ms / 1000 if kind else None))
-                if records and self.app.in_recovery:
-                    # Nothing can be applied while Faust recovers the tables, and a recovery may
-                    # end without the seek that would start us again at the markers (Faust's
-                    # `_set_recovery_ended` when nothing needs recovering): put the position back
-                    # so that these records are read again rather than skipped.
-                    await asyncio.to_thread(self._rewind, records)
-                    await asyncio.sleep(self.poll_s)
-                    continue
-                if records:
-                    BATCHES.labels(self.name).inc()
-                    await self.handle(records)
-                await self._commit()
+                self.watch.holding()
+                try:
+                    await self._one_batch()
+                finally:
+                    self.watch.released()
+
+    async def _one_batch(self) -> None:
+        """Read one batch and hand it to the agent (the caller holds the lock)."""
+        messages = await asyncio.to_thread(self._next_batch)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                # Transient (a broker away, a topic's metadata not there yet): librdkafka
+                # retries on its own; the partition's position has not moved.
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("source read error; retrying", agent=self.name, error=str(error))
+                continue
+            kind, at_ms = message.timestamp()
+            records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
+                                        message.value(), at_ms / 1000 if kind else None))
+        if records and self.app.in_recovery:
+            # Nothing can be applied while Faust recovers the tables, and a recovery may
+            # end without the seek that would start us again at the markers (Faust's
+            # `_set_recovery_ended` when nothing needs recovering): put the position back
+            # so that these records are read again rather than skipped.
+            await asyncio.to_thread(self._rewind, records)
+            await asyncio.sleep(self.poll_s)
+            return
+        if records:
+            BATCHES.labels(self.name).inc()
+            await self.handle(records)
+        await self._commit()
 
     def _next_batch(self) -> list:
         """What has arrived, as soon as something has, up to `batch_size`: `consume(n, timeout)`

@@ -128,6 +128,15 @@ class IsolatedPipeline:
             self.stop_worker(name)
         self.pool.close()
         self.log.close()
+        self._print_stalls()
+
+    def _print_stalls(self) -> None:
+        """A worker that held a batch too long logged where it was stuck (stream_processors/
+        stall_watch.py): printed here, so that a failing test's report shows it (CI keeps no
+        worker log)."""
+        for line in Path(self.log.name).read_text(errors="replace").splitlines():
+            if "batch held too long" in line:
+                print(line[:20_000])
 
     # --- inputs --------------------------------------------------------------------------
     def command(self, wallet_id: str, customer_id: str, kind: str, amount: str, command_id: str | None = None) -> None:
