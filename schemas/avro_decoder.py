@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import decimal
 import json
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -111,11 +112,17 @@ def _read_sized(indent: str) -> list[str]:
     ]
 
 
-def compile_decoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> Callable[[bytes, int], tuple] | None:
+def compile_decoder(
+    schema: dict | str, cached_fields: tuple[str, ...] = (), only: Collection[str] | None = None
+) -> Callable[[bytes, int], tuple] | None:
     """A function (buffer, start) -> (record, end) equal to fastavro's reading of a body written
     with `schema`, or None if the schema has a shape this module does not handle. It raises on
     input it cannot read; the caller then asks fastavro. `cached_fields` names low-cardinality
-    string fields whose decodings are worth caching."""
+    string fields whose decodings are worth caching.
+
+    With `only`, the record has just those fields: the others are stepped over (their lengths
+    read and bounds checked, their bytes neither decoded nor checked as UTF-8; a map is read),
+    which is most of the work saved."""
     raw = json.loads(schema) if isinstance(schema, str) else schema
     if not isinstance(raw, dict) or raw.get("type") != "record":
         return None
@@ -137,7 +144,9 @@ def compile_decoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> 
             return None
         kind, parameter = found
         out, indent = f"v{i}", "    "
-        names.append((name, out))
+        skipped = only is not None and name not in only
+        if not skipped:
+            names.append((name, out))
         if nullable:
             lines += [
                 "    c = buf[pos]",
@@ -149,7 +158,14 @@ def compile_decoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> 
                 "    else:",
             ]
             indent = "        "
-        if kind == "string" and name in cached_fields:
+        if skipped and kind in ("string", "bytes", "decimal"):
+            lines += [*_read_long("n", indent),
+                      f"{indent}pos += n",
+                      f"{indent}if n < 0 or pos > L:",
+                      f"{indent}    raise _Corrupt('past the end')"]
+        elif skipped and kind in ("int", "long", "timestamp"):
+            lines += _read_long("n", indent)
+        elif kind == "string" and name in cached_fields:
             namespace[f"_c{i}"] = {}
             lines += [*_read_sized(indent),
                       f"{indent}{out} = _c{i}.get(s)",

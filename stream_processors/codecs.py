@@ -8,10 +8,11 @@ import struct
 from dataclasses import dataclass
 
 from schemas.avro_encoder import compile_encoder
-from schemas.codec import AvroCodec, registered_codec, schema_text
+from schemas.codec import AvroCodec, AvroProjection, registered_codec, schema_text
 from schemas.registry import SchemaRegistry
 from schemas.topics import TopicSpec, Topics
 from schemas.usage_event import LOW_CARDINALITY_FIELDS
+from stream_processors.wallet_step import DEBIT_FIELDS
 
 
 class RatedFromEvent:
@@ -48,6 +49,7 @@ class RatedFromEvent:
 class Codecs:
     usage_event: AvroCodec
     rated: AvroCodec
+    debit: AvroProjection  # a rated record as the wallet agent reads it: wallet_step.DEBIT_FIELDS
     ledger_entry: AvroCodec
     wallet_command: AvroCodec
     wallet_balance: AvroCodec
@@ -65,6 +67,7 @@ def register(registry: SchemaRegistry, registry_topics: Topics) -> Codecs:
     return Codecs(
         usage_event=usage_event,
         rated=rated,
+        debit=rated.projection(DEBIT_FIELDS),
         ledger_entry=codec(registry_topics.ledger_entries, ("customer_id", "wallet_id", "kind")),
         wallet_command=codec(registry_topics.wallet_commands),
         wallet_balance=codec(registry_topics.wallet_balances, ("customer_id",)),

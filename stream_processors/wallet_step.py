@@ -16,6 +16,10 @@ from datetime import datetime
 
 from openmonetize.billing.wallet import Grant, InsufficientCredits, LedgerEntry, OpenWallet, WalletError, WalletState
 
+# What the wallet agent reads of a rated usage record (here and in wallets.py): it decodes
+# only these (codecs.Codecs.debit) and forwards the record's bytes unchanged.
+DEBIT_FIELDS = ("event_id", "customer_id", "user_id", "reservation_id", "timestamp", "wallet_id", "credits",
+                "source_partition", "source_offset")
 CREDIT_KINDS = {"purchase": "purchase", "grant": "grant", "adjustment_credit": "adjustment"}
 DEBIT_KINDS = {"consume": "consume", "adjustment_debit": "adjustment"}
 HOLD_KINDS = ("reserve", "release")

@@ -7,7 +7,8 @@ rated with the pipeline bench's burn table and the bundled provider prices):
 
     usage agent:  decode → dedupe key + body hash → rate (catalog.rate_event) → the rated record
                   (the event's bytes + the encoded rating: stream_processors.codecs.RatedFromEvent)
-    wallet agent: decode the rated record → apply to the wallet (wallet_step.apply_records)
+    wallet agent: decode the rated record (only the fields it reads: wallet_step.DEBIT_FIELDS)
+                  → apply to the wallet (wallet_step.apply_records, one OpenWallet per batch)
                   → encode ledger entry and balance → the wallet state's changelog value
                   (the rated usage goes on as the bytes it came in: nothing to encode)
 
@@ -37,7 +38,7 @@ from schemas.usage_event import LOW_CARDINALITY_FIELDS, EventLimits, convert_eve
 from stream_processors import wallet_state_codec
 from stream_processors.codecs import RatedFromEvent
 from stream_processors.usage import dedupe_key, seen_value
-from stream_processors.wallet_step import apply_records, balance_record, ledger_record
+from stream_processors.wallet_step import DEBIT_FIELDS, apply_records, balance_record, ledger_record
 
 TENANTS = ["cus_bench_a", "cus_bench_b", "cus_bench_c"]
 
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
               "revision": 0, "source_partition": 0, "source_offset": i}
              for i, (r, x) in enumerate(zip(decoded, rated_results))]
     rated_raw = [c["rated"].encode(r) for r in rated]
+    debit = c["rated"].projection(DEBIT_FIELDS)  # what the wallet agent decodes (codecs.Codecs.debit)
     per_wallet: dict[str, list[tuple[str, dict]]] = {}
-    for r in rated:
+    for r in map(debit.decode, rated_raw):
         per_wallet.setdefault(r["wallet_id"], []).append(("debit", r))
 
     def apply_all() -> list:
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                                                           for r in decoded])),
         ("usage: the rated record (event bytes + tail)", lambda: len([rated_from_event.encode(v, r)
                                                                        for v, r in zip(raw, rated)])),
-        ("wallet: decode the rated record", lambda: len([c["rated"].decode(v) for v in rated_raw])),
+        ("wallet: decode the rated record (its fields)", lambda: len([debit.decode(v) for v in rated_raw])),
         ("wallet: apply (wallet_step)", lambda: len(apply_all() and rated)),
         ("wallet: encode ledger entries", lambda: len([c["ledger"].encode(ledger_record(e, now)) for e in entries])),
         ("wallet: encode balances (per wallet)", lambda: len([c["balance"].encode(balance_record(x.state, now, x.applied_ids[-10:]))
