@@ -10,6 +10,7 @@ from prometheus_client import Counter
 
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
+from stream_processors.batch_source import PartitionsRevoked
 from stream_processors.codecs import Codecs
 
 log = get_logger(__name__)
@@ -54,6 +55,8 @@ async def handle_or_exit(handle, batch, agent: str) -> None:
     broker_restart scenario lost 74 events that way (a view's watermark query failed mid-batch)."""
     try:
         await handle(batch)
+    except PartitionsRevoked:
+        raise  # not a failure: the batch source abandons the batch
     except Exception:  # noqa: BLE001 - whatever it was, the batch must be read again
         log.exception("batch not applied; exiting to read it again", agent=agent)
         os._exit(OUTPUT_FAILURE_EXIT)

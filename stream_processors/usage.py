@@ -165,6 +165,7 @@ class UsageAgent:
 
         for outcome, count in outcomes.items():
             EVENTS.labels(outcome).inc(count)
+        self.reader.check_owner()
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
         # The dedupe entries, then the marker that covers them, reach the table's changelog as
@@ -173,6 +174,7 @@ class UsageAgent:
         # before its charge. Then the local store, which the changelog now backs.
         advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
         markers = self.applied.entries(advanced)
+        self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: list(writes.get(partition, {}).items()) + markers.get(partition, [])
             for partition in writes.keys() | markers.keys()})
