@@ -9,8 +9,9 @@ before the time range: a copy whose own timestamp falls in the range is still a 
 first record's does not (a conflicting body may carry another time). The body hash is only
 computed when a copy turns up, from the first record's bytes, kept for that purpose.
 
-Rating is `openmonetize.billing.rating.rate`, with the burn table and price the catalog has in
-force NOW at the event's timestamp (or version V of that burn table): the pipeline's function.
+Rating is `openmonetize.billing.rating.rate_fast` (`rate`'s figures, in integers), with the
+burn table and price the catalog has in force NOW at the event's timestamp (or version V of
+that burn table): the pipeline's function.
 
 The charge to compare with is the ledger's (`Charged`, by event id): the usage_debit plus every
 adjustment booked since for that event. An event the ledger never charged (refused to the
@@ -31,7 +32,7 @@ from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.default_burn_table import DEFAULT_BURN_TABLE_ID
 from openmonetize.billing.money import ZERO
 from openmonetize.billing.prices import ProviderPrice
-from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate
+from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate_fast
 from openmonetize.billing.wallet import entry_id
 from openmonetize.catalog import CatalogIndex
 from stream_processors.usage import body_hash
@@ -209,8 +210,8 @@ class Rerater:
         at = record["timestamp"]
         try:
             price = self.rates.price(record["provider"], record["model"], at)
-            result = rate(RateParams.from_record(record), self.rates.burn_table(at, price), price,
-                          self.rates.credit_price)
+            result = rate_fast(RateParams.from_record(record), self.rates.burn_table(at, price), price,
+                               self.rates.credit_price)
         except NoRate:
             totals.unrateable += 1
             return
