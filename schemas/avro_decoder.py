@@ -70,6 +70,22 @@ def _map_of_strings(buf: bytes, pos: int) -> tuple[dict, int]:
             out[key] = buf[end:pos].decode()
 
 
+def _skip_map(buf: bytes, pos: int) -> int:
+    """The position after a map of strings, its keys and values stepped over."""
+    while True:
+        count, pos = _varint(buf, pos)
+        if count == 0:
+            return pos
+        if count < 0:
+            count = -count
+            _size, pos = _varint(buf, pos)
+        for _ in range(2 * count):
+            size, pos = _varint(buf, pos)
+            pos += size
+            if size < 0 or pos > len(buf):
+                raise _Corrupt("string past the end")
+
+
 def _kind(schema: Any) -> tuple[str, Any] | None:
     """(kind, parameter) of a non-union type this module decodes, else None."""
     if isinstance(schema, str):
@@ -121,14 +137,14 @@ def compile_decoder(
     string fields whose decodings are worth caching.
 
     With `only`, the record has just those fields: the others are stepped over (their lengths
-    read and bounds checked, their bytes neither decoded nor checked as UTF-8; a map is read),
+    read and bounds checked, their bytes neither decoded nor checked as UTF-8),
     which is most of the work saved."""
     raw = json.loads(schema) if isinstance(schema, str) else schema
     if not isinstance(raw, dict) or raw.get("type") != "record":
         return None
     namespace: dict[str, Any] = {
-        "_Corrupt": _Corrupt, "_varint": _varint, "_map": _map_of_strings, "_EPOCH": _EPOCH,
-        "_td": timedelta, "_len": len,
+        "_Corrupt": _Corrupt, "_varint": _varint, "_map": _map_of_strings, "_skip_map": _skip_map,
+        "_EPOCH": _EPOCH, "_td": timedelta, "_len": len,
     }
     lines = ["def _fast(buf, pos):", "    L = _len(buf)"]
     names = []
@@ -165,6 +181,8 @@ def compile_decoder(
                       f"{indent}    raise _Corrupt('past the end')"]
         elif skipped and kind in ("int", "long", "timestamp"):
             lines += _read_long("n", indent)
+        elif skipped and kind == "map":
+            lines += [f"{indent}pos = _skip_map(buf, pos)"]
         elif kind == "string" and name in cached_fields:
             namespace[f"_c{i}"] = {}
             lines += [*_read_sized(indent),
