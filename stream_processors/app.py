@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # `store="rocksdb://"` is an empty yarl URL, falsy, and Faust then used the app's store.
         store=settings.dedupe_store,
         # One directory per worker process (RocksDB locks its files): the web port is unique per host.
-        datadir=str(settings.stack_dir / f"worker-{settings.worker_web_port}"),
+        # (Not `worker-<port>` any more: tables written there with a TTL cannot be read without it.)
+        datadir=str(settings.stack_dir / "tables" / f"worker-{settings.worker_web_port}"),
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.kafka_partitions,
         web_host=settings.metrics_host,

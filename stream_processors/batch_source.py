@@ -43,6 +43,7 @@ log = get_logger(__name__)
 
 BATCHES = Counter("openmonetize_worker_batches_total", "Batches an agent read from its source partitions", ["agent"])
 COMMIT_INTERVAL_S = 1.0
+REBALANCE_WAIT_WARNING_S = 60.0
 
 
 class PartitionsRevoked(Exception):
@@ -80,6 +81,8 @@ class BatchSource:
         self._committed_at = 0.0
         self._committing: asyncio.Task | None = None
         self.watch = StallWatch(name)
+        self._waiting_since = 0.0  # since when read records wait for a rebalance to end
+        self._warned = False
 
     async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Read these partitions from these offsets (the markers), instead of Faust."""
@@ -146,14 +149,23 @@ class BatchSource:
             kind, at_ms = message.timestamp()
             records.append(SourceRecord(message.topic(), message.partition(), message.offset(), message.key(),
                                         message.value(), at_ms / 1000 if kind else None))
-        if records and self.app.in_recovery:
-            # Nothing can be applied while Faust recovers the tables, and a recovery may
-            # end without the seek that would start us again at the markers (Faust's
-            # `_set_recovery_ended` when nothing needs recovering): put the position back
-            # so that these records are read again rather than skipped.
+        if records and (self.app.rebalancing or self.app.in_recovery):
+            # Nothing can be applied until Faust has recovered the tables for this assignment.
+            # Faust seeks the stream partitions (which starts this source) as soon as a
+            # rebalance suspends its flow, BEFORE the recovery begins: a batch applied then
+            # read a table not yet caught up with what the partitions' previous owner wrote.
+            # And a recovery may end without the seek that would start us again at the markers
+            # (`_set_recovery_ended` when nothing needs recovering). So the position is put
+            # back and these records are read again once the rebalance has ended.
+            self._waiting_since = self._waiting_since or time.monotonic()
+            if time.monotonic() - self._waiting_since > REBALANCE_WAIT_WARNING_S and not self._warned:
+                self._warned = True
+                log.warning("records wait for Faust's rebalance and recovery to end", agent=self.name,
+                            waiting_s=round(time.monotonic() - self._waiting_since))
             await asyncio.to_thread(self._rewind, records)
             await asyncio.sleep(self.poll_s)
             return
+        self._waiting_since, self._warned = 0.0, False
         if records:
             BATCHES.labels(self.name).inc()
             try:

@@ -114,7 +114,7 @@ class UsageAgent:
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(retention_s * 1000),
             },
-            options=table_options(ttl_s=retention_s),
+            options=table_options(),
         )
         self.applied = AppliedOffsets(
             app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key

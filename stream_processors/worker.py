@@ -11,7 +11,6 @@ from stream_processors.changelogs import create_changelogs
 
 def run() -> None:
     settings = get_settings()
-    (settings.stack_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's datadir
     app = create_app(settings)
     create_changelogs(app, settings.kafka_bootstrap)
     # Faust installs its own logging unless given a dictConfig; hand it ours.
