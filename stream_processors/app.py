@@ -54,15 +54,17 @@ def group_instance_id(settings: Settings) -> str | None:
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     app_id = settings.worker_app_id
+    # One directory per worker process (RocksDB locks its files): the web port is unique per host.
+    # (Not `worker-<port>` any more: tables written there with a TTL cannot be read without it.)
+    datadir = settings.stack_dir / "tables" / f"worker-{settings.worker_web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only its own subdirectories
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # Both tables (the dedupe table and the wallets). Set here, not per table: a table's
         # `store="rocksdb://"` is an empty yarl URL, falsy, and Faust then used the app's store.
         store=settings.dedupe_store,
-        # One directory per worker process (RocksDB locks its files): the web port is unique per host.
-        # (Not `worker-<port>` any more: tables written there with a TTL cannot be read without it.)
-        datadir=str(settings.stack_dir / "tables" / f"worker-{settings.worker_web_port}"),
+        datadir=str(datadir),
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.kafka_partitions,
         web_host=settings.metrics_host,

@@ -115,7 +115,7 @@ class WalletAgent:
         for message in messages:
             advanced[message.topic, message.partition] = message.offset + 1
             kind = "command" if message.topic == self.topics.wallet_commands.name else "debit"
-            codec = self.codecs.wallet_command if kind == "command" else self.codecs.rated
+            codec = self.codecs.wallet_command if kind == "command" else self.codecs.debit
             kinds[kind] += 1
             try:
                 record = codec.decode(message.value)
@@ -154,7 +154,7 @@ class WalletAgent:
             ledger += [(key, self.codecs.ledger_entry.encode(ledger_record(e, now))) for e in result.ledger]
             # A debit charged unchanged goes on to usage.rated as the very bytes it came in (the
             # usage agent encoded it with usage.rated's schema): no second encoding.
-            rated += [(f"{r['customer_id']}:{r['user_id']}".encode(), forward.get(id(r)) or self.codecs.rated.encode(r))
+            rated += [(f"{r['customer_id']}:{r['user_id']}".encode(), forward[id(r)])
                       for r in result.rated]
             if result.changed:
                 states[wallet_id] = result.state
