@@ -97,7 +97,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class AckedProducer:
-    def __init__(self, settings: Settings, client_id: str):
+    def __init__(self, settings: Settings, client_id: str, timeout_ms: int | None = None):
+        """`timeout_ms`: how long a record may wait for its acknowledgement (message.timeout.ms),
+        KAFKA_PRODUCER_TIMEOUT_MS unless given."""
         self.settings = settings
         self.config = {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -106,7 +108,7 @@ class AckedProducer:
             "enable.idempotence": True,
             "linger.ms": settings.kafka_producer_linger_ms,
             "compression.type": settings.kafka_producer_compression,
-            "message.timeout.ms": settings.kafka_producer_timeout_ms,
+            "message.timeout.ms": timeout_ms or settings.kafka_producer_timeout_ms,
             "partitioner": "murmur2_random",
             "error_cb": self._on_error,
             **RECONNECT,

@@ -86,7 +86,12 @@ class Settings(BaseSettings):
     )
     api_key_failed_lookups_burst: int = Field(200, ge=1, description="Lookups of unknown API keys one client address may cause at once.")
     kafka_producer_timeout_ms: int = Field(
-        10_000, description="Producers' message.timeout.ms (API ingest, worker outputs): how long a record may wait for its ack."
+        10_000, description="Producers' message.timeout.ms (API ingest and the other producers; the worker has WORKER_OUTPUT_TIMEOUT_MS): how long a record may wait for its ack."
+    )
+    worker_output_timeout_ms: int = Field(
+        300_000, ge=1000, description="How long the worker's outputs may wait for Kafka's acknowledgement before the "
+                                      "worker gives the batch up and restarts: long, so that a broker restart is waited "
+                                      "out instead of restarting the worker into it."
     )
     kafka_producer_linger_ms: float = Field(5.0, description="Producers' linger.ms (batching delay).")
     kafka_producer_compression: str = Field(

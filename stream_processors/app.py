@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     registry_topics = topics(settings)
     pool = ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True, check=ConnectionPool.check_connection)
     codecs = worker_codecs.register(SchemaRegistry(pool), registry_topics)
-    producer = AckedProducer(settings, client_id=f"{app_id}-worker")
+    producer = AckedProducer(settings, client_id=f"{app_id}-worker", timeout_ms=settings.worker_output_timeout_ms)
     producer.start()
 
     catalog = Catalog(settings).start()
