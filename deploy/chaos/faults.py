@@ -103,3 +103,11 @@ FAULTS = [
     Fault("api_restart", 0, lambda f: f.kill9("api"), lambda f: f.wait_ready("api"),
           "kill -9 the API (all its workers) while clients retry with the same event ids"),
 ]
+
+# Not among make chaos's scenarios (its default run stays as it was); the soak draws from them too.
+SINK_KILLS = [
+    Fault("sink_ledger_kill", 0, lambda f: f.kill9("sink-ledger"), lambda f: f.wait_ready("sink-ledger"),
+          "kill -9 the Postgres ledger sink; the supervisor starts it again"),
+    Fault("sink_clickhouse_kill", 0, lambda f: f.kill9("sink-clickhouse"), lambda f: f.wait_ready("sink-clickhouse"),
+          "kill -9 the ClickHouse sink; the supervisor starts it again"),
+]
