@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test chaos chaos-tests clean-test venv bench bench-ingest openapi
+.PHONY: help up down status env test chaos chaos-tests soak clean-test venv bench bench-ingest openapi
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ chaos: venv  ## fault scenarios under load on a stack of their own; writes chaos
 
 chaos-tests: venv  ## the pytest fault tests alone (workers and sinks killed -9, rebalances, outages); `make test` runs all but the one marked chaos
 	deploy/run-tests.sh -m "chaos or not chaos" tests/integration/test_pipeline_faults.py tests/integration/test_wallet_agent.py tests/integration/test_sink_faults.py $(PYTEST_ARGS)
+
+DURATION ?= 30m
+soak: venv  ## DURATION=30m of steady load, a random fault every 2 min, reconcile every minute, RSS over time, on a stack of its own; writes soak-results.json (SOAK_ARGS=...)
+	deploy/run-soak.sh --duration $(DURATION) $(SOAK_ARGS)
 
 clean-test:  ## stop the test stack and delete its data (.stack-test/)
 	-OM_ENV_FILE=deploy/test.env STACK_DIR=.stack-test $(OM) stack down
