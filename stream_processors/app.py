@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         # A worker killed -9 holds its partitions until the broker gives up on it: keep that short.
         broker_session_timeout=settings.worker_session_timeout_s,
-        # ...and a worker restarted in its place takes its partitions back at once (static membership).
+        # With WORKER_STATIC_MEMBERSHIP, a worker restarted in its place takes them back at once.
         consumer_group_instance_id=group_instance_id(settings),
         broker_heartbeat_interval=settings.worker_session_timeout_s / 4,
         # Faust's own producer writes little now (the agents write their changelogs through the
