@@ -180,9 +180,9 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Interface of the worker's web port and the sinks' /metrics ports (0.0.0.0 in a container)."
     )
     dedupe_store: str = Field(
-        "memory://", description="Faust store of the worker's tables (usage dedupe, wallets): memory:// (rebuilt from "
-                                 "the whole changelogs at each start) or rocksdb:// (on disk, recovers only their tail; "
-                                 "experimental: lost wallet state in the two-worker fault test, docs/stream-processing.md)."
+        "rocksdb://", description="Faust store of the worker's tables (usage dedupe, wallets): rocksdb:// (on disk, a "
+                                  "restart recovers only the changelogs' tail) or memory:// (rebuilt from the whole "
+                                  "changelogs at each start)."
     )
     worker_app_id: str = Field("openmonetize", description="Faust app id: the worker's consumer group and table prefix.")
     worker_session_timeout_s: float = Field(
