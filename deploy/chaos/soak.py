@@ -270,15 +270,16 @@ class Soak:
     def progress(self, load: Load, ledger: Ledger, previous: tuple[float, int]) -> tuple[float, int]:
         now, sent = self.elapsed(), load.sent()
         rate = (sent - previous[1]) / max(now - previous[0], 1e-9)
-        last = self.fault_log[-1] if self.fault_log else None
-        fault = (f"{last['name']} at {clock(last['at_s'])}, recovery "
-                 f"{last['recovery_s'] if last['recovery_s'] is not None else '…'} s") if last else "none yet"
+        # the last two faults: the newest is usually still recovering when the line is printed
+        fault = ", ".join(f"{f['name']} at {clock(f['at_s'])} recovery "
+                          f"{f['recovery_s'] if f['recovery_s'] is not None else '…'} s"
+                          for f in self.fault_log[-2:]) or "none yet"
         clean = sum(1 for r in self.reconciles if r["clean"])
         done = sum(1 for r in self.reconciles if r["seconds"] is not None)
         memory = " ".join(f"{name} {points[-1][1]:.0f}" for name, points in self.rss.items() if points)
         say(f"[{clock(now)}] accepted {load.acknowledged_count():,} ({rate:,.0f}/s) charged {ledger.charged_count():,} "
             f"| lag " + " ".join(f"{n} {v:,}" for n, v in self.last_lags.items())
-            + f" | last fault {fault} | reconcile {clean}/{done} clean | RSS MB {memory}")
+            + f" | faults {fault} | reconcile {clean}/{done} clean | RSS MB {memory}")
         errors = load.errors()
         if errors:
             say(f"  client errors: {errors}")
