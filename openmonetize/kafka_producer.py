@@ -46,7 +46,7 @@ DELIVERY_SECONDS = Histogram(
 @dataclass(frozen=True)
 class Delivery:
     """What became of one request's records: how many were acknowledged, the first error, and
-    the highest offset acknowledged per partition (a table's changelog position)."""
+    (for records pinned to a partition) the highest offset acknowledged per partition."""
 
     acknowledged: int
     error: str | None = None
@@ -67,19 +67,26 @@ class _Request:
         self.lock = threading.Lock()
         self.last_offsets: dict[int, int] = {}
 
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         with self.lock:
             if err is None:
                 self.acknowledged += 1
-                partition, offset = msg.partition(), msg.offset()
-                if offset > self.last_offsets.get(partition, -1):
-                    self.last_offsets[partition] = offset
             elif self.error is None:
                 self.error = err.str()
             self.pending -= 1
             done = self.pending == 0
         if done:
             self.loop.call_soon_threadsafe(_resolve, self.future)
+
+    def on_delivery_tracked(self, err: KafkaError | None, msg: Message) -> None:
+        """`on_delivery`, also keeping the highest offset acknowledged per partition: only the
+        changelog writes need it (pinned to a partition), not every output record."""
+        if err is None:
+            partition, offset = msg.partition(), msg.offset()
+            with self.lock:
+                if offset > self.last_offsets.get(partition, -1):
+                    self.last_offsets[partition] = offset
+        self.on_delivery(err, msg)
 
     def not_produced(self, count: int, error: str) -> None:
         """Records that never entered the queue will not be reported: stop waiting for them."""
@@ -151,8 +158,10 @@ class AckedProducer:
         if count == 0:
             return Delivery(0)
         request = _Request(asyncio.get_running_loop(), count)
-        produce = self._producer.produce if partition is None else partial(self._producer.produce, partition=partition)
-        callback = request.on_delivery
+        if partition is None:
+            produce, callback = self._producer.produce, request.on_delivery
+        else:
+            produce, callback = partial(self._producer.produce, partition=partition), request.on_delivery_tracked
         started = time.perf_counter()
         produced = 0
         try:
