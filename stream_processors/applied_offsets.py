@@ -213,9 +213,12 @@ class AppliedOffsets:
                     continue
                 applied = self.stored(tp.topic, tp.partition)
                 if applied is None:
-                    # No marker yet (a first run, or an upgrade): the group's offset is all we have.
-                    positions[tp.topic, tp.partition] = committed if committed is not None and committed >= 0 \
-                        else OFFSET_BEGINNING
+                    # No marker: nothing of this partition was ever applied, whatever the group's
+                    # offset says. Faust commits the records it fetched before the batch source
+                    # paused it (the agents' empty streams ack them): trusting that offset lost
+                    # every debit of a fresh worker's unread partitions when it was killed before
+                    # its first batch of them (tests/integration/test_wallet_agent.py, kill -9).
+                    positions[tp.topic, tp.partition] = OFFSET_BEGINNING
                     continue
                 if committed is not None and applied < committed:
                     log.warning("group offset ahead of the applied state; reading from the applied state",
