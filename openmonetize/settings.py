@@ -212,7 +212,8 @@ class Settings(BaseSettings):
     clickhouse_sink_max_backoff_s: float = Field(5.0, gt=0, description="ClickHouse sink: longest pause between retries while ClickHouse is down.")
     clickhouse_sink_timeout_s: float = Field(60.0, gt=0, description="ClickHouse sink: longest wait for one INSERT's answer.")
     clickhouse_sink_recent_ids: int = Field(
-        200_000, ge=1000, description="ClickHouse sink: events remembered to drop re-delivered copies (about 60 bytes each).")
+        50_000, ge=1000,
+        description="ClickHouse sink: events remembered per partition to drop copies the worker re-emitted (about 100 bytes each).")
     clickhouse_sink_metrics_port: int = Field(18068, ge=0, description="ClickHouse sink's /metrics port (0: not served).")
 
     # --- rebilling replays (openmonetize/rebilling/) ----------------------------------------

@@ -101,6 +101,7 @@ class BatchConsumer:
         self.stopping = False
         self._batch = _Batch([], [])
         self._abandon = False
+        self._retrying = False  # a batch is being retried while its store is away (_store)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-writer")
         self._inflight: tuple[_Batch, Future] | None = None
 
@@ -156,8 +157,8 @@ class BatchConsumer:
         # The batch in flight is finished and committed while we still own its partitions;
         # one that fails is left uncommitted, like the batch being read: the next owner re-reads both.
         self._finish_inflight(revoking=True)
-        if self._batch.positions:
-            log.info(self._event("batch_abandoned"), rows=len(self._batch.rows),
+        if self._batch.positions or self._retrying:
+            log.info(self._event("batch_abandoned"), rows=len(self._batch.rows), retrying=self._retrying,
                      partitions=[p.partition for p in partitions])
             self._abandon = True
 
@@ -233,27 +234,38 @@ class BatchConsumer:
     def _store(self, batch: _Batch, final: bool = False, attempts: int = 0) -> None:
         """Write `batch` now, retrying while the store is away (partitions paused meanwhile)."""
         backoff, paused = 0.1, []
-        while True:
-            attempts += 1
-            try:
-                inserted, seconds = self._timed_write(batch)
-                break
-            except self.retried as exc:
-                self._failed(batch, attempts, exc, backoff)
-                if final and attempts >= 3:
-                    log.warning(self._event("exit_uncommitted"), rows=len(batch.rows))
-                    return
-                if not paused and not final:
-                    paused = self.consumer.assignment()
-                    self.consumer.pause(paused)
-                # Keep polling (nothing comes: the partitions are paused) so the group keeps us.
-                self.consumer.consume(1, timeout=backoff) if not final else time.sleep(backoff)
-                backoff = min(backoff * 2, self.config.max_backoff_s)
-                if self._abandon:
-                    self._resume(paused)
-                    return
+        self._retrying = True
+        try:
+            while True:
+                attempts += 1
+                try:
+                    inserted, seconds = self._timed_write(batch)
+                    break
+                except self.retried as exc:
+                    self._failed(batch, attempts, exc, backoff)
+                    if final and attempts >= 3:
+                        log.warning(self._event("exit_uncommitted"), rows=len(batch.rows))
+                        return
+                    if not paused and not final:
+                        paused = self.consumer.assignment()
+                        self.consumer.pause(paused)
+                    self._keep_alive(backoff) if not final else time.sleep(backoff)
+                    backoff = min(backoff * 2, self.config.max_backoff_s)
+                    if self._abandon:  # revoked meanwhile: the next owner writes it
+                        self._resume(paused)
+                        return
+        finally:
+            self._retrying = False
         self._stored(batch, inserted, seconds, attempts)
         self._resume(paused)
+
+    def _keep_alive(self, timeout: float) -> None:
+        """Poll while a batch is retried, so that the group keeps us. Nothing comes from the paused
+        partitions; but a rebalance meanwhile assigns partitions unpaused, and a record read
+        from one is put back (seek) for the next batch, never dropped."""
+        for message in self.consumer.consume(1, timeout=timeout):
+            if message.error() is None:
+                self.consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
 
     def _failed(self, batch: _Batch, attempt: int, exc: BaseException, retry_in_s: float) -> None:
         ERRORS.labels(self.name, "store").inc()

@@ -7,21 +7,25 @@ retries while ClickHouse is down).
 
 Why the sink drops copies itself: `usage_events` is a ReplacingMergeTree, so a copy of an event
 collapses into one row under FINAL; but the rollups are fed by materialized views, which see
-every INSERT and would count a copy twice. Copies come from two places: this sink replaying a
-batch it stored but had not committed (crash, outage), and the wallet agent emitting a rated
-event again after a worker crash (a few seconds later on the same partition: the topic is keyed
-by customer and user). So the sink remembers the (customer, event id, revision) of the last
-CLICKHOUSE_SINK_RECENT_IDS rows it inserted and drops a row it has seen at the same or a higher
-revision. That memory is loaded from ClickHouse itself (the rows of the assigned partitions from
-just before the committed offset onwards) when partitions are assigned and after any failed
-INSERT (which may have been stored although the answer was lost), before the next write.
-A replay that re-rates events writes them with a higher revision: those pass.
+every INSERT and would count a copy twice. Copies come from two places, and each partition of
+usage.rated has a memory (`PartitionMemory`) for both:
+
+- this sink reading again records it stored but had not committed (a crash, an outage, a lost
+  group session): the same offsets. When it is given a partition, and after any failed INSERT
+  (which may have been stored although the answer was lost), the sink asks ClickHouse which
+  offsets of the partition it already holds from where reading resumes, and skips exactly those,
+  however many they are;
+- the wallet agent emitting a rated event again after a worker crash: a new offset, a few
+  seconds later, on the same partition (the topic is keyed by customer and user). The sink keeps
+  the (customer, event id, revision) of the last CLICKHOUSE_SINK_RECENT_IDS rows of each
+  partition (loaded from ClickHouse with the offsets) and drops a row it has seen at the same or
+  a higher revision. A replay that re-rates events writes them with a higher revision: those pass.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
@@ -78,16 +82,8 @@ class RecentEvents:
     def __len__(self) -> int:
         return len(self._revisions)
 
-    def fresh(self, rows: Iterable[tuple]) -> list[tuple]:
-        """The rows not stored yet at their revision (a copy within `rows` counts once)."""
-        out, batch = [], {}
-        for row in rows:
-            key, revision = hash((row[_CUSTOMER], row[_EVENT])), row[_REVISION]
-            if max(self._revisions.get(key, -1), batch.get(key, -1)) >= revision:
-                continue
-            batch[key] = revision
-            out.append(row)
-        return out
+    def seen(self, key: int, revision: int) -> bool:
+        return self._revisions.get(key, -1) >= revision
 
     def remember(self, pairs: Iterable[tuple[str, str, int]]) -> None:
         revisions = self._revisions
@@ -101,6 +97,33 @@ class RecentEvents:
             revisions.popitem(last=False)
 
 
+class PartitionMemory:
+    """What the sink knows ClickHouse holds of one partition of usage.rated: the offsets stored at
+    or after the point where reading resumed (exact: a re-read record is skipped by its offset),
+    and the recent events (a copy at a new offset is skipped by its id and revision)."""
+
+    def __init__(self, capacity: int, stored_offsets: Iterable[int] = ()):
+        self.recent = RecentEvents(capacity)
+        self.stored_offsets = set(stored_offsets)
+
+
+def fresh_rows(memories: Mapping[int, PartitionMemory], rows: Iterable[tuple]) -> list[tuple]:
+    """The rows ClickHouse does not hold yet at their revision (a copy within `rows` counts once).
+    Every row's partition must have a memory."""
+    out, batch = [], {}
+    for row in rows:
+        memory = memories[row[_PARTITION]]
+        if row[_OFFSET] in memory.stored_offsets:
+            memory.stored_offsets.discard(row[_OFFSET])  # each offset is read again once
+            continue
+        key, revision = hash((row[_CUSTOMER], row[_EVENT])), row[_REVISION]
+        if memory.recent.seen(key, revision) or batch.get(key, -1) >= revision:
+            continue
+        batch[key] = revision
+        out.append(row)
+    return out
+
+
 class ClickHouseStore:
     """`usage_events` over clickhouse-connect; drops copies of rows already stored (see above)."""
 
@@ -110,10 +133,10 @@ class ClickHouseStore:
 
     def __init__(self, settings: Settings, topic: str):
         self.settings, self.topic = settings, topic
-        self.recent = RecentEvents(settings.clickhouse_sink_recent_ids)
+        self.memories: dict[int, PartitionMemory] = {}  # per partition; (re)loaded while cold
         self._client = None
         self._insert = None
-        self._cold: set[int] = set()  # partitions whose stored rows are not loaded into `recent` yet
+        self._cold: set[int] = set()  # partitions whose memory must be (re)loaded from ClickHouse
         self._assigned: list[int] = []  # from the consumer's thread, taken into _cold by write()
         self._lock = threading.Lock()
 
@@ -130,17 +153,21 @@ class ClickHouseStore:
             self._assigned.clear()
         try:
             client = self._connect()
-            self._cold.update(row[_PARTITION] for row in rows)  # after a failure: maybe stored after all
+            self._cold.update(row[_PARTITION] for row in rows if row[_PARTITION] not in self.memories)
             if self._cold:
-                self._load_recent(client, rows)
-            fresh = self.recent.fresh(rows)
+                self._load(client, rows)
+            fresh = fresh_rows(self.memories, rows)
             if fresh:
                 self._insert.data = fresh
                 client.insert(context=self._insert)
-            self.recent.remember((row[_CUSTOMER], row[_EVENT], row[_REVISION]) for row in fresh)
+            stored: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+            for row in fresh:
+                stored[row[_PARTITION]].append((row[_CUSTOMER], row[_EVENT], row[_REVISION]))
+            for partition, events in stored.items():
+                self.memories[partition].recent.remember(events)
             return len(fresh)
         except DatabaseError:
-            self._cold.update(row[_PARTITION] for row in rows)
+            self._cold.update(row[_PARTITION] for row in rows)  # the INSERT may be stored after all
             raise
 
     def _connect(self):
@@ -152,9 +179,10 @@ class ClickHouseStore:
             self._insert = self._client.create_insert_context(TABLE, list(COLUMNS))
         return self._client
 
-    def _load_recent(self, client, rows: list[tuple]) -> None:
-        """Remember what ClickHouse already holds of the cold partitions, from just before their
-        committed offsets (the lowest offset of `rows` stands for it) to their end."""
+    def _load(self, client, rows: list[tuple]) -> None:
+        """Load the memory of the cold partitions among `rows` from ClickHouse: the offsets it
+        holds from the lowest offset of `rows` (where reading resumed) on, and the events of the
+        last CLICKHOUSE_SINK_RECENT_IDS offsets before it and after."""
         lowest: dict[int, int] = {}
         for row in rows:
             lowest[row[_PARTITION]] = min(lowest.get(row[_PARTITION], row[_OFFSET]), row[_OFFSET])
@@ -167,12 +195,19 @@ class ClickHouseStore:
             conditions.append(f"(kafka_partition = {{p{i}:UInt32}} AND kafka_offset >= {{o{i}:UInt64}})")
             params[f"p{i}"], params[f"o{i}"] = partition, max(lowest[partition] - window, 0)
         found = client.query(
-            f"SELECT customer_id, event_id, revision FROM {TABLE} "
+            f"SELECT kafka_partition, kafka_offset, customer_id, event_id, revision FROM {TABLE} "
             f"WHERE kafka_topic = {{topic:String}} AND ({' OR '.join(conditions)}) ORDER BY kafka_offset",
             parameters=params).result_rows
-        self.recent.remember(found)
+        held: dict[int, list[tuple]] = defaultdict(list)
+        for r in found:
+            held[r[0]].append(r)
+        for partition in partitions:
+            memory = PartitionMemory(window, (r[1] for r in held[partition] if r[1] >= lowest[partition]))
+            memory.recent.remember(r[2:] for r in held[partition])
+            self.memories[partition] = memory
+            log.info("clickhouse_sink_memory_loaded", partition=partition, resume_offset=lowest[partition],
+                     stored_after=len(memory.stored_offsets), remembered=len(memory.recent))
         self._cold.difference_update(partitions)
-        log.info("clickhouse_sink_recent_loaded", partitions=partitions, rows=len(found), remembered=len(self.recent))
 
     def close(self) -> None:
         if self._client is not None:

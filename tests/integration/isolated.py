@@ -34,6 +34,23 @@ ROOT = Path(__file__).parents[2]
 
 
 
+def rated_record(wallet_id: str, customer_id: str, event_id: str, credits: Decimal) -> dict:
+    """A rated usage record (what the usage agent sends the wallet agent, and the wallet agent
+    usage.rated) for `credits`, by user u1."""
+    now = datetime.now(timezone.utc)
+    return {
+        "event_id": event_id, "customer_id": customer_id, "user_id": "u1", "team_id": None,
+        "event_type": "TOKEN_USAGE", "feature_id": "chat", "provider": "openai", "model": "gpt-4o",
+        "input_tokens": 1000, "output_tokens": 100, "cached_input_tokens": None, "image_count": None,
+        "image_size": None, "quality": None, "unit_type": None, "quantity": None, "reservation_id": None,
+        "timestamp": now - timedelta(seconds=1), "metadata": None, "received_at": now, "source": "http",
+        "wallet_id": wallet_id, "credits": credits, "usd_cost": Decimal("0.001"),
+        "revenue_usd": credits / 100, "margin_usd": credits / 100 - Decimal("0.001"),
+        "burn_table_id": "bt_test", "burn_table_version": 1, "price_version": "test",
+        "rated_at": now, "revision": 0,
+    }
+
+
 class IsolatedPipeline:
     """Own topics, own app id, a worker process that can be killed and restarted."""
 
@@ -150,20 +167,8 @@ class IsolatedPipeline:
                               value=self.codecs.wallet_command.encode(record))
 
     def debit(self, wallet_id: str, customer_id: str, event_id: str, credits: Decimal) -> None:
-        now = datetime.now(timezone.utc)
-        record = {
-            "event_id": event_id, "customer_id": customer_id, "user_id": "u1", "team_id": None,
-            "event_type": "TOKEN_USAGE", "feature_id": "chat", "provider": "openai", "model": "gpt-4o",
-            "input_tokens": 1000, "output_tokens": 100, "cached_input_tokens": None, "image_count": None,
-            "image_size": None, "quality": None, "unit_type": None, "quantity": None, "reservation_id": None,
-            "timestamp": now - timedelta(seconds=1), "metadata": None, "received_at": now, "source": "http",
-            "wallet_id": wallet_id, "credits": credits, "usd_cost": Decimal("0.001"),
-            "revenue_usd": credits / 100, "margin_usd": credits / 100 - Decimal("0.001"),
-            "burn_table_id": "bt_test", "burn_table_version": 1, "price_version": "test",
-            "rated_at": now, "revision": 0,
-        }
         self.producer.produce(self.topics.wallet_debits.name, key=wallet_id.encode(),
-                              value=self.codecs.rated.encode(record))
+                              value=self.codecs.rated.encode(rated_record(wallet_id, customer_id, event_id, credits)))
 
     def burn_table(self, customer_id: str, rules: dict) -> BurnTable:
         """Publish a burn table (in force for the last 40 days) to this pipeline's catalog topic."""

@@ -20,13 +20,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from openmonetize import clickhouse_client, migrations
 from openmonetize.reconcile import reconcile
 from openmonetize.settings import Settings
 from producers.loadgen import EventGenerator
 from tests.conftest import eventually, unique
-from tests.integration.isolated import IsolatedPipeline, free_port
+from tests.integration.isolated import IsolatedPipeline, free_port, rated_record
 from tests.integration.support import Proxy
 from tests.integration.test_ledger_sink import MIGRATION as LEDGER_MIGRATION
 from tests.integration.test_pipeline_faults import CUSTOMERS, Ledgerbook, chunks, funded
@@ -78,9 +79,9 @@ class Sinks:
         self.client.close()
         self.pipeline.stop_worker("clickhouse")
 
-    def start_sink(self, kind: str, batch_rows: int = 500) -> None:
+    def start_sink(self, kind: str, batch_rows: int = 500, env: dict[str, str] | None = None) -> None:
         env = {**self.env, **(self.ledger_env if kind == "ledger" else {}),
-               "CLICKHOUSE_SINK_BATCH_ROWS": str(batch_rows), "LEDGER_SINK_BATCH_ROWS": str(batch_rows)}
+               "CLICKHOUSE_SINK_BATCH_ROWS": str(batch_rows), "LEDGER_SINK_BATCH_ROWS": str(batch_rows), **(env or {})}
         self.pipeline.start_service(f"sink-{kind}", f"sink-{kind}", env)
 
     def clickhouse_rows(self) -> int:
@@ -198,3 +199,49 @@ def test_postgres_then_clickhouse_away_in_turn_then_each_sink_killed_mid_stream(
     assert (debited, entries, distinct_entries) == (credits, total, total)
     report = reconcile(sinks.reconcile_settings)
     assert report.mismatches == [] and report.clickhouse_events == total and report.postgres_entries > total
+
+
+def test_a_clickhouse_sink_that_lost_its_commits_reads_everything_again_and_stores_each_event_once(pipeline, sinks):
+    """The sink's commits are lost (its group session timed out in a broker outage and its
+    commits failed, as in a soak): it reads every partition again from the start, far more
+    records than the events it remembers (CLICKHOUSE_SINK_RECENT_IDS), on partitions of very
+    different lengths. Then the worker re-emits some events at new offsets. `usage_events` and
+    its rollups (which count every INSERT) still hold each event once."""
+    topic = pipeline.topics.usage_rated.name
+    sizes = {0: 4_000, 1: 300, 2: 2_000}
+    records: dict[int, list[bytes]] = {}
+    for partition, size in sizes.items():
+        records[partition] = [pipeline.codecs.rated.encode(rated_record(
+            f"w:cus_r:user:p{partition}", "cus_r", f"p{partition}-e{i}", Decimal("0.5"))) for i in range(size)]
+        for value in records[partition]:
+            pipeline.producer.produce(topic, key=b"cus_r:u1", value=value, partition=partition)
+    pipeline.flush()
+    total = sum(sizes.values())
+    small_memory = {"CLICKHOUSE_SINK_RECENT_IDS": "1000"}
+    sinks.start_sink("clickhouse", env=small_memory)
+    eventually(lambda: sinks.clickhouse_rows() == total, timeout_s=90, interval_s=0.5, what="every record stored")
+    pipeline.stop_worker("sink-clickhouse")
+
+    group = sinks.env["CLICKHOUSE_SINK_GROUP"]
+    rewinder = Consumer({"bootstrap.servers": pipeline.bootstrap, "group.id": group, "enable.auto.commit": False})
+    rewinder.commit(offsets=[TopicPartition(topic, p, 0) for p in sizes], asynchronous=False)
+    rewinder.close()
+    for partition in sizes:  # the worker's re-emitted copies: new offsets, same events
+        for value in records[partition][-20:]:
+            pipeline.producer.produce(topic, key=b"cus_r:u1", value=value, partition=partition)
+    pipeline.flush()
+    sinks.start_sink("clickhouse", env=small_memory)
+
+    def committed_to_the_end() -> bool:
+        reader = Consumer({"bootstrap.servers": pipeline.bootstrap, "group.id": group})
+        try:
+            offsets = reader.committed([TopicPartition(topic, p) for p in sizes], timeout=10)
+        finally:
+            reader.close()
+        return all(tp.offset == sizes[tp.partition] + 20 for tp in offsets)
+
+    eventually(committed_to_the_end, timeout_s=90, interval_s=0.5, what="the sink to read everything again")
+    [(rows, distinct)] = sinks.client.query(
+        "SELECT count(), uniqExact(event_id) FROM openmonetize.usage_events").result_rows
+    [(rolled,)] = sinks.client.query("SELECT sum(events) FROM openmonetize.usage_daily").result_rows
+    assert rows == distinct == rolled == total

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sinks.usage_clickhouse import COLUMNS, RecentEvents, to_row
+from sinks.usage_clickhouse import COLUMNS, PartitionMemory, RecentEvents, fresh_rows, to_row
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -25,8 +25,11 @@ def rated(**fields) -> dict:
     return record
 
 
-def row(**fields) -> tuple:
-    return to_row(rated(**fields), "usage.rated", 3, 42)
+def row(offset: int = 42, partition: int = 3, **fields) -> tuple:
+    return to_row(rated(**fields), "usage.rated", partition, offset)
+
+
+REVISION = COLUMNS.index("revision")
 
 
 def test_a_record_maps_to_a_row_with_empty_strings_and_zeros_for_absent_fields():
@@ -41,14 +44,25 @@ def test_a_record_maps_to_a_row_with_empty_strings_and_zeros_for_absent_fields()
 
 
 def test_a_copy_is_dropped_within_a_batch_and_across_batches_but_a_higher_revision_passes():
-    recent = RecentEvents(capacity=1000)
-    first = [row(event_id="a"), row(event_id="b"), row(event_id="a")]
-    fresh = recent.fresh(first)
+    memories = {3: PartitionMemory(capacity=1000)}
+    first = [row(1, event_id="a"), row(2, event_id="b"), row(3, event_id="a")]
+    fresh = fresh_rows(memories, first)
     assert [r[1] for r in fresh] == ["a", "b"]
-    recent.remember((r[0], r[1], r[COLUMNS.index("revision")]) for r in fresh)
-    assert recent.fresh([row(event_id="a"), row(event_id="c")]) == [row(event_id="c")]
-    assert recent.fresh([row(event_id="a", revision=1)]) == [row(event_id="a", revision=1)]
-    assert recent.fresh([row(event_id="a", customer_id="cus_b")]) == [row(event_id="a", customer_id="cus_b")]
+    memories[3].recent.remember((r[0], r[1], r[REVISION]) for r in fresh)
+    assert fresh_rows(memories, [row(4, event_id="a"), row(5, event_id="c")]) == [row(5, event_id="c")]
+    assert fresh_rows(memories, [row(6, event_id="a", revision=1)]) == [row(6, event_id="a", revision=1)]
+    assert fresh_rows(memories, [row(7, event_id="a", customer_id="cus_b")]) == [row(7, event_id="a", customer_id="cus_b")]
+
+
+def test_offsets_clickhouse_holds_are_skipped_however_many_each_once_and_only_on_their_partition():
+    """A sink that lost its commits reads again far more records than it remembers events: the
+    stored offsets, not the bounded memory of events, decide."""
+    memories = {0: PartitionMemory(capacity=1000, stored_offsets=range(100, 5100)), 1: PartitionMemory(capacity=1000)}
+    again = [row(o, partition=0, event_id=f"e{o}") for o in range(100, 5100)]
+    assert fresh_rows(memories, again) == []
+    assert memories[0].stored_offsets == set()
+    beyond = [row(5100, partition=0, event_id="new"), row(100, partition=1, event_id="e100")]
+    assert fresh_rows(memories, beyond) == beyond
 
 
 def test_the_oldest_are_forgotten_first_and_a_re_stored_event_becomes_the_newest():
@@ -57,6 +71,8 @@ def test_the_oldest_are_forgotten_first_and_a_re_stored_event_becomes_the_newest
     recent.remember([("c", "1", 1)])  # 1 again, at a higher revision: now the newest
     recent.remember([("c", "4", 0)])  # 2 goes
     assert len(recent) == 3
-    assert [r[1] for r in recent.fresh([row(customer_id="c", event_id=e) for e in "1234"])] == ["2"]
+    memories = {3: PartitionMemory(capacity=3)}
+    memories[3].recent = recent
+    assert [r[1] for r in fresh_rows(memories, [row(customer_id="c", event_id=e) for e in "1234"])] == ["2"]
     recent.remember([("c", "4", 0)] * 5)  # an older-or-equal revision changes nothing
     assert len(recent) == 3
