@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
+from deploy.bench.ingest_http import cpu_seconds
 from deploy.bench.pipeline import peak_rss_mb
 from deploy.bench.results import RESULTS, merge_results
 from openmonetize import clickhouse_client, migrations
@@ -131,8 +132,9 @@ class Target:
                 conn.execute(f"DROP SCHEMA {self.name} CASCADE")
 
 
-def run_sink(kind: str, settings: Settings, records: int, tag: str) -> tuple[float, float | None]:
-    """(rows/s from the first stored row to the last, peak RSS MB) of one sink draining the topics."""
+def run_sink(kind: str, settings: Settings, records: int, tag: str) -> tuple[float, float | None, float]:
+    """(rows/s from the first stored row to the last, peak RSS MB, the sink's CPU µs per row over
+    the same span) of one sink draining the topics."""
     target = Target(kind, settings, tag)
     env = {**os.environ, "TOPIC_USAGE_RATED": settings.topic_usage_rated,
            "TOPIC_LEDGER_ENTRIES": settings.topic_ledger_entries, "LOG_LEVEL": "WARNING", **target.env}
@@ -147,12 +149,13 @@ def run_sink(kind: str, settings: Settings, records: int, tag: str) -> tuple[flo
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{service} stored {stored:,} of {records:,} in 10 minutes")
             if first is None and stored:
-                first = (time.perf_counter(), stored)
+                first = (time.perf_counter(), stored, cpu_seconds(sink.pid))
             time.sleep(0.05)
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), cpu_seconds(sink.pid)
         rss = peak_rss_mb(sink.pid)
-        started, already = first or (end, 0)
-        return (records - already) / max(end - started, 1e-9), rss
+        started, already, cpu_start = first or (end, 0, cpu_end)
+        rows = max(records - already, 1)
+        return rows / max(end - started, 1e-9), rss, (cpu_end - cpu_start) / rows * 1e6
     finally:
         sink.terminate()
         sink.wait(timeout=30)
@@ -174,13 +177,16 @@ def main() -> None:
     settings = produce(get_settings(), args.records, tag)
     figures: dict[str, list[float]] = {"clickhouse": [], "postgres": []}
     rss: dict[str, list[float]] = {"clickhouse": [], "postgres": []}
+    cpu: dict[str, list[float]] = {"clickhouse": [], "postgres": []}
     for run in range(args.runs):
         for kind in ("clickhouse", "postgres"):
-            rate, peak = run_sink(kind, settings, args.records, f"{tag}-{kind}-{run}")
+            rate, peak, us_per_row = run_sink(kind, settings, args.records, f"{tag}-{kind}-{run}")
             figures[kind].append(rate)
+            cpu[kind].append(us_per_row)
             if peak is not None:
                 rss[kind].append(peak)
-            print(f"  run {run + 1}: {kind} sink {rate:,.0f} rows/s, peak RSS {peak or 0:.0f} MB", flush=True)
+            print(f"  run {run + 1}: {kind} sink {rate:,.0f} rows/s, {us_per_row:.1f} us of sink CPU per row, "
+                  f"peak RSS {peak or 0:.0f} MB", flush=True)
     AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
         [settings.topic_usage_rated, settings.topic_ledger_entries])
     print()
@@ -190,6 +196,7 @@ def main() -> None:
     print(f"| clickhouse_sink_rows_per_s | {summary(figures['clickhouse'])} | {conditions} |")
     print(f"| postgres_sink_entries_per_s | {summary(figures['postgres'])} | {conditions} |")
     for kind in rss:
+        print(f"| {kind}_sink_cpu_us_per_row | {statistics.median(cpu[kind]):.1f} | the sink process alone |")
         if rss[kind]:
             print(f"| {kind}_sink_peak_rss_mb | {summary(rss[kind])} | |")
     if not args.no_save:
@@ -199,6 +206,7 @@ def main() -> None:
             "postgres_sink_entries_per_s": round(statistics.median(figures["postgres"])),
             "postgres_sink_entries_per_s_spread": [round(min(figures["postgres"])), round(max(figures["postgres"]))],
             **{f"{kind}_sink_peak_rss_mb": round(statistics.median(v)) for kind, v in rss.items() if v},
+            **{f"{kind}_sink_cpu_us_per_row": round(statistics.median(v), 1) for kind, v in cpu.items()},
         })
         print(f"saved to {RESULTS}")
 
