@@ -13,7 +13,7 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[local,dev]'  # extras: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed  ## create .venv and install the package (+ the `openmonetize` command)

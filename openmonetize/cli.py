@@ -13,23 +13,43 @@ from openmonetize import logs
 from openmonetize.settings import get_settings
 
 
+# What the [server] extra brings (pyproject.toml): a core install (producer client, SDK, `produce`)
+# has none of them, and a command that needs one says which extra to install.
+SERVER_MODULES = frozenset({"faust", "aiokafka", "clickhouse_connect", "psycopg", "psycopg_pool", "fastapi",
+                            "starlette", "uvicorn", "uvloop", "genai_prices", "prometheus_client", "aiohttp",
+                            "jinja2", "multipart", "cryptography", "lz4", "zstandard", "chdb"})
+
+
+class _NotInstalled(Exception):
+    """Stands for the exception type of a library this install does not have: never raised."""
+
+
+def _exception_type(module: str, name: str) -> type[BaseException]:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError:
+        return _NotInstalled
+
+
 class Group(click.Group):
-    """Turns the errors an operator can fix (StackError, bad settings) into one clear line."""
+    """Turns the errors an operator can fix (StackError, bad settings, a missing extra) into one clear line."""
 
     def invoke(self, ctx: click.Context):
-        import psycopg
-        from clickhouse_connect.driver.exceptions import OperationalError as ClickHouseUnreachable
         from pydantic import ValidationError
 
         from deploy.local_stack.processes import StackError
         from openmonetize.catalog import CatalogPublishError
 
+        postgres_unreachable = _exception_type("psycopg", "OperationalError")
+        clickhouse_unreachable = _exception_type("clickhouse_connect.driver.exceptions", "OperationalError")
         try:
             return super().invoke(ctx)
         except (StackError, CatalogPublishError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
-        except psycopg.OperationalError as exc:
+        except postgres_unreachable as exc:
             click.secho(
                 f"error: cannot reach Postgres at DATABASE_URL ({str(exc).strip()}). "
                 "Is the stack up (`make up`)?",
@@ -37,7 +57,7 @@ class Group(click.Group):
                 err=True,
             )
             sys.exit(1)
-        except ClickHouseUnreachable as exc:
+        except clickhouse_unreachable as exc:
             click.secho(
                 f"error: cannot reach ClickHouse at CLICKHOUSE_URL ({exc}). Is the stack up (`make up`)?",
                 fg="red",
@@ -47,6 +67,17 @@ class Group(click.Group):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
             click.secho(f"error: invalid settings: {problems}", fg="red", err=True)
+            sys.exit(2)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+                raise
+            extra = "local" if exc.name == "chdb" else "server"
+            click.secho(
+                f"error: this command needs {exc.name}, which a core install does not have: "
+                f"pip install 'openmonetize[{extra}]'",
+                fg="red",
+                err=True,
+            )
             sys.exit(2)
 
 
