@@ -97,6 +97,20 @@ def schema(type_: Any) -> dict:
     return inline(full)
 
 
+# Named schemas for `components/schemas`, added to the spec by api.openapi_docs.install.
+COMPONENTS: dict[str, dict] = {}
+
+
+def component(type_: Any) -> dict:
+    """A `$ref` to the schema of a msgspec type, registered under the type's name: for a body that
+    several statuses of one operation answer with (200 and 202, say). Inlined twice, it reads to
+    client generators (openapi-python-client) as two models of the same name, and one is dropped."""
+    name, body = type_.__name__, schema(type_)
+    if COMPONENTS.setdefault(name, body) != body:
+        raise ValueError(f"two schemas named {name} for components/schemas")
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 def request_body(body_schema: dict) -> dict:
     """`openapi_extra` for a route that reads its JSON body itself."""
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}

@@ -10,6 +10,8 @@ accurate without every route repeating them:
 - 413 `body_too_large`: the size limit of every body (api/body_limits.py);
 - 400 `malformed_json`: a JSON body that does not parse (`malformed_json` in api/json_bodies.py).
 
+It also adds the schemas routes name with `json_bodies.component` to `components/schemas`.
+
 Routes outside API keys (health, metrics, the schema registry, which speaks Confluent's
 protocol and takes its own operator credential for writes) are left as they are.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.json_bodies import ERROR, content
+from api.json_bodies import COMPONENTS, ERROR, content
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds until the key may try again", "schema": {"type": "integer"}}}
 _URL = "a control character in the path or a query value, or percent-encoded bytes that are not UTF-8 " \
@@ -43,7 +45,9 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            add_shared_answers(build())
+            spec = build()
+            add_shared_answers(spec)
+            add_components(spec)
         return app.openapi_schema
 
     app.openapi = openapi
@@ -58,3 +62,11 @@ def add_shared_answers(spec: dict) -> None:
             shared = {**SHARED, **(WITH_BODY if "requestBody" in operation else {})}  # WITH_BODY's 400 says both
             for status, answer in shared.items():
                 responses.setdefault(status, answer)
+
+
+def add_components(spec: dict) -> None:
+    """The schemas routes refer to by name (json_bodies.component), beside FastAPI's own."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, body in sorted(COMPONENTS.items()):
+        if schemas.setdefault(name, body) != body:
+            raise ValueError(f"components/schemas/{name} is both FastAPI's and json_bodies.component's")

@@ -88,7 +88,7 @@ def _body_schema(type_) -> dict:
     return json_bodies.request_body(schema)
 
 
-_COMMAND = json_bodies.schema(CommandOut)
+_COMMAND = json_bodies.component(CommandOut)  # 200 and 202
 _POST_RESPONSES = {
     200: json_bodies.content("`?wait=true`: applied; the wallet's balance after it", _COMMAND),
     202: json_bodies.content("Accepted (acknowledged by Kafka), or `pending` when `?wait=true` timed out", _COMMAND),

@@ -283,8 +283,8 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
     summary="Drop a hold before its expiry (a no-op if it was settled, released or lapsed)",
     status_code=202,
     responses={
-        200: json_bodies.content("`?wait=true`: applied; the wallet's balance after it", json_bodies.schema(ReleaseOut)),
-        202: json_bodies.content("Accepted (acknowledged by Kafka)", json_bodies.schema(ReleaseOut)),
+        200: json_bodies.content("`?wait=true`: applied; the wallet's balance after it", json_bodies.component(ReleaseOut)),
+        202: json_bodies.content("Accepted (acknowledged by Kafka)", json_bodies.component(ReleaseOut)),
         **json_bodies.errors(400, 401, 403, 404, 413, 422, 503, descriptions={
             400: "The body is not JSON (`malformed_json`)",
             404: "`wallet_id` names no wallet of this tenant (`unknown_wallet`)",

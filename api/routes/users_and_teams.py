@@ -204,8 +204,8 @@ _MEMBER_404 = "No such team (`team_not_found`) or user (`user_not_found`)"
     "/v1/customers/{customer_id}/teams/{team_id}/members/{user_id}",
     summary="Put a user in a team (201 when new, 200 when it was a member already)",
     responses={
-        200: json_bodies.content("Already a member; unchanged", json_bodies.schema(MembershipOut)),
-        201: json_bodies.content("Added", json_bodies.schema(MembershipOut)),
+        200: json_bodies.content("Already a member; unchanged", json_bodies.component(MembershipOut)),
+        201: json_bodies.content("Added", json_bodies.component(MembershipOut)),
         **json_bodies.errors(401, 403, 404, descriptions={404: _MEMBER_404}),
     },
 )
