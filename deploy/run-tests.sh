@@ -13,6 +13,14 @@ set -a
 . "$OM_ENV_FILE"
 set +a
 
+# OM_TEST_BACKEND: `local` (default) the project's own stack; `containers` Kafka, Postgres and
+# ClickHouse in Docker containers (deploy/containers_stack.py; needs a Docker engine).
+case "${OM_TEST_BACKEND:-local}" in
+  local) ;;
+  containers) exec .venv/bin/python -m deploy.containers_stack "$@" ;;
+  *) echo "error: OM_TEST_BACKEND=$OM_TEST_BACKEND: use local (the default) or containers" >&2; exit 2 ;;
+esac
+
 OM=.venv/bin/openmonetize
 trap '$OM stack down >/dev/null 2>&1 || echo "warning: test stack did not stop cleanly" >&2' EXIT
 
