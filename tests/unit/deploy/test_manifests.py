@@ -334,7 +334,7 @@ def test_the_dockerfile_listens_everywhere_on_the_ports_of_the_example_settings(
 
 
 # --- images --------------------------------------------------------------------------------------
-PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+([-.][\w.]+)?$")
+PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)+([-.][\w.]+)?$")  # v: Prometheus tags v3.5.0
 
 
 def test_every_image_is_pinned_and_ours_is_this_version():
