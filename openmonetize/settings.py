@@ -189,10 +189,9 @@ class Settings(BaseSettings):
         10.0, description="How long the broker waits before it gives a silent (crashed) worker's partitions to others."
     )
     worker_static_membership: bool = Field(
-        False, description="Join the worker group as a static member (id: app id, host, web port): a worker restarted "
+        True, description="Join the worker group as a static member (id: app id, host, web port): a worker restarted "
                            "after a crash takes its partitions back at once; one stopped for good holds them idle "
-                           "for WORKER_SESSION_TIMEOUT_S. Experimental: the two-worker fault test failed with it "
-                           "(docs/stream-processing.md)."
+                           "for WORKER_SESSION_TIMEOUT_S (docs/stream-processing.md)."
     )
     worker_batch_size: int = Field(
         2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."
