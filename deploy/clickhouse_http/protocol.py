@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from deploy.clickhouse_http.codecs import Decoder
+from deploy.clickhouse_http import blocks
+from deploy.clickhouse_http.codecs import Decoder, compressor
 from deploy.clickhouse_http.engine import ClickHouseError
 
 # URL parameters of the HTTP interface itself; every other one (but param_*) is a setting.
@@ -24,6 +25,7 @@ _HTTP_SETTINGS = frozenset({
     "enable_http_compression", "http_zlib_compression_level", "send_progress_in_http_headers",
     "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close", "readonly",
     "add_http_cors_header", "http_response_buffer_size", "http_wait_end_of_query",
+    "http_native_compression_disable_checksumming_on_decompress",
 })
 DEFAULT_SESSION_TIMEOUT = 60.0
 
@@ -53,6 +55,9 @@ class Params:
     query_id: str = ""
     wait_end_of_query: bool = False
     compression: bool = False  # enable_http_compression
+    compress: bool = False  # compress=1: the response in ClickHouse's compressed blocks (blocks.py)
+    decompress: bool = False  # decompress=1: the request body in them
+    verify_checksums: bool = True  # not http_native_compression_disable_checksumming_on_decompress
     zlib_level: int = 3
     readonly: bool = False  # GET, or readonly=N: behaves like readonly=2
     bound: dict[str, str] = field(default_factory=dict)  # param_<name>: server-side {name:Type} values
@@ -61,11 +66,6 @@ class Params:
     @classmethod
     def parse(cls, items: list[tuple[str, str]], method: str) -> Params:
         values = dict(items)
-        for name in ("compress", "decompress"):
-            if values.get(name, "0") not in ("", "0"):
-                raise ClickHouseError(
-                    48, f"Parameter {name}=1 (ClickHouse block compression) is not supported here.", "NOT_IMPLEMENTED"
-                )
         try:
             session_timeout = float(values.get("session_timeout", DEFAULT_SESSION_TIMEOUT))
             zlib_level = int(values.get("http_zlib_compression_level", 3))
@@ -82,6 +82,9 @@ class Params:
             query_id=values.get("query_id") or str(uuid.uuid4()),
             wait_end_of_query=values.get("wait_end_of_query") == "1",
             compression=values.get("enable_http_compression") == "1",
+            compress=_flag(values.get("compress")),
+            decompress=_flag(values.get("decompress")),
+            verify_checksums=not _flag(values.get("http_native_compression_disable_checksumming_on_decompress")),
             zlib_level=zlib_level,
             readonly=method in ("GET", "HEAD") or values.get("readonly", "0") not in ("", "0"),
         )
@@ -91,6 +94,11 @@ class Params:
             elif name not in _HTTP_PARAMS and name not in _HTTP_SETTINGS:
                 p.settings[name] = value
         return p
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean parameter as ClickHouse reads it: 1/0 and true/false."""
+    return (value or "0").strip().lower() not in ("", "0", "false")
 
 
 def form_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
@@ -115,6 +123,7 @@ class Body:
     def __init__(self, receive: Callable, encoding: str | None) -> None:
         self._receive = receive
         self._decoder = Decoder(encoding)
+        self._blocks: blocks.Decoder | None = None
         self.done = False
         self.received = 0  # bytes on the wire
 
@@ -128,11 +137,24 @@ class Body:
             self.received += len(raw)
             self.done = not message.get("more_body", False)
             data = self._decoder.feed(raw)
+            if self._blocks is not None:
+                data = self._blocks.feed(data)
             if self.done:
                 self._decoder.finish()
+                if self._blocks is not None:
+                    self._blocks.finish()
             if data:
                 return data
         return None
+
+    def unframe(self, verify: bool) -> None:
+        """The body is in ClickHouse's compressed blocks (decompress=1), inside any Content-Encoding."""
+        self._blocks = blocks.Decoder(verify)
+
+    @property
+    def blocks(self) -> int:
+        """Compressed blocks read so far (0 without decompress=1)."""
+        return self._blocks.blocks if self._blocks is not None else 0
 
     async def read_all(self) -> bytes:
         chunks = []
@@ -166,6 +188,31 @@ class Reply:
         headers = asgi_headers(self.headers) + [(b"content-length", str(len(self.body)).encode())]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+class ResponseEncoder:
+    """What a response body goes through: ClickHouse's compressed blocks (compress=1), then the
+    Content-Encoding (enable_http_compression=1 and Accept-Encoding), as on a server."""
+
+    def __init__(self, framed: bool, encoding: str | None, level: int) -> None:
+        self.encoding = encoding
+        self._framing = blocks.Encoder() if framed else None
+        self._http = compressor(encoding, level) if encoding else None
+
+    @property
+    def blocks(self) -> int:
+        return self._framing.blocks if self._framing is not None else 0
+
+    def __bool__(self) -> bool:
+        return self._framing is not None or self._http is not None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._framing is not None:
+            data = self._framing.compress(data)
+        return self._http.compress(data) if self._http is not None and data else data
+
+    def flush(self) -> bytes:
+        return self._http.flush() if self._http is not None else b""
 
 
 def content_type(fmt: str) -> str:

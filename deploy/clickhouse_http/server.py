@@ -21,15 +21,16 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.requests import Request
 
-from deploy.clickhouse_http import access
+from deploy.clickhouse_http import access, blocks
 from deploy.clickhouse_http.access import User, Users
-from deploy.clickhouse_http.codecs import choose_encoding, compressor
+from deploy.clickhouse_http.codecs import choose_encoding
 from deploy.clickhouse_http.engine import ClickHouseError, Engine, Lease
 from deploy.clickhouse_http.engine import _errors as _engine_errors
 from deploy.clickhouse_http.protocol import (
     Body,
     Params,
     Reply,
+    ResponseEncoder,
     asgi_headers,
     content_type,
     exception_block,
@@ -50,6 +51,11 @@ DURATION = Histogram(
     "Query request time, body upload included",
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+COMPRESSED_BLOCKS = Counter(
+    "openmonetize_clickhouse_http_compressed_blocks_total",
+    "ClickHouse compressed blocks read from requests (decompress=1) and written to responses (compress=1)",
+    ["direction"],
 )
 SESSIONS = Gauge("openmonetize_clickhouse_http_sessions", "Open HTTP sessions (one engine connection each)")
 
@@ -147,6 +153,8 @@ class ClickHouseHTTP:
             stats["user"] = user.name
             given = header_params(request.headers) + request.query_params.multi_items()
             params = Params.parse(given, request.method)
+            if params.decompress:
+                body.unframe(params.verify_checksums)
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 fields = form_fields(request.headers["content-type"], await body.read_all())
                 params = Params.parse(given + fields, request.method)
@@ -158,13 +166,25 @@ class ClickHouseHTTP:
             query_id = params.query_id if params else str(uuid.uuid4())
             headers = self._headers(query_id, **{"Content-Type": "text/plain; charset=UTF-8",
                                                  "X-ClickHouse-Exception-Code": str(err.code)})
-            await Reply(status, headers, err.body(self.engine.version)).send(send)
+            text = err.body(self.engine.version)
+            # A server writes the error into the compressed stream it opened for the answer; the Java
+            # client reads 401 and 403 answers as plain text, so those stay plain.
+            if params is not None and params.compress and status not in (401, 403):
+                framing = blocks.Encoder()
+                text = framing.compress(text)
+                stats["response_blocks"] = framing.blocks
+            await Reply(status, headers, text).send(send)
             ERRORS.labels(str(err.code), err.name).inc()
             log.warning("query_failed", code=err.code, error=err.name, message=err.text[:2000],
                         query=stats.get("query"), query_id=query_id)
         elapsed = time.perf_counter() - started
         DURATION.labels(stats["kind"]).observe(elapsed)
         REQUESTS.labels("query", str(status)).inc()
+        if body.blocks:
+            stats["request_blocks"] = body.blocks
+            COMPRESSED_BLOCKS.labels("request").inc(body.blocks)
+        if stats.get("response_blocks"):
+            COMPRESSED_BLOCKS.labels("response").inc(stats["response_blocks"])
         log.debug("request", method=request.method, status=status, elapsed_ms=round(elapsed * 1000, 2),
                   received_bytes=body.received, query_id=params.query_id if params else None,
                   session_id=params.session_id if params else None, **stats)
@@ -223,11 +243,12 @@ class ClickHouseHTTP:
                 stats["kind"] = "select" if statement.read_only else "command"
                 fmt = output_format(query, self.engine.output_formats) or params.default_format
                 encoding = choose_encoding(request.headers.get("accept-encoding")) if params.compression else None
+                encoder = ResponseEncoder(params.compress, encoding, params.zlib_level)
                 # chdb streams SELECTs only ("Streaming query is not supported" for SHOW, DESCRIBE, EXISTS).
                 if statement.keyword in ("SELECT", "WITH") and not params.wait_end_of_query and fmt.lower() in _STREAMABLE:
-                    await self._stream(lease, release, query, fmt, params, encoding, body, send, stats)
+                    await self._stream(lease, release, query, fmt, params, encoder, body, send, stats)
                     return
-                reply = await self._select(lease, query, fmt, params, statement.read_only, encoding, stats)
+                reply = await self._select(lease, query, fmt, params, statement.read_only, encoder, stats)
             # Release before answering: the client may reuse its session as soon as it has the answer.
             await release()
         except ClickHouseError:
@@ -293,7 +314,7 @@ class ClickHouseHTTP:
                                                             "X-ClickHouse-Summary": header}))
 
     async def _select(self, lease: Lease, query: str, fmt: str, params: Params, read_only: bool,
-                      encoding: str | None, stats: dict) -> Reply:
+                      encoder: ResponseEncoder, stats: dict) -> Reply:
         """Run a statement to completion and answer with its whole result (wait_end_of_query)."""
         result = await self._run(lease.call, lease.conn.query, query, fmt, params.bound)
         data = result.bytes()
@@ -304,35 +325,44 @@ class ClickHouseHTTP:
         headers = self._headers(params.query_id, **{"Content-Type": content_type(fmt), "X-ClickHouse-Summary": header})
         if read_only:  # a result set, even if empty: tells clickhouse-connect's command() to return ""
             headers["X-ClickHouse-Format"] = fmt
-        if encoding and data:
-            comp = compressor(encoding, params.zlib_level)
-            data = comp.compress(data) + comp.flush()
-            headers["Content-Encoding"] = encoding
+        if encoder and data:
+            data = encoder.compress(data) + encoder.flush()
+            if encoder.encoding:
+                headers["Content-Encoding"] = encoder.encoding
+            stats["response_blocks"] = encoder.blocks
         return Reply(200, headers, data)
 
     async def _stream(self, lease: Lease, release: Callable, query: str, fmt: str, params: Params,
-                      encoding: str | None, body: Body, send: Callable, stats: dict) -> None:
+                      encoder: ResponseEncoder, body: Body, send: Callable, stats: dict) -> None:
         """Send result blocks as the engine produces them. An error after the headers went out is
         written into the body between exception markers, as ClickHouse does."""
+        started = time.perf_counter()
         stream = await self._run(lease.call, lease.conn.send_query, query, fmt, params.bound)
         try:
-            chunk = await self._run(lease.call, _next_block, stream)
+            first = await self._run(lease.call, stream.fetch)
         except BaseException as exc:
             await self._abort(lease, stream.cancel, exc)
             raise
+        chunk = None if first is None else first.bytes()
         tag = secrets.token_hex(8)
-        headers = self._headers(params.query_id, **{"Content-Type": content_type(fmt), "X-ClickHouse-Format": fmt,
-                                                    "X-ClickHouse-Exception-Tag": tag})
-        comp = compressor(encoding, params.zlib_level) if encoding else None
-        if encoding:
-            headers["Content-Encoding"] = encoding
+        # What is known when the headers go: the first block (a server sends its progress so far).
+        progress = {} if first is None else {
+            "read_rows": first.storage_rows_read(), "read_bytes": first.storage_bytes_read(),
+            "result_rows": first.rows_read(), "result_bytes": len(chunk or b""),
+        }
+        headers = self._headers(params.query_id, **{
+            "Content-Type": content_type(fmt), "X-ClickHouse-Format": fmt, "X-ClickHouse-Exception-Tag": tag,
+            "X-ClickHouse-Summary": summary(**progress, elapsed_ns=(time.perf_counter() - started) * 1e9),
+        })
+        if encoder.encoding:
+            headers["Content-Encoding"] = encoder.encoding
         await send({"type": "http.response.start", "status": 200, "headers": asgi_headers(headers)})
         disconnected = asyncio.ensure_future(body.wait_disconnect())
-        blocks, tail = 0, b""
+        sent, tail = 0, b""
         try:
             while chunk is not None and not disconnected.done():
-                blocks += 1
-                await send({"type": "http.response.body", "body": comp.compress(chunk) if comp else chunk,
+                sent += 1
+                await send({"type": "http.response.body", "body": encoder.compress(chunk),
                             "more_body": True})
                 chunk = await self._run(lease.call, _next_block, stream)
         except ClickHouseError as err:
@@ -344,10 +374,11 @@ class ClickHouseHTTP:
             disconnected.cancel()
             with contextlib.suppress(ClickHouseError):  # the response has started: nothing left to report to
                 await self._run(lease.call, stream.cancel)
-        stats["streamed_blocks"] = blocks
+        stats["streamed_blocks"] = sent
+        if encoder.blocks:
+            stats["response_blocks"] = encoder.blocks
         await release()
-        if comp:
-            tail = comp.compress(tail) + comp.flush()
+        tail = encoder.compress(tail) + encoder.flush()
         await send({"type": "http.response.body", "body": tail})
 
 

@@ -28,6 +28,8 @@ import lz4.frame
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from deploy.clickhouse_http import blocks
+
 REPO = Path(__file__).resolve().parents[2]
 # This module's servers' users (the same for every server, so a restarted one still lets us in).
 USERS = {"CLICKHOUSE_USER": "writer", "CLICKHOUSE_PASSWORD": secrets.token_urlsafe(16),
@@ -341,3 +343,74 @@ def test_x_clickhouse_headers_name_the_database_format_and_query_id(server, db):
     overridden = server.http.post(server.url, headers=headers, params={"database": "default", "default_format": "TSV"},
                                   content=b"SELECT currentDatabase()")
     assert overridden.text == "default\n"
+
+
+
+def _unframe(body: bytes) -> bytes:
+    decoder = blocks.Decoder()
+    data = decoder.feed(body)
+    decoder.finish()
+    return data
+
+
+def _blocks_metric(server, direction: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(f'openmonetize_clickhouse_http_compressed_blocks_total{{direction="{direction}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_compressed_blocks_both_ways(server, db):
+    """compress=1 / decompress=1, ClickHouse's checksummed blocks (what JDBC and clickhouse-go send
+    by default): responses are LZ4 blocks, inside any Content-Encoding; request bodies may be LZ4,
+    ZSTD or uncompressed blocks, their checksums checked."""
+    query = b"SELECT number, toString(number) FROM numbers(200000)"
+    expected = "".join(f"{i}\t{i}\n" for i in range(200_000)).encode()
+    sent_before = _blocks_metric(server, "response")
+    streamed = server.http.post(server.url, params={"compress": "1"}, content=query)
+    assert streamed.status_code == 200 and "Content-Encoding" not in streamed.headers
+    assert streamed.content[16] == blocks.LZ4 and _unframe(streamed.content) == expected
+    assert json.loads(streamed.headers["X-ClickHouse-Summary"])["read_rows"] != "0"
+    whole = server.http.post(server.url, params={"compress": "1", "wait_end_of_query": "1"}, content=query)
+    assert _unframe(whole.content) == expected
+    gzipped = server.http.post(server.url, params={"compress": "1", "enable_http_compression": "1"},
+                               headers={"Accept-Encoding": "gzip"}, content=query)
+    assert gzipped.headers["Content-Encoding"] == "gzip"  # httpx took the gzip off; the blocks are inside
+    assert _unframe(gzipped.content) == expected
+    assert _blocks_metric(server, "response") >= sent_before + 3
+
+    server.client().command(f"CREATE TABLE {db}.framed (id UInt32, name String) ENGINE = MergeTree ORDER BY id")
+    rows = b"".join(f"{i}\tname-{i}\n".encode() for i in range(30_000))
+    body = (blocks.encode(f"INSERT INTO {db}.framed FORMAT TabSeparated\n".encode() + rows[:100_000], blocks.LZ4)
+            + blocks.encode(rows[100_000:300_000], blocks.ZSTD) + blocks.encode(rows[300_000:], blocks.NONE))
+    read_before = _blocks_metric(server, "request")
+    inserted = server.http.post(server.url, params={"decompress": "1"}, content=body)
+    assert inserted.status_code == 200, inserted.text
+    assert json.loads(inserted.headers["X-ClickHouse-Summary"])["written_rows"] == "30000"
+    assert _blocks_metric(server, "request") == read_before + 3
+    count = server.http.post(server.url, params={"decompress": "1", "compress": "1"},
+                             content=blocks.encode(f"SELECT count(), sum(id) FROM {db}.framed".encode()))
+    assert _unframe(count.content) == f"30000\t{sum(range(30_000))}\n".encode()
+
+    # One flipped bit in the last block: nothing is inserted, and the error names the block.
+    corrupt = bytearray(body)
+    corrupt[-5] ^= 0x10
+    refused = server.http.post(server.url, params={"decompress": "1"}, content=bytes(corrupt))
+    assert refused.status_code == 500 and refused.headers["X-ClickHouse-Exception-Code"] == "40"
+    last = len(body) - len(blocks.encode(rows[300_000:], blocks.NONE))
+    assert f"checksum doesn't match in the block at byte {last}" in refused.text
+    assert "CHECKSUM_DOESNT_MATCH" in refused.text
+    assert server.client().command(f"SELECT count() FROM {db}.framed") == 30_000
+    # ... unless the client turned checking off, as ClickHouse's setting does.
+    unchecked = server.http.post(
+        server.url, params={"decompress": "1", "http_native_compression_disable_checksumming_on_decompress": "1"},
+        content=bytes(corrupt))
+    assert unchecked.status_code == 200, unchecked.text
+    assert server.client().command(f"SELECT count() FROM {db}.framed") == 60_000
+
+    # A body that is not in blocks at all, and an error answered in blocks (compress=1).
+    plain = server.http.post(server.url, params={"decompress": "1"}, content=b"SELECT 1")
+    assert plain.headers["X-ClickHouse-Exception-Code"] == "32" and "ends inside a block" in plain.text
+    missing = server.http.post(server.url, params={"compress": "1"}, content=b"SELECT * FROM nowhere_at_all")
+    assert missing.headers["X-ClickHouse-Exception-Code"] == "60"
+    assert b"UNKNOWN_TABLE" in _unframe(missing.content)
