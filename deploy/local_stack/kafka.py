@@ -12,6 +12,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from deploy.local_stack.maven import copy_dependencies
 from deploy.local_stack.processes import ManagedProcess, StackError, require_free_port, tail, wait_until
 from deploy.local_stack.system import ensure_command
 from openmonetize.kafka_topics import TopicError, ensure_topics
@@ -81,32 +82,9 @@ class KafkaService:
 
     # --- steps ---------------------------------------------------------------------------
     def ensure_jars(self) -> None:
-        marker = self.libs / ".complete"
-        if marker.exists():
-            return
-        mvn = ensure_command("mvn", "maven")
-        log.info("kafka_fetch_jars", version=self.settings.kafka_version, into=str(self.libs))
-        self.libs.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(KAFKA_DIR / "pom.xml"),
-                "dependency:copy-dependencies",
-                f"-Dkafka.version={self.settings.kafka_version}",
-                f"-Dkafka.libs={self.libs}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0 or not any(self.libs.glob("kafka_2.13-*.jar")):
-            raise StackError(
-                f"could not fetch Kafka {self.settings.kafka_version} jars from Maven Central:\n"
-                f"{(result.stdout + result.stderr)[-3000:]}"
-            )
-        marker.touch()
+        version = self.settings.kafka_version
+        copy_dependencies(KAFKA_DIR / "pom.xml", self.libs, {"kafka.version": version, "kafka.libs": str(self.libs)},
+                          "kafka_2.13-*.jar", f"Kafka {version}")
 
     def _write_server_properties(self) -> Path:
         s = self.settings

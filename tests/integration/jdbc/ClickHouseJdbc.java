@@ -1,8 +1,9 @@
 // ClickHouse's official JDBC driver as a client of the local ClickHouse front, for
 // tests/integration/test_clickhouse_clients.py. Run as a single-file program on Java 17:
 //
-//   java -cp 'LIBS/*' ClickHouseJdbc.java query JDBC_URL USER PASSWORD SQL
+//   JDBC_PASSWORD=... java -cp 'LIBS/*' ClickHouseJdbc.java query JDBC_URL USER SQL
 //       prints the driver's name and version, the column labels, then each row, tab-separated
+//       (the password comes from the environment, so that it is not on a command line)
 //   java -cp 'LIBS/*' ClickHouseJdbc.java cityhash HEX...
 //       prints the driver's CityHash128 of each input (hex) as the 16 bytes a compressed block
 //       starts with (each 64-bit half little-endian, as the driver reads them), in hex
@@ -20,14 +21,14 @@ import java.util.Properties;
 public class ClickHouseJdbc {
     public static void main(String[] args) throws Exception {
         switch (args.length > 0 ? args[0] : "") {
-            case "query" -> query(args[1], args[2], args[3], args[4]);
+            case "query" -> query(args[1], args[2], System.getenv("JDBC_PASSWORD"), args[3]);
             case "cityhash" -> {
                 for (int i = 1; i < args.length; i++) {
                     System.out.println(checksum(HexFormat.of().parseHex(args[i])));
                 }
             }
             default -> {
-                System.err.println("usage: ClickHouseJdbc query URL USER PASSWORD SQL | cityhash HEX...");
+                System.err.println("usage: ClickHouseJdbc query URL USER SQL (JDBC_PASSWORD in the environment) | cityhash HEX...");
                 System.exit(2);
             }
         }
