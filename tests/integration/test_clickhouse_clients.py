@@ -102,15 +102,22 @@ def test_jdbc_driver_reads_rows_as_the_reporting_user(settings, reader, table, j
         assert _blocks(settings, "request") > read
 
 
-def test_jdbc_driver_with_a_wrong_password_is_refused(settings, reader, table, jdbc_libs):
+@pytest.mark.parametrize(("right_password", "sql", "error"), [
+    pytest.param(False, "SELECT * FROM {table}", "AUTHENTICATION_FAILED", id="wrong-password"),  # plain 403
+    pytest.param(True, "SELECT * FROM system.processes", "ACCESS_DENIED", id="refused-table"),  # plain 403
+    pytest.param(True, "SELECT * FROM {table}_missing", "UNKNOWN_TABLE", id="missing-table"),  # 404 in blocks
+])
+def test_jdbc_driver_reads_the_fronts_errors(settings, reader, table, jdbc_libs, right_password, sql, error):
+    """The driver reads errors with compress=1 on: plain for 401/403, in compressed blocks otherwise."""
     url = f"jdbc:clickhouse://127.0.0.1:{settings.clickhouse_port}/{settings.clickhouse_database}"
     result = subprocess.run(
         ["java", "-cp", f"{jdbc_libs}/*", str(JDBC_DIR / "ClickHouseJdbc.java"), "query", url, reader.user,
-         f"SELECT * FROM {table}"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "JDBC_PASSWORD": "wrong"},
+         sql.format(table=table)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "JDBC_PASSWORD": reader.password if right_password else "wrong"},
     )
     assert result.returncode != 0
-    assert "516" in result.stderr or "AUTHENTICATION_FAILED" in result.stderr, result.stderr[-3000:]
+    assert error in result.stderr, result.stderr[-3000:]
 
 
 def test_cityhash_is_the_jdbc_drivers(jdbc_libs):
