@@ -22,6 +22,7 @@ import pytest
 
 from deploy.clickhouse_http import blocks
 from deploy.local_stack.maven import copy_dependencies
+from deploy.local_stack.system import ensure_command
 from openmonetize import clickhouse_client
 
 JDBC_DIR = Path(__file__).resolve().parent / "jdbc"
@@ -55,6 +56,9 @@ def table(settings):
 
 @pytest.fixture(scope="module")
 def jdbc_libs(settings) -> Path:
+    # Running a .java file compiles it in memory: that needs the JDK's compiler, not just the JRE
+    # the Kafka broker needs.
+    ensure_command("javac", "openjdk-17-jdk-headless")
     libs = settings.cache_dir / f"clickhouse-jdbc-{JDBC_VERSION}" / "libs"
     return copy_dependencies(JDBC_DIR / "pom.xml", libs, {"clickhouse.jdbc.version": JDBC_VERSION,
                                                           "jdbc.libs": str(libs)},
