@@ -65,12 +65,16 @@ def jdbc_libs(settings) -> Path:
                              f"clickhouse-jdbc-{JDBC_VERSION}.jar", f"ClickHouse JDBC driver {JDBC_VERSION}")
 
 
+def _run_java(libs: Path, *args: str, password: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["java", "-cp", f"{libs}/*", str(JDBC_DIR / "ClickHouseJdbc.java"), *args],
+        check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "JDBC_PASSWORD": password},
+    )
+
+
 def _java(libs: Path, *args: str, password: str = "") -> list[list[str]]:
     """Run ClickHouseJdbc.java; its output lines split at tabs."""
-    result = subprocess.run(
-        ["java", "-cp", f"{libs}/*", str(JDBC_DIR / "ClickHouseJdbc.java"), *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "JDBC_PASSWORD": password},
-    )
+    result = _run_java(libs, *args, password=password)
     assert result.returncode == 0, f"the JDBC program failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return [line.split("\t") for line in result.stdout.splitlines()]
 
@@ -114,12 +118,8 @@ def test_jdbc_driver_reads_rows_as_the_reporting_user(settings, reader, table, j
 def test_jdbc_driver_reads_the_fronts_errors(settings, reader, table, jdbc_libs, right_password, sql, error):
     """The driver reads errors with compress=1 on: plain for 401/403, in compressed blocks otherwise."""
     url = f"jdbc:clickhouse://127.0.0.1:{settings.clickhouse_port}/{settings.clickhouse_database}"
-    result = subprocess.run(
-        ["java", "-cp", f"{jdbc_libs}/*", str(JDBC_DIR / "ClickHouseJdbc.java"), "query", url, reader.user,
-         sql.format(table=table)],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "JDBC_PASSWORD": reader.password if right_password else "wrong"},
-    )
+    result = _run_java(jdbc_libs, "query", url, reader.user, sql.format(table=table),
+                       password=reader.password if right_password else "wrong")
     assert result.returncode != 0
     assert error in result.stderr, result.stderr[-3000:]
 

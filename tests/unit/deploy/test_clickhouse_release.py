@@ -47,7 +47,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> dict:
     result = subprocess.run([sys.executable, "-c", _SCRIPT, str(tmp_path_factory.mktemp("chdb") / "data")],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+                            cwd=REPO, check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
