@@ -68,7 +68,7 @@ def test_the_extras_carry_the_rest(wheel):
     assert set(_metadata(wheel).get_all("Provides-Extra")) == {"server", "local", "dev"}
     assert {"faust-streaming", "fastapi", "psycopg", "clickhouse-connect", "uvicorn"} <= extras["server"]
     assert "chdb-core" not in extras["server"], "the container image installs [server]: it talks to a real ClickHouse"
-    assert extras["local"] == {"openmonetize", "chdb-core"}  # openmonetize[server] + the embedded engine
+    assert extras["local"] == {"openmonetize", "chdb-core", "clickhouse-cityhash"}  # [server] + the embedded engine and its front
     assert {"testcontainers", "pytest"} <= extras["dev"]
 
 
