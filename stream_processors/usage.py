@@ -1,8 +1,9 @@
 """The usage agent: `usage.events` → decode → time window → dedupe → rate → route → `wallet.debits`.
 
 Per batch (read by its BatchSource, batch_source.py), in this order, like the wallet agent:
-1. each record is decoded, checked, deduplicated, rated and routed; what cannot be charged
-   goes to `usage.dlq` with the reason and the original bytes;
+1. each record is decoded, checked, deduplicated, rated and routed by the pure step
+   (openmonetize/usage_step.py); what cannot be charged goes to `usage.dlq` with the reason and
+   the original bytes;
 2. the rated events (keyed by wallet id, for the wallet agent) and DLQ records are sent and
    ACKNOWLEDGED;
 3. the dedupe entries and then each partition's next offset (`applied_offsets`) are written to
@@ -24,23 +25,20 @@ before dedupe, so an entry past it is never needed again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import Counter as CounterOf
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-import orjson
 from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
-from openmonetize import metrics, wallet_ids
-from openmonetize.billing.rating import NoRate, RateParams
+from openmonetize import metrics
 from openmonetize.catalog import CatalogIndex
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas.codec import DecodeError
+from openmonetize.usage_step import DUPLICATE, RATED, Decision, Inputs, Window, usage_step
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, in_partition, plain_marker_key
 from stream_processors.batch_source import BatchSource
@@ -59,25 +57,10 @@ OUT_OF_ORDER = Counter(
 CATCH_UP_S = 2.0
 CATCH_UP_GIVE_UP_S = 60.0
 CLOCK_SKEW_S = 1.0
-NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
 
 
 class ViewNotCurrent(RuntimeError):
     """A view the batch must see to its end (the catalog, the wallet directory) could not be read there."""
-
-
-def dedupe_key(customer_id: str, event_id: str) -> bytes:
-    return hashlib.blake2b(f"{customer_id}\x1f{event_id}".encode(), digest_size=16).digest()
-
-
-def body_hash(record: dict) -> bytes:
-    """8 bytes that differ when a client reuses an event id for different usage."""
-    body = {k: v for k, v in record.items() if k not in NOT_IN_BODY_HASH}
-    return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).digest()
-
-
-def seen_value(record: dict) -> bytes:
-    return body_hash(record) + int(record["timestamp"].timestamp()).to_bytes(4, "big")
 
 
 class UsageAgent:
@@ -97,11 +80,10 @@ class UsageAgent:
         self.codecs = codecs
         self.producer = producer
         self.catalog = catalog
-        self.wallet_exists = wallet_exists
         self.wallets_catch_up = wallets_catch_up
         self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
-        self.max_age = timedelta(seconds=settings.event_max_age_s)
-        self.max_future = timedelta(seconds=settings.event_max_future_s)
+        self.window = Window(timedelta(seconds=settings.event_max_age_s), timedelta(seconds=settings.event_max_future_s))
+        self.inputs = Inputs(catalog, wallet_exists, self._seen)
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
         retention_s = settings.event_max_age_s + 86_400  # an entry outlives the events it can refuse by a day
@@ -140,28 +122,22 @@ class UsageAgent:
         if self._needs_catch_up(messages):
             await asyncio.to_thread(self._catch_up)
         now = datetime.now(timezone.utc)
+        decisions, charged = usage_step(((m.partition, m.value) for m in messages), self.codecs.usage_event.decode,
+                                        self.inputs, self.window, now)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
-        writes: dict[int, dict[bytes, bytes]] = {}  # partition -> dedupe entries of this batch
         outcomes: CounterOf[str] = CounterOf()
-        for message in messages:
-            batch_seen = writes.setdefault(message.partition, {})
-            try:
-                with in_partition(message.partition):  # a RocksDB store reads that partition's database only
-                    outcome, output, record = self._one(message, batch_seen, now)
-            except Exception as exc:  # a bug must not stop the partition: park the record, say why
-                log.exception("usage event could not be processed; sent to the DLQ", offset=message.offset)
-                record = self._decoded_or_none(message)
-                outcome, output = "processing_error", self._dlq(
-                    message, "processing_error", "rate", f"{type(exc).__name__}: {exc}", record, now)
+        for message, decision in zip(messages, decisions):
+            outcome = decision.outcome
             outcomes[outcome] += 1
-            if outcome == "rated":
-                # Only a charge is remembered: an event refused for want of a tenant or a rate can
-                # be re-driven from the DLQ (`openmonetize dlq retry`) once the catalog is fixed.
-                batch_seen[dedupe_key(record["customer_id"], record["event_id"])] = seen_value(record)
-                debits.append(output)
-            elif outcome != "duplicate":
-                dlq.append(output)
+            if outcome == RATED:
+                debits.append(self._debit(message, decision, now))
+            elif outcome != DUPLICATE:
+                if outcome == "processing_error":
+                    log.error("usage event could not be processed; sent to the DLQ", partition=message.partition,
+                              offset=message.offset, error=decision.detail)
+                dlq.append(dlq_record(self.codecs, message, outcome, decision.stage, decision.detail,
+                                      decision.record, now))
 
         for outcome, count in outcomes.items():
             EVENTS.labels(outcome).inc(count)
@@ -176,10 +152,10 @@ class UsageAgent:
         markers = self.applied.entries(advanced)
         self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
-            partition: list(writes.get(partition, {}).items()) + markers.get(partition, [])
-            for partition in writes.keys() | markers.keys()})
+            partition: list(charged.get(partition, {}).items()) + markers.get(partition, [])
+            for partition in charged.keys() | markers.keys()})
         store = self.seen.data
-        for partition, entries in writes.items():
+        for partition, entries in charged.items():
             with in_partition(partition):
                 for key, value in entries.items():
                     store[key] = value
@@ -216,67 +192,18 @@ class UsageAgent:
                 if time.monotonic() > deadline:
                     raise ViewNotCurrent(f"{name} was not read to its end within {CATCH_UP_GIVE_UP_S:.0f} s")
 
-    def _one(self, message, batch_seen: dict[bytes, bytes], now: datetime) -> tuple[str, tuple[bytes, bytes] | None, dict | None]:
-        """(outcome, output, decoded record): ("rated", debit) | ("duplicate", None) | (reason, DLQ record)."""
-        try:
-            record = self.codecs.usage_event.decode(message.value)
-        except DecodeError as exc:
-            return "decode_error", self._dlq(message, "decode_error", "decode", str(exc), None, now), None
-        customer_id, event_id, at = record["customer_id"], record["event_id"], record["timestamp"]
-        if at < now - self.max_age:
-            return "too_old", self._dlq(message, "too_old", "dedupe", f"timestamp {at.isoformat()} is older "
-                                        f"than the accepted window ({self.max_age.days} days)", record, now), record
-        if at > now + self.max_future:
-            return "too_new", self._dlq(message, "too_new", "dedupe", f"timestamp {at.isoformat()} is more than "
-                                        f"{int(self.max_future.total_seconds())} s in the future", record, now), record
-        key = dedupe_key(customer_id, event_id)
-        prior = batch_seen.get(key) or self.seen.get(key)
-        if prior is not None:
-            if prior[:8] == body_hash(record):
-                return "duplicate", None, record
-            return "conflicting_duplicate", self._dlq(
-                message, "conflicting_duplicate", "dedupe",
-                f"event_id {event_id!r} was already charged with a different body", record, now), record
-        return (*self._rate(message, record, now), record)
+    def _seen(self, partition: int, key: bytes) -> bytes | None:
+        with in_partition(partition):  # a RocksDB store reads that partition's database only
+            return self.seen.get(key)
 
-    def _rate(self, message, record: dict, now: datetime) -> tuple[str, tuple[bytes, bytes]]:
-        """("rated", debit) | (reason, dlq record) for an event that passed the checks."""
-        customer_id = record["customer_id"]
-        if not self.catalog.knows(customer_id):
-            return "unknown_customer", self._dlq(
-                message, "unknown_customer", "rate", f"customer_id {customer_id!r} is not a tenant", record, now)
-        try:
-            result = self.catalog.rate_event(customer_id, RateParams.from_record(record)).result
-        except NoRate as exc:
-            return "no_rate", self._dlq(message, "no_rate", "rate", str(exc), record, now)
-        wallet_id = self.route(customer_id, record["user_id"], record["team_id"],
-                               self.catalog.tenant(customer_id).routing_order)
+    def _debit(self, message, decision: Decision, now: datetime) -> tuple[bytes, bytes]:
+        """A rated event for the wallet agent: the event's own bytes and the charge's fields."""
         rated = {
-            **record,
-            "wallet_id": wallet_id,
-            "credits": result.credits,
-            "usd_cost": result.usd_cost,
-            "revenue_usd": result.revenue_usd,
-            "margin_usd": result.margin_usd,
-            "burn_table_id": result.burn_table_id,
-            "burn_table_version": result.burn_table_version,
-            "price_version": result.price_version,
+            **decision.record,
+            **decision.charge,
             "rated_at": now,
             "revision": 0,
             "source_partition": message.partition,  # how the wallet agent recognises a debit sent twice
             "source_offset": message.offset,
         }
-        return "rated", (wallet_id.encode(), self.codecs.rated_from_event.encode(message.value, rated))
-
-    def route(self, customer_id: str, user_id: str, team_id: str | None, order: tuple[str, ...]) -> str:
-        return wallet_ids.route(customer_id, user_id, team_id, order, self.wallet_exists)
-
-    def _decoded_or_none(self, message) -> dict | None:
-        """The event, for the ids of a DLQ record, when it decodes at all."""
-        try:
-            return self.codecs.usage_event.decode(message.value)
-        except DecodeError:
-            return None
-
-    def _dlq(self, message, reason: str, stage: str, detail: str, record: dict | None, now: datetime):
-        return dlq_record(self.codecs, message, reason, stage, detail, record, now)
+        return decision.charge["wallet_id"].encode(), self.codecs.rated_from_event.encode(message.value, rated)

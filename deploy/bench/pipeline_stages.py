@@ -32,12 +32,12 @@ from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.rating import RateParams
 from openmonetize.catalog import BurnTableRecord, CatalogIndex, PriceRecord, TenantSettings, key_of
 from openmonetize.settings import get_settings
+from openmonetize.usage_step import dedupe_key, seen_value
 from producers.loadgen import EventGenerator
 from schemas.codec import AvroCodec, schema_text
 from schemas.usage_event import LOW_CARDINALITY_FIELDS, EventLimits, convert_event, to_record
 from stream_processors import wallet_state_codec
 from stream_processors.codecs import RatedFromEvent
-from stream_processors.usage import dedupe_key, seen_value
 from stream_processors.wallet_step import DEBIT_FIELDS, apply_records, balance_record, ledger_record
 
 TENANTS = ["cus_bench_a", "cus_bench_b", "cus_bench_c"]

@@ -1,7 +1,7 @@
 """One partition's pass of a replay, without Kafka: raw usage.events records in offset order →
 the selected events, deduplicated, re-rated and compared with what the ledger holds.
 
-Dedupe is the usage agent's rule (stream_processors/usage.py): per partition (a client retry
+Dedupe is the usage agent's rule (openmonetize/usage_step.py, `copy_outcome`): per partition (a client retry
 has the same key, so the same partition), the first record of a (customer, event_id) is the
 event; a later record with the same body (`body_hash`) is a duplicate, one with another body a
 conflicting duplicate; neither was ever charged. Like the agent, it looks at every record read,
@@ -35,7 +35,7 @@ from openmonetize.billing.prices import ProviderPrice
 from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate_fast
 from openmonetize.billing.wallet import entry_id
 from openmonetize.catalog import CatalogIndex
-from stream_processors.usage import body_hash
+from openmonetize.usage_step import DUPLICATE, body_hash, copy_outcome
 
 ALL_LEVELS = ("user", "team", "customer")
 
@@ -184,7 +184,7 @@ class Rerater:
             first_value, in_range = first
             if in_range:
                 totals = self._totals(record["user_id"])
-                if body_hash(self.decode(first_value)) == body_hash(record):
+                if copy_outcome(body_hash(self.decode(first_value)), record) == DUPLICATE:
                     totals.duplicates += 1
                 else:
                     totals.conflicts += 1

@@ -1,0 +1,148 @@
+"""What becomes of usage events, a batch at a time, without Kafka or tables: decode, the time
+window, dedupe, rating and routing. Each record gets a `Decision`: rated (with its charge and its
+wallet), a duplicate (dropped), or refused for a reason (`REASONS`, a DLQ record).
+
+The usage agent (stream_processors/usage.py) feeds it each batch with its dedupe table's lookup
+and turns the decisions into debits and DLQ records; `openmonetize replay`
+(openmonetize/rebilling/rerate.py) uses the same dedupe rule (`copy_outcome`) when it re-bills.
+
+Dedupe: the first record of a (customer, event_id) is the event. A later one with the same body
+(`body_hash`, which ignores what the edge sets on each attempt) is a client retry, dropped; one
+with another body is a conflicting duplicate, refused. Only a charge is remembered: an event
+refused for want of a tenant or a rate can be re-driven from the DLQ once the catalog is fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import orjson
+
+from openmonetize import wallet_ids
+from openmonetize.billing.rating import NoRate, RateParams
+from openmonetize.catalog import CatalogIndex
+
+NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
+
+RATED, DUPLICATE = "rated", "duplicate"
+# Why an event is refused (its DLQ record's reason) and at which stage.
+REASONS = {
+    "decode_error": "decode",
+    "too_old": "dedupe",
+    "too_new": "dedupe",
+    "conflicting_duplicate": "dedupe",
+    "unknown_customer": "rate",
+    "no_rate": "rate",
+    "processing_error": "rate",  # a bug: the event is parked with the exception, the batch goes on
+}
+
+
+def dedupe_key(customer_id: str, event_id: str) -> bytes:
+    return hashlib.blake2b(f"{customer_id}\x1f{event_id}".encode(), digest_size=16).digest()
+
+
+def body_hash(record: dict) -> bytes:
+    """8 bytes that differ when a client reuses an event id for different usage."""
+    body = {k: v for k, v in record.items() if k not in NOT_IN_BODY_HASH}
+    return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).digest()
+
+
+def seen_value(record: dict) -> bytes:
+    """What the dedupe table keeps of a charged event: its body hash and its time (seconds)."""
+    return body_hash(record) + int(record["timestamp"].timestamp()).to_bytes(4, "big")
+
+
+def copy_outcome(first_body_hash: bytes, record: dict) -> str:
+    """A record whose (customer, event_id) was seen before, whose first record hashed so."""
+    return DUPLICATE if body_hash(record) == first_body_hash else "conflicting_duplicate"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The event times accepted, around now (EVENT_MAX_AGE_S, EVENT_MAX_FUTURE_S)."""
+
+    max_age: timedelta
+    max_future: timedelta
+
+
+class Decision(NamedTuple):
+    outcome: str  # RATED, DUPLICATE, or a key of REASONS
+    record: dict | None  # the decoded event (None: it did not decode)
+    detail: str = ""  # why, for a refusal
+    charge: dict | None = None  # for RATED: the usage.rated fields the rating and routing add
+
+    @property
+    def stage(self) -> str:
+        return REASONS.get(self.outcome, "")
+
+
+class Inputs(NamedTuple):
+    """What a batch's decisions read: the catalog, the wallets that exist, and the dedupe table."""
+
+    catalog: CatalogIndex
+    wallet_exists: Callable[[str], bool]
+    seen: Callable[[int, bytes], bytes | None]  # (partition, dedupe key) → seen_value, or None
+
+
+def usage_step(records: Iterable[tuple[int, bytes]], decode: Callable[[bytes], dict], inputs: Inputs,
+               window: Window, now: datetime) -> tuple[list[Decision], dict[int, dict[bytes, bytes]]]:
+    """Decide each (partition, value) of a batch, in order; and the dedupe entries the batch's
+    charges add, per partition (a copy later in the same batch is a copy too)."""
+    decisions: list[Decision] = []
+    charged: dict[int, dict[bytes, bytes]] = {}
+    for partition, value in records:
+        batch_seen = charged.setdefault(partition, {})
+        try:
+            record = decode(value)
+        except ValueError as exc:  # schemas.codec.DecodeError
+            decisions.append(Decision("decode_error", None, str(exc)))
+            continue
+        try:
+            key = dedupe_key(record["customer_id"], record["event_id"])
+            decision = decide(record, batch_seen.get(key) or inputs.seen(partition, key), inputs, window, now)
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the partition: park the event, say why
+            decisions.append(Decision("processing_error", record, f"{type(exc).__name__}: {exc}"))
+            continue
+        if decision.outcome == RATED:
+            batch_seen[key] = seen_value(record)
+        decisions.append(decision)
+    return decisions, charged
+
+
+def decide(record: dict, prior: bytes | None, inputs: Inputs, window: Window, now: datetime) -> Decision:
+    """One decoded event; `prior` is the dedupe table's value for its key (None: never charged)."""
+    at = record["timestamp"]
+    if at < now - window.max_age:
+        return Decision("too_old", record, f"timestamp {at.isoformat()} is older than the accepted window "
+                                           f"({window.max_age.days} days)")
+    if at > now + window.max_future:
+        return Decision("too_new", record, f"timestamp {at.isoformat()} is more than "
+                                           f"{int(window.max_future.total_seconds())} s in the future")
+    if prior is not None:
+        outcome = copy_outcome(prior[:8], record)
+        detail = "" if outcome == DUPLICATE else f"event_id {record['event_id']!r} was already charged with a different body"
+        return Decision(outcome, record, detail)
+    customer_id = record["customer_id"]
+    catalog = inputs.catalog
+    if not catalog.knows(customer_id):
+        return Decision("unknown_customer", record, f"customer_id {customer_id!r} is not a tenant")
+    try:
+        result = catalog.rate_event(customer_id, RateParams.from_record(record)).result
+    except NoRate as exc:
+        return Decision("no_rate", record, str(exc))
+    wallet_id = wallet_ids.route(customer_id, record["user_id"], record["team_id"],
+                                 catalog.tenant(customer_id).routing_order, inputs.wallet_exists)
+    return Decision(RATED, record, charge={
+        "wallet_id": wallet_id,
+        "credits": result.credits,
+        "usd_cost": result.usd_cost,
+        "revenue_usd": result.revenue_usd,
+        "margin_usd": result.margin_usd,
+        "burn_table_id": result.burn_table_id,
+        "burn_table_version": result.burn_table_version,
+        "price_version": result.price_version,
+    })
