@@ -221,8 +221,10 @@ class AppliedOffsets:
                     positions[tp.topic, tp.partition] = OFFSET_BEGINNING
                     continue
                 if committed is not None and applied < committed:
-                    log.warning("group offset ahead of the applied state; reading from the applied state",
-                                topic=tp.topic, partition=tp.partition, committed=committed, applied=applied)
+                    # Expected after a crash: a batch commits its offsets before it writes (the
+                    # owner check, batch_source.py), and that batch was not applied.
+                    log.info("group offset ahead of the applied state; reading from the applied state",
+                             topic=tp.topic, partition=tp.partition, committed=committed, applied=applied)
                 positions[tp.topic, tp.partition] = applied
             for source, position in positions.items():
                 if position >= 0:

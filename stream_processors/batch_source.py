@@ -15,9 +15,10 @@ confluent-kafka consumer of our own, with no group, from the applied-offset mark
 - revoke: Faust's `on_partitions_revoked` signal (awaited before the group rebalances) stops
   the loop and waits for the batch in hand, then unassigns: a partition is never applied by
   two workers at once, and the next owner starts at the markers this one saved last.
-- the group's committed offsets follow the markers (committed through the aiokafka consumer
-  under Faust every COMMIT_INTERVAL_S, never awaited on revoke), so `stack status` and other
-  lag tools see progress; they stay a hint, the markers are the truth.
+- before a batch writes anything, the agent commits its next offsets through the aiokafka
+  consumer under Faust, as this worker's member and generation (`confirm_owner`): a worker the
+  group dropped without telling it is refused there and abandons the batch. Those commits are
+  also what `stack status` and other lag tools read; they stay a hint, the markers are the truth.
 
 Why not Kafka transactions per batch instead: they would still leave Faust's per-record path
 in place, and the layers this project tests (markers, acknowledged outputs before state,
@@ -30,6 +31,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as KafkaTP
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.types import TP
 from prometheus_client import Counter
@@ -42,7 +46,6 @@ from stream_processors.stall_watch import StallWatch
 log = get_logger(__name__)
 
 BATCHES = Counter("openmonetize_worker_batches_total", "Batches an agent read from its source partitions", ["agent"])
-COMMIT_INTERVAL_S = 1.0
 REBALANCE_WAIT_WARNING_S = 60.0
 
 
@@ -55,13 +58,11 @@ class BatchSource:
 
     def __init__(self, app, name: str, bootstrap: str, topics: set[str],
                  handle: Callable[[list[SourceRecord]], Awaitable[None]],
-                 positions: Callable[[], Mapping[tuple[str, int], int]],
                  batch_size: int, poll_s: float = 0.05):
         self.app = app
         self.name = name
         self.topics = topics
         self.handle = handle
-        self.positions = positions  # the next offset to apply per source partition (the markers)
         self.batch_size = batch_size
         self.poll_s = poll_s
         self.consumer = Consumer({
@@ -78,8 +79,6 @@ class BatchSource:
         self.assigned: list[TopicPartition] = []
         self._lock = asyncio.Lock()  # held while a batch is read and applied: a revoke waits for it
         self._running = asyncio.Event()
-        self._committed_at = 0.0
-        self._committing: asyncio.Task | None = None
         self.watch = StallWatch(name)
         self._waiting_since = 0.0  # since when read records wait for a rebalance to end
         self._warned = False
@@ -106,6 +105,39 @@ class BatchSource:
                 await asyncio.to_thread(self.consumer.unassign)
                 log.info("batch source revoked", agent=self.name, partitions=len(self.assigned))
                 self.assigned = []
+
+    async def confirm_owner(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """`check_owner`, then the group coordinator's word: commit `offsets` (the batch's next
+        offsets; the group's offsets are only a hint for lag tools) as this worker's member and
+        generation. An agent awaits it before each write of a batch.
+
+        A worker can lose its partitions without being told: its session expired while it was
+        stalled, or (seen with static membership) a rebalance completed without it. It went on
+        applying batches next to their new owner, each on its own copy of the wallets (one debit,
+        two ledger entries with different balances, in the two-worker fault test). The
+        coordinator refuses such a worker's commit (CommitFailedError), and aiokafka then rejoins
+        the group: the batch is abandoned and the source waits for its next assignment. A
+        successful commit also counts as a heartbeat, so the writes that follow it are made
+        while the group still holds this worker as the owner (for the session timeout)."""
+        self.check_owner()
+        if offsets and not await self.app.consumer._thread.call_thread(self._commit_as_member, offsets):
+            self._running.clear()
+            raise PartitionsRevoked(f"{self.name}: the group coordinator no longer counts this worker as the owner")
+
+    async def _commit_as_member(self, offsets: Mapping[tuple[str, int], int]) -> bool:
+        """On Faust's consumer thread: commit through its aiokafka consumer; False when refused."""
+        consumer = self.app.consumer._thread._ensure_consumer()
+        wanted = {KafkaTP(topic, partition): OffsetAndMetadata(offset, "")
+                  for (topic, partition), offset in offsets.items()}
+        if not wanted.keys() <= consumer.assignment():
+            return False
+        try:
+            await consumer.commit(wanted)
+        except CommitFailedError as exc:
+            log.warning("this worker is no longer the group's owner of its partitions; the batch is abandoned "
+                        "and the worker rejoins", agent=self.name, error=str(exc))
+            return False
+        return True
 
     def check_owner(self) -> None:
         """Raise PartitionsRevoked once a revoke (or a new assignment) has begun.
@@ -174,7 +206,6 @@ class BatchSource:
                 log.warning("batch abandoned: its partitions were revoked while it was applied; the next "
                             "owner applies it from the markers", agent=self.name, records=len(records))
                 return
-        await self._commit()
 
     def _next_batch(self) -> list:
         """What has arrived, as soon as something has, up to `batch_size`: `consume(n, timeout)`
@@ -200,28 +231,6 @@ class BatchSource:
         except KafkaException:
             return None
         return high if high is not None and high >= 0 else None
-
-    async def _commit(self) -> None:
-        """Commit the markers as the group's offsets (a hint for lag tools such as `stack
-        status`), at most once a second, in the background: a commit goes through Faust's
-        consumer thread and must not hold the next batch back."""
-        now = time.monotonic()
-        if (self._committing is not None and not self._committing.done()) or now - self._committed_at < COMMIT_INTERVAL_S:
-            return
-        self._committed_at = now
-        owned = {(tp.topic, tp.partition) for tp in self.assigned}
-        offsets = {TP(topic, partition): offset for (topic, partition), offset in self.positions().items()
-                   if (topic, partition) in owned}
-        if offsets:
-            self._committing = asyncio.create_task(self._commit_now(offsets))
-
-    async def _commit_now(self, offsets: dict[TP, int]) -> None:
-        """Through the aiokafka consumer under Faust: Faust's own `Consumer.commit` commits only
-        what its streams acknowledged, which is nothing here (the group's offsets never moved)."""
-        try:
-            await self.app.consumer._thread.commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - a hint only: the markers are what counts
-            log.warning("group offsets not committed", agent=self.name, error=str(exc))
 
     def _pause_in_faust(self, tps: list[TP]) -> None:
         """Stop Faust delivering these partitions, and aiokafka fetching them underneath.

@@ -103,7 +103,7 @@ class UsageAgent:
         )
         self.reader = BatchSource(app, "usage", settings.kafka_bootstrap, {spec.name},
                                   lambda records: handle_or_exit(self.handle, records, "usage"),
-                                  lambda: self.applied.next, batch_size=settings.worker_batch_size)
+                                  batch_size=settings.worker_batch_size)
         self.applied.install(app.consumer, self.reader.start)
 
     async def run(self, stream) -> None:
@@ -141,16 +141,16 @@ class UsageAgent:
 
         for outcome, count in outcomes.items():
             EVENTS.labels(outcome).inc(count)
-        self.reader.check_owner()
+        advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
+        await self.reader.confirm_owner(advanced)
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
         # The dedupe entries, then the marker that covers them, reach the table's changelog as
         # one acknowledged librdkafka write per partition (in order: one producer keeps a
         # partition's order), after the debits are acknowledged: an entry must never be durable
         # before its charge. Then the local store, which the changelog now backs.
-        advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
         markers = self.applied.entries(advanced)
-        self.reader.check_owner()
+        await self.reader.confirm_owner(advanced)
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: list(charged.get(partition, {}).items()) + markers.get(partition, [])
             for partition in charged.keys() | markers.keys()})

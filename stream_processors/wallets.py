@@ -86,7 +86,7 @@ class WalletAgent:
         self.applied = AppliedOffsets(app, self.table, sources, commands.partitions, bootstrap)
         self.reader = BatchSource(app, "wallets", bootstrap, sources,
                                   lambda records: handle_or_exit(self.handle, records, "wallets"),
-                                  lambda: self.applied.next, batch_size=batch_size)
+                                  batch_size=batch_size)
         self.applied.install(app.consumer, self.reader.start)
 
     def state(self, wallet_id: str):
@@ -160,7 +160,7 @@ class WalletAgent:
                 states[wallet_id] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
 
-        self.reader.check_owner()
+        await self.reader.confirm_owner(advanced)
         await send_all(self.producer, [
             (self.topics.ledger_entries.name, ledger),
             (self.topics.usage_rated.name, rated),
@@ -172,7 +172,7 @@ class WalletAgent:
         # murmur2 on the wallet id, as Faust's producer would), not one Faust send each; then the
         # markers that cover them, acknowledged too; then the local store.
         changelog = self.table.changelog_topic.get_topic_name()
-        self.reader.check_owner()
+        await self.reader.confirm_owner(advanced)
         changed = [(wallet_id, wallet_id.encode(), wallet_state_codec.dumps(state)) for wallet_id, state in states.items()]
         await send_all(self.producer, [(changelog, [(key, value) for _, key, value in changed])])
         written = await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))

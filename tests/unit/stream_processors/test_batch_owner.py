@@ -14,7 +14,7 @@ def _source() -> BatchSource:
         return None
 
     app = SimpleNamespace(conf=SimpleNamespace(id="unit"))
-    return BatchSource(app, "wallets", "127.0.0.1:1", {"t"}, handle, dict, batch_size=10)
+    return BatchSource(app, "wallets", "127.0.0.1:1", {"t"}, handle, batch_size=10)
 
 
 def test_a_source_owns_its_partitions_only_while_it_runs():
