@@ -32,7 +32,7 @@ from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.rating import RateParams
 from openmonetize.catalog import BurnTableRecord, CatalogIndex, PriceRecord, TenantSettings, key_of
 from openmonetize.settings import get_settings
-from openmonetize.usage_step import dedupe_key, seen_value
+from openmonetize.usage_step import Inputs, Window, dedupe_key, seen_value, usage_step
 from producers.loadgen import EventGenerator
 from schemas.codec import AvroCodec, schema_text
 from schemas.usage_event import LOW_CARDINALITY_FIELDS, EventLimits, convert_event, to_record
@@ -137,6 +137,19 @@ def main(argv: list[str] | None = None) -> None:
         total += figure
         print(f"  {name:<45} {figure:8.1f}")
     print(f"  {'all of our per-event Python':<45} {total:8.1f}")
+    # The usage agent's whole pure step (the first three stages above, and the window, the
+    # dedupe lookup and routing around them), on a batch of WORKER_BATCH_SIZE records at a time.
+    inputs = Inputs(index, lambda _wallet: False, lambda _partition, _key: None)
+    window = Window(timedelta(days=35), timedelta(minutes=5))
+    size = get_settings().worker_batch_size
+
+    def whole_step() -> int:
+        for start in range(0, len(raw), size):
+            usage_step(((0, v) for v in raw[start:start + size]), c["usage"].decode, inputs, window, now)
+        return len(raw)
+
+    figure = statistics.median(cpu_us_per_item(whole_step) for _ in range(opts.runs))
+    print(f"  {'usage_step as a whole (decode to route)':<45} {figure:8.1f}")
 
 
 if __name__ == "__main__":
