@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."
     )
 
+    # --- Both sinks (sinks/batch_consumer.py) ---------------------------------------------
+    sink_session_timeout_s: float = Field(
+        10.0, ge=6, le=300,
+        description="How long the broker waits before it gives a silent (crashed) sink's partitions to its restart or "
+                    "another sink (librdkafka's default is 45 s).")
+
     # --- Postgres ledger sink (sinks/ledger_postgres.py) ----------------------------------
     ledger_sink_group: str = Field("openmonetize-ledger-sink", description="Consumer group of the Postgres ledger sink.")
     ledger_sink_batch_rows: int = Field(5000, ge=1, description="Ledger sink: most entries written in one transaction.")

@@ -120,6 +120,10 @@ class BatchConsumer:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            # A killed sink's restart waits out the dead member's session before it is given the
+            # partitions: librdkafka's 45 s kept the soak's killed sinks away ~47 s.
+            "session.timeout.ms": int(self.settings.sink_session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(self.settings.sink_session_timeout_s * 1000 / 4),
             **RECONNECT,
         })
         self.consumer.subscribe([self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)

@@ -91,7 +91,7 @@ def test_an_idle_sink_commits_the_batch_it_wrote(monkeypatch):
     consumer = FakeConsumer([Message(0, 0), Message(0, 1), Message(0, 2)])
     monkeypatch.setattr(batch_consumer, "Consumer", lambda config: consumer)
     monkeypatch.setattr(batch_consumer.signal, "signal", lambda *args: None)  # not the main thread
-    sink = BatchConsumer(SimpleNamespace(kafka_bootstrap="unused", metrics_host="127.0.0.1"),
+    sink = BatchConsumer(SimpleNamespace(kafka_bootstrap="unused", metrics_host="127.0.0.1", sink_session_timeout_s=10),
                          SinkConfig("topic", "group", batch_rows=100, batch_ms=10, max_backoff_s=1, metrics_port=0),
                          SimpleNamespace(decode=lambda value: {}, resolver=None), Store())
     runner = threading.Thread(target=sink.run, daemon=True)
