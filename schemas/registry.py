@@ -10,6 +10,14 @@ defaults, aliases and logical types, so decimal(10,2) and decimal(12,2) would sh
 re-registration would skip the compatibility check. `normalize=True` (Confluent's flag) uses
 fastavro's parsed form instead (full names, sorted keys), so textual variants share an id.
 
+A schema's guid (Confluent's second identity, `/schemas/guids/{guid}`) is the first 16 bytes
+of its fingerprint as a UUID: derived, stable, the same wherever the schema is registered.
+
+Modes (`/mode`): READWRITE (the default), READONLY and READONLY_OVERRIDE, globally or per subject;
+a read-only subject refuses new schemas and deletions with 42205 (a schema it already holds is
+still answered with its id: nothing is written). IMPORT (registering with the ids of another
+registry) is not offered and is refused with 42205.
+
 Registrations under one subject are serialised by a transaction-scoped advisory lock on the
 subject, so concurrent registrations of the same new schema end with one version; the unique
 fingerprint (INSERT .. ON CONFLICT) makes id creation race-free across subjects and processes.
@@ -19,12 +27,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-
-from psycopg_pool import ConnectionPool
+import uuid
+from typing import TYPE_CHECKING
 
 from schemas import compatibility
 
+if TYPE_CHECKING:  # a producer client imports RegistryError without psycopg installed (core install)
+    from psycopg_pool import ConnectionPool
+
 DEFAULT_LEVEL = "BACKWARD"
+DEFAULT_MODE = "READWRITE"
+MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE")  # IMPORT is refused: this registry assigns ids
+_READ_ONLY = ("READONLY", "READONLY_OVERRIDE")
 _GLOBAL = ""  # the registry_config row of the global level
 _LOCK_CLASS = 0x5352  # first key of the two-key advisory lock taken on a subject ("SR")
 _MAX_VERSION = 2**31 - 1
@@ -50,6 +64,31 @@ def _version_not_found(subject: str, version: int | str) -> RegistryError:
 
 def _invalid_schema(reason: str) -> RegistryError:
     return RegistryError(422, 42201, f"Invalid schema: {reason}")
+
+
+class _Setting:
+    """A per-subject setting with a global value (subject ''): compatibility levels, modes."""
+
+    def __init__(self, table: str, column: str, default: str, missing_code: int, what: str):
+        self.default, self.missing_code, self.what = default, missing_code, what
+        self.select_own = f"SELECT {column} FROM {table} WHERE subject = %s"
+        self.select_in_force = (f"SELECT {column} FROM {table} WHERE subject IN (%s, %s)"
+                                " ORDER BY subject DESC LIMIT 1")
+        self.upsert = (f"INSERT INTO {table} (subject, {column}) VALUES (%s, %s) ON CONFLICT (subject)"
+                       f" DO UPDATE SET {column} = excluded.{column}, updated_at = now()")
+        self.delete = f"DELETE FROM {table} WHERE subject = %s RETURNING {column}"
+
+    def in_force(self, conn, subject: str) -> str:
+        """The subject's own value, else the global one, else the default."""
+        row = conn.execute(self.select_in_force, (subject, _GLOBAL)).fetchone()
+        return row[0] if row else self.default
+
+    def missing(self, subject: str) -> RegistryError:
+        return RegistryError(404, self.missing_code, f"Subject '{subject}' does not have subject-level {self.what} configured")
+
+
+_LEVEL = _Setting("registry_config", "compatibility", DEFAULT_LEVEL, 40408, "compatibility")
+_MODE = _Setting("registry_mode", "mode", DEFAULT_MODE, 40409, "mode")
 
 
 class SchemaRegistry:
@@ -78,7 +117,8 @@ class SchemaRegistry:
             ).fetchone()
             if row:
                 return row[0]
-            level = self._level(conn, subject)
+            self._check_writable(conn, subject)
+            level = _LEVEL.in_force(conn, subject)
             problems = compatibility.check(level, text, self._live_texts(conn, subject))
             if problems:
                 raise RegistryError(
@@ -205,6 +245,7 @@ class SchemaRegistry:
         soft-deleted versions (the schemas and their ids stay). The versions affected."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, subject))
+            self._check_writable(conn, subject)
             if permanent:
                 if self._has_subject(conn, subject, deleted=False):
                     raise RegistryError(
@@ -225,51 +266,94 @@ class SchemaRegistry:
 
     def get_config(self, subject: str | None = None, default_to_global: bool = False) -> str:
         """A subject's level (40408 when it has none, unless `default_to_global`), or the global level."""
-        with self.pool.connection() as conn:
-            if subject and not default_to_global:
-                row = conn.execute(
-                    "SELECT compatibility FROM registry_config WHERE subject = %s", (subject,)
-                ).fetchone()
-                if row is None:
-                    raise RegistryError(
-                        404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured"
-                    )
-                return row[0]
-            return self._level(conn, subject or _GLOBAL)
+        return self._get(_LEVEL, subject, default_to_global)
 
     def set_config(self, subject: str | None, level: str) -> str:
         if not isinstance(level, str) or level.upper() not in compatibility.LEVELS:
             raise RegistryError(
                 422, 42203, f"Invalid compatibility level {level!r}; valid: {', '.join(compatibility.LEVELS)}"
             )
-        with self.pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO registry_config (subject, compatibility) VALUES (%s, %s) ON CONFLICT (subject)"
-                " DO UPDATE SET compatibility = excluded.compatibility, updated_at = now()",
-                (subject or _GLOBAL, level.upper()),
-            )
-        return level.upper()
+        return self._set(_LEVEL, subject, level.upper())
 
     def delete_config(self, subject: str) -> str:
         """Drop a subject's own level (it follows the global one again); the level it had."""
+        return self._delete(_LEVEL, subject, _LEVEL.missing(subject))
+
+    # --- guids and metadata ---------------------------------------------------------------
+
+    def schema_by_guid(self, guid: str) -> tuple[int, str]:
+        """(id, text) of the schema with this guid (see guid_of)."""
+        try:
+            prefix = uuid.UUID(guid).bytes
+        except ValueError:
+            raise RegistryError(404, 40403, f"Schema {guid} not found: not a guid") from None
         with self.pool.connection() as conn:
             row = conn.execute(
-                "DELETE FROM registry_config WHERE subject = %s RETURNING compatibility", (subject,)
+                "SELECT id, schema_text FROM registry_schemas WHERE substring(fingerprint FROM 1 FOR 16) = %s",
+                (prefix,),
             ).fetchone()
         if row is None:
-            raise RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured")
+            raise RegistryError(404, 40403, f"Schema {guid} not found.")
+        return row[0], row[1]
+
+    def latest_with_metadata(self, subject: str, metadata: dict[str, str], deleted: bool = False) -> tuple[int, int, str]:
+        """(id, version, text) of the subject's latest version whose metadata has these entries.
+        This registry keeps no schema metadata: only an empty selection finds a version."""
+        schema_id, version, text = self.version(subject, "latest", deleted)  # 40401 for an unknown subject
+        if metadata:
+            wanted = ", ".join(f"{k}={v}" for k, v in metadata.items())
+            raise RegistryError(404, 40403, f"No schema under subject '{subject}' has the metadata {wanted}"
+                                            " (this registry stores no schema metadata).")
+        return schema_id, version, text
+
+    # --- modes ---------------------------------------------------------------------------
+
+    def get_mode(self, subject: str | None = None, default_to_global: bool = False) -> str:
+        """A subject's mode (40409 when it has none, unless `default_to_global`), or the global mode."""
+        return self._get(_MODE, subject, default_to_global)
+
+    def set_mode(self, subject: str | None, mode: str) -> str:
+        if isinstance(mode, str) and mode.upper() == "IMPORT":
+            raise RegistryError(422, 42205, "Operation not permitted: IMPORT mode is not supported, this registry"
+                                            " assigns schema ids itself")
+        if not isinstance(mode, str) or mode.upper() not in MODES:
+            raise RegistryError(422, 42204, f"Invalid mode {mode!r}; valid: {', '.join(MODES)}")
+        return self._set(_MODE, subject, mode.upper())
+
+    def delete_mode(self, subject: str) -> str:
+        """Drop a subject's own mode (it follows the global one again); the mode it had."""
+        return self._delete(_MODE, subject, _subject_not_found(subject))  # Confluent answers 40401 here
+
+    # --- per-subject settings (levels, modes) ----------------------------------------------
+
+    def _get(self, setting: _Setting, subject: str | None, default_to_global: bool) -> str:
+        with self.pool.connection() as conn:
+            if subject and not default_to_global:
+                row = conn.execute(setting.select_own, (subject,)).fetchone()
+                if row is None:
+                    raise setting.missing(subject)
+                return row[0]
+            return setting.in_force(conn, subject or _GLOBAL)
+
+    def _set(self, setting: _Setting, subject: str | None, value: str) -> str:
+        with self.pool.connection() as conn:
+            conn.execute(setting.upsert, (subject or _GLOBAL, value))
+        return value
+
+    def _delete(self, setting: _Setting, subject: str, missing: RegistryError) -> str:
+        with self.pool.connection() as conn:
+            row = conn.execute(setting.delete, (subject,)).fetchone()
+        if row is None:
+            raise missing
         return row[0]
 
     # --- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _level(conn, subject: str) -> str:
-        """The level that applies to a subject: its own, else the global one, else BACKWARD."""
-        row = conn.execute(
-            "SELECT compatibility FROM registry_config WHERE subject IN (%s, %s) ORDER BY subject DESC LIMIT 1",
-            (subject, _GLOBAL),
-        ).fetchone()
-        return row[0] if row else DEFAULT_LEVEL
+    def _check_writable(conn, subject: str) -> None:
+        mode = _MODE.in_force(conn, subject)
+        if mode in _READ_ONLY:
+            raise RegistryError(422, 42205, f"Subject '{subject}' is in read-only mode ({mode})")
 
     @staticmethod
     def _live_texts(conn, subject: str) -> list[str]:
@@ -289,6 +373,11 @@ class SchemaRegistry:
                 (subject, deleted),
             ).fetchone()
         )
+
+
+def guid_of(schema_text: str) -> str:
+    """A stored schema's guid: the first 16 bytes of its fingerprint (SHA-256 of its text) as a UUID."""
+    return str(uuid.UUID(bytes=hashlib.sha256(schema_text.encode()).digest()[:16]))
 
 
 def _states(deleted: bool, deleted_only: bool) -> list[bool]:

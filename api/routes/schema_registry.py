@@ -8,13 +8,18 @@ Served at the root path, as Confluent's are (`/subjects/...`, `/schemas/ids/...`
 `{"error_code": 40401, "message": "..."}`. Query parameters clients send and we do not use
 (`format`, `subject` on `/schemas/ids/{id}`) are accepted and ignored.
 
-Not supported: schema types other than AVRO and schema references (42201), modes (READONLY
-etc.), contexts, metadata and rule sets, deleting a single version.
+Also served for the stock 2.x client: modes (`GET`/`PUT /mode`, `GET`/`PUT`/`DELETE
+/mode/{subject}`: READWRITE, READONLY, READONLY_OVERRIDE; IMPORT is refused), schemas by guid
+(`/schemas/guids/{guid}`) and `GET /subjects/{subject}/metadata` (this registry stores no schema
+metadata: only an empty selection finds the latest version). Not supported: schema types other
+than AVRO and schema references (42201), IMPORT mode, contexts, rule sets, deleting a single
+version.
 
 Auth: reads are open, writes need the operator credential. Producers' clients read (look up a
 schema, fetch one by id, test compatibility: `POST /subjects/{s}` and `POST /compatibility/...`
 change nothing) without our API keys. Everything that changes the registry (registering a
-version, `PUT /config`, `PUT`/`DELETE /config/{subject}`, deleting a subject) needs
+version, `PUT /config`, `PUT`/`DELETE /config/{subject}`, `PUT /mode`, `PUT`/`DELETE
+/mode/{subject}`, deleting a subject) needs
 SCHEMA_REGISTRY_OPERATOR_KEY, sent as Confluent clients send credentials: HTTP basic auth as the
 user `operator` (`basic.auth.user.info: operator:KEY`), or `Authorization: Bearer KEY`. Refused
 with 401, Confluent's `{"error_code": 40101, ...}` and `WWW-Authenticate: Basic
@@ -36,7 +41,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Body, Depends, Request, Response, Security
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -44,7 +49,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 
 from openmonetize.logs import get_logger
 from openmonetize.settings import SCHEMA_REGISTRY_OPERATOR_USER
-from schemas.registry import RegistryError, SchemaRegistry
+from schemas.registry import RegistryError, SchemaRegistry, guid_of
 
 log = get_logger(__name__)
 
@@ -204,13 +209,26 @@ def lookup(
 ) -> dict:
     registry = _registry(request)
     schema_id, version = registry.lookup(subject, body.get("schema"), body.get("schemaType"), normalize, deleted)
-    return {"subject": subject, "id": schema_id, "version": version, "schema": registry.schema_by_id(schema_id)}
+    text = registry.schema_by_id(schema_id)
+    return {"subject": subject, "id": schema_id, "guid": guid_of(text), "version": version, "schema": text}
 
 
 @router.get("/subjects/{subject}/versions/{version}", summary="A version of a subject (number or latest)")
 def get_version(request: Request, subject: str, version: str, deleted: bool = False) -> dict:
-    schema_id, number, text = _registry(request).version(subject, version, deleted)
-    return {"subject": subject, "id": schema_id, "version": number, "schema": text}
+    return _version_answer(subject, *_registry(request).version(subject, version, deleted))
+
+
+@router.get("/subjects/{subject}/metadata", summary="The latest version whose metadata has these entries")
+def get_latest_with_metadata(
+    request: Request, subject: str, key: list[str] = Query([]), value: list[str] = Query([]), deleted: bool = False
+) -> dict:
+    if len(key) != len(value):
+        raise RegistryError(422, 422, f"Unprocessable request: {len(key)} key(s) but {len(value)} value(s)")
+    return _version_answer(subject, *_registry(request).latest_with_metadata(subject, dict(zip(key, value)), deleted))
+
+
+def _version_answer(subject: str, schema_id: int, version: int, text: str) -> dict:
+    return {"subject": subject, "id": schema_id, "guid": guid_of(text), "version": version, "schema": text}
 
 
 @router.get("/subjects/{subject}/versions/{version}/schema", summary="The schema of a version, unwrapped")
@@ -233,7 +251,14 @@ def schema_types() -> list[str]:
 
 @router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
 def get_schema(request: Request, schema_id: int) -> dict:
-    return {"schema": _registry(request).schema_by_id(schema_id)}
+    text = _registry(request).schema_by_id(schema_id)
+    return {"schema": text, "guid": guid_of(text)}
+
+
+@router.get("/schemas/guids/{guid}", summary="A schema by its guid")
+def get_schema_by_guid(request: Request, guid: str) -> dict:
+    schema_id, text = _registry(request).schema_by_guid(guid)
+    return {"schema": text, "id": schema_id, "guid": guid_of(text)}
 
 
 @router.get("/schemas/ids/{schema_id}/schema", summary="A schema by its global id, unwrapped")
@@ -313,3 +338,31 @@ def delete_subject_config(request: Request, subject: str) -> dict:
 def _level_of(body: dict[str, Any]) -> Any:
     """The level in a config body; clients send `compatibility`, some `compatibilityLevel`."""
     return body.get("compatibility") or body.get("compatibilityLevel")
+
+
+# --- modes -------------------------------------------------------------------------------
+
+
+@router.get("/mode", summary="The global mode")
+def get_global_mode(request: Request) -> dict:
+    return {"mode": _registry(request).get_mode()}
+
+
+@router.put("/mode", summary="Set the global mode", dependencies=[Depends(require_operator)])
+def put_global_mode(request: Request, body: dict[str, Any] = Body(...), force: bool = False) -> dict:
+    return {"mode": _registry(request).set_mode(None, body.get("mode"))}
+
+
+@router.get("/mode/{subject}", summary="A subject's mode")
+def get_subject_mode(request: Request, subject: str, defaultToGlobal: bool = False) -> dict:  # noqa: N803
+    return {"mode": _registry(request).get_mode(subject, defaultToGlobal)}
+
+
+@router.put("/mode/{subject}", summary="Set a subject's mode", dependencies=[Depends(require_operator)])
+def put_subject_mode(request: Request, subject: str, body: dict[str, Any] = Body(...), force: bool = False) -> dict:
+    return {"mode": _registry(request).set_mode(subject, body.get("mode"))}
+
+
+@router.delete("/mode/{subject}", summary="Drop a subject's mode (back to the global one)", dependencies=[Depends(require_operator)])
+def delete_subject_mode(request: Request, subject: str) -> dict:
+    return {"mode": _registry(request).delete_mode(subject)}

@@ -93,7 +93,7 @@ def test_versions_by_number_latest_and_lookup(api):
 
     query = {"normalize": "False", "deleted": "False"}  # as confluent-kafka's client spells them
     found = api.post(f"/subjects/{subject}", params=query, json={"schema": json.dumps(V1)})
-    assert found.json() == {"subject": subject, "id": id1, "version": 1, "schema": v1["schema"]}
+    assert found.json() == {"subject": subject, "id": id1, "guid": v1["guid"], "version": 1, "schema": v1["schema"]}
 
 
 def test_a_backward_compatible_change_is_a_new_version_and_an_incompatible_one_is_refused(api):

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.integration.api_process import api_process
 from tests.integration.support import new_tenant
 
-REGISTRY = r"^/(subjects|schemas|compatibility|config)\b"
+REGISTRY = r"^/(subjects|schemas|compatibility|config|mode)\b"
 EXAMPLES = 6
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
