@@ -26,6 +26,7 @@ from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
 from schemas.registry import SchemaRegistry
+from schemas.registry_client import open_registry
 
 log = get_logger(__name__)
 
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.database_url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection,
         timeout=settings.database_pool_timeout_s, kwargs={"connect_timeout": max(1, int(settings.database_pool_timeout_s))},
     )
-    app.state.schema_registry = SchemaRegistry(app.state.db)
+    app.state.schema_registry = SchemaRegistry(app.state.db)  # what the registry routes serve
+    app.state.codec_registry = open_registry(settings, app.state.db)  # what this process's codecs use
     app.include_router(schema_registry.router)
     errors.install(app)
     app.include_router(auth.router)  # its lifespan makes the API-key cache and hears of revocations

@@ -3,7 +3,7 @@ with, the wallet.balances view they read and wait on, and the wallet.directory t
 wallet in before its first command (openmonetize/wallet_directory.py).
 
 The lifespan of `router` (mounted by api/app.py) registers both schemas (idempotently, as the
-worker does; this needs Postgres only), then opens the view, each step retrying in the
+worker does; this needs the codecs' registry only), then opens the view, each step retrying in the
 background while its dependency is not there. So a POST without `?wait` works as soon as the
 schemas are registered (and answers `kafka_unavailable` when Kafka is down); reads and waits
 answer 503 `balances_unavailable` until the view has read the whole topic once, and `/ready`
@@ -83,7 +83,7 @@ async def _retrying(app, event: str, work, *args):
 
 
 def _register(app) -> Codecs:
-    settings, registry = app.state.settings, app.state.schema_registry
+    settings, registry = app.state.settings, app.state.codec_registry
     specs = topics(settings)
 
     def codec(spec) -> AvroCodec:

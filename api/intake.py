@@ -208,7 +208,7 @@ async def lifespan(app):
     producer = AckedProducer(settings, client_id="openmonetize-api")
     producer.start()
     app.state.intake = intake = Intake(settings, producer)
-    registration = asyncio.create_task(intake.register_schema(app.state.schema_registry))
+    registration = asyncio.create_task(intake.register_schema(app.state.codec_registry))
     try:
         yield
     finally:

@@ -42,12 +42,22 @@ class Group(click.Group):
         from deploy.local_stack.processes import StackError
         from openmonetize.catalog import CatalogPublishError
 
+        from schemas.registry import RegistryError
+        from schemas.registry_client import RegistryUnreachable
+
         postgres_unreachable = _exception_type("psycopg", "OperationalError")
         clickhouse_unreachable = _exception_type("clickhouse_connect.driver.exceptions", "OperationalError")
         try:
             return super().invoke(ctx)
         except (StackError, CatalogPublishError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except RegistryUnreachable as exc:
+            click.secho(f"error: {exc}. Is SCHEMA_REGISTRY_URL right?", fg="red", err=True)
+            sys.exit(1)
+        except RegistryError as exc:
+            click.secho(f"error: the schema registry refused: HTTP {exc.http_status} (error {exc.error_code}) "
+                        f"{exc.message}", fg="red", err=True)
             sys.exit(1)
         except postgres_unreachable as exc:
             click.secho(

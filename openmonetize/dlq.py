@@ -540,7 +540,9 @@ def reader_codec(resolver, spec: TopicSpec) -> AvroCodec:
     text = schema_text(spec.schema_file)
     try:
         schema_id, _ = resolver.lookup(spec.subject, text)
-    except RegistryError:
+    except RegistryError as exc:
+        if exc.http_status != 404:
+            raise
         schema_id = 0
     return AvroCodec(text, schema_id, resolver)
 

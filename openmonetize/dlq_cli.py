@@ -59,27 +59,15 @@ class TimeType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class _Connection:
-    """One Postgres connection in the shape the schema registry takes (a pool's `connection()`)."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    @contextmanager
-    def connection(self):
-        yield self.conn
-
-
 @contextmanager
 def session(settings: Settings) -> Iterator[DlqReader]:
-    """A DLQ reader with the schema registry (Postgres) behind it. An unreachable Postgres raises
-    psycopg.OperationalError (one error line from the CLI), an unreachable Kafka DlqError."""
-    import psycopg
+    """A DLQ reader with the codecs' schema registry behind it (schemas/registry_client.py). An
+    unreachable Postgres raises psycopg.OperationalError, an unreachable SCHEMA_REGISTRY_URL
+    RegistryUnreachable (one error line from the CLI), an unreachable Kafka DlqError."""
+    from schemas.registry_client import registry_session
 
-    from schemas.registry import SchemaRegistry
-
-    with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
-        reader = DlqReader(settings, SchemaRegistry(_Connection(conn)))
+    with registry_session(settings) as registry:
+        reader = DlqReader(settings, registry)
         try:
             yield reader
         finally:

@@ -249,19 +249,16 @@ SOURCES = ("topics", "postgres", "clickhouse")
 
 def reconcile(settings, customer_id: str | None = None, source: str = "all") -> Report:
     """`source`: topics, postgres, clickhouse or all (all: Postgres only when its table exists)."""
-    from psycopg_pool import ConnectionPool
-
     from openmonetize.dlq import reader_codec
     from openmonetize.topic_reader import read_to_end
-    from schemas.registry import SchemaRegistry
+    from schemas.registry_client import registry_session
     from schemas.topics import topics
 
     if source not in (*SOURCES, "all"):
         raise ValueError(f"unknown source {source!r}")
     wanted = SOURCES if source == "all" else (source,)
     spec = topics(settings)
-    with ConnectionPool(settings.database_url, min_size=1, max_size=1, open=True) as pool:
-        registry = SchemaRegistry(pool)
+    with registry_session(settings) as registry:
         balance_codec = reader_codec(registry, spec.wallet_balances)
         balances = latest_balances(balance_codec.decode(m.value())
                                    for m in read_to_end(settings.kafka_bootstrap, spec.wallet_balances.name)

@@ -241,6 +241,16 @@ class Settings(BaseSettings):
         "`operator:KEY`), or `Authorization: Bearer KEY`; reads stay open. Empty: the key `openmonetize stack up` "
         "writes to STACK_DIR/secrets/schema-registry-operator-key, when that file exists; else every write is refused.")
 
+    schema_registry_url: str = Field(
+        "", description="A Confluent-compatible schema registry (Confluent, Karapace, Apicurio, another deployment of ours) "
+        "that every codec of the pipeline registers and resolves its schemas in, through the stock "
+        "confluent_kafka SchemaRegistryClient: producers, the API's ingest, the worker, both sinks, replay, the DLQ tools, "
+        "reconcile. Empty: our own registry (its Postgres store; producer clients reach it at API_URL).")
+    schema_registry_basic_auth_user_info: str = Field(
+        "", repr=False, description="`USER:PASSWORD` for SCHEMA_REGISTRY_URL, sent as HTTP basic auth (Confluent's "
+        "basic.auth.user.info); empty: no credential. Registering a schema the registry does not hold yet needs one "
+        "with write rights (for ours: `operator:KEY`).")
+
     # --- AI proxy (api/proxy/) ----------------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="AI proxy listen address.")
     proxy_port: int = Field(18082, description="AI proxy port: the providers' SDKs' base URL points here.")

@@ -32,12 +32,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from openmonetize.settings import Settings, get_settings
 from schemas import usage_event
 from schemas.codec import schema_text
+from schemas.registry import RegistryError
+from schemas.registry_client import RegistryUnreachable, open_registry
 from schemas.topics import topics
 from schemas.usage_event import EventError, EventLimits, UsageEventIn, convert_event, decode_event, to_record
 
@@ -91,16 +91,15 @@ class UsageProducer:
             raise ValueError("customer_id: must not be empty")
         self.customer_id = customer_id
         self.bootstrap_servers = bootstrap_servers or settings.kafka_bootstrap
-        self.schema_registry_url = (schema_registry_url or settings.api_url).rstrip("/")
+        # Our registry is the API's (the producer never reaches Postgres), unless SCHEMA_REGISTRY_URL names another.
+        self.schema_registry_url = (schema_registry_url or settings.schema_registry_url or settings.api_url).rstrip("/")
         spec = topics(settings).usage_events
         self.topic = topic or spec.name
         self.subject = spec.subject
         self.close_timeout_s = close_timeout_s
         self.limits = EventLimits.from_settings(settings)
 
-        # Registering (when the API has not yet) is a registry write: the operator credential, if this machine has it.
-        self._registry_auth = settings.schema_registry_basic_auth
-        self.schema_id = self._schema_id(spec.schema_file, registry_timeout_s)
+        self.schema_id = self._schema_id(settings, spec.schema_file, registry_timeout_s)
         self.codec = usage_event.codec(self.schema_id)
         self._key_prefix = f"{customer_id}:"
 
@@ -119,30 +118,28 @@ class UsageProducer:
 
     # --- set-up --------------------------------------------------------------------------
 
-    def _schema_id(self, schema_file: str, timeout_s: float) -> int:
+    def _schema_id(self, settings: Settings, schema_file: str, timeout_s: float) -> int:
+        """Looked up, else registered (a registry write: schemas/registry_client.py picks the
+        credential), through the stock SchemaRegistryClient."""
         url = self.schema_registry_url
-        conf = {"url": url, "timeout": timeout_s, "max.retries": 1, "retries.wait.ms": 200, "retries.max.wait.ms": 1000}
-        if self._registry_auth:
-            conf["basic.auth.user.info"] = self._registry_auth
-        client = SchemaRegistryClient(conf)
-        schema = Schema(schema_text(schema_file), "AVRO")
+        registry = open_registry(settings, url=url, timeout_s=timeout_s, max_retries=1)
+        text = schema_text(schema_file)
         try:
             try:
-                return client.lookup_schema(self.subject, schema).schema_id
-            except SchemaRegistryError as exc:
-                if exc.http_status_code != 404 or exc.error_code not in (40401, 40403):
+                return registry.lookup(self.subject, text)[0]
+            except RegistryError as exc:
+                if exc.http_status != 404 or exc.error_code not in (40401, 40403):
                     raise
-            return client.register_schema(self.subject, schema)
-        except SchemaRegistryError as exc:
+            return registry.register(self.subject, text)
+        except RegistryError as exc:
             raise RegistryUnavailable(
                 f"schema registry at {url} refused subject {self.subject!r}: "
-                f"HTTP {exc.http_status_code} (error {exc.error_code}) {exc.error_message}"
+                f"HTTP {exc.http_status} (error {exc.error_code}) {exc.message}"
             ) from exc
-        except Exception as exc:  # noqa: BLE001 - httpx connect/timeout errors and the like
-            raise RegistryUnavailable(
-                f"schema registry at {url} is unreachable ({type(exc).__name__}: {exc}); "
-                "is the API up (`openmonetize stack status`)?"
-            ) from exc
+        except RegistryUnreachable as exc:
+            raise RegistryUnavailable(f"{exc}; is the API up (`openmonetize stack status`)?") from exc
+        finally:
+            registry.close()
 
     # --- producing -----------------------------------------------------------------------
 

@@ -312,19 +312,20 @@ class BatchConsumer:
 
 
 def reader_codec_with_retry(settings, spec, store_name: str, max_backoff_s: float):
-    """A decoder that registers nothing; retried until Postgres (the schema registry) answers."""
+    """A decoder that registers nothing; retried until the schema registry (Postgres, or the
+    registry at SCHEMA_REGISTRY_URL) answers."""
     import psycopg
-    from psycopg_pool import ConnectionPool
 
     from openmonetize.dlq import reader_codec
-    from schemas.registry import SchemaRegistry
+    from schemas.registry import RegistryError
+    from schemas.registry_client import RegistryUnreachable, open_registry
 
-    pool = ConnectionPool(settings.database_url, min_size=0, max_size=1, open=True)
+    registry = open_registry(settings)
     backoff = 0.1
     while True:
         try:
-            return reader_codec(SchemaRegistry(pool), spec)
-        except psycopg.Error as exc:
+            return reader_codec(registry, spec)
+        except (psycopg.Error, RegistryUnreachable, RegistryError) as exc:
             ERRORS.labels(store_name, "registry").inc()
             log.warning(f"{store_name}_sink_registry_unreachable", error=str(exc).strip(), retry_in_s=backoff)
             time.sleep(backoff)

@@ -18,13 +18,12 @@ import os
 import socket
 
 import faust
-from psycopg_pool import ConnectionPool
 
 from openmonetize import metrics, wallet_directory
 from openmonetize.catalog import Catalog
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.settings import Settings, get_settings
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import open_registry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 from stream_processors import lag as worker_lag
@@ -88,8 +87,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         stream_processing_timeout=STREAM_CHECK_OFF_S,
     )
     registry_topics = topics(settings)
-    pool = ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True, check=ConnectionPool.check_connection)
-    codecs = worker_codecs.register(SchemaRegistry(pool), registry_topics)
+    codecs = worker_codecs.register(open_registry(settings), registry_topics)
     producer = AckedProducer(settings, client_id=f"{app_id}-worker", timeout_ms=settings.worker_output_timeout_ms)
     producer.start()
 

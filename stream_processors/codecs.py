@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from schemas.avro_encoder import compile_encoder
 from schemas.codec import AvroCodec, AvroProjection, registered_codec, schema_text
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import CodecRegistry
 from schemas.topics import TopicSpec, Topics
 from schemas.usage_event import LOW_CARDINALITY_FIELDS
 from stream_processors.wallet_step import DEBIT_FIELDS
@@ -57,7 +57,7 @@ class Codecs:
     rated_from_event: RatedFromEvent
 
 
-def register(registry: SchemaRegistry, registry_topics: Topics) -> Codecs:
+def register(registry: CodecRegistry, registry_topics: Topics) -> Codecs:
     def codec(spec: TopicSpec, cached: tuple[str, ...] = ()) -> AvroCodec:
         return registered_codec(registry, spec, cached)
 

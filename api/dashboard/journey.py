@@ -56,7 +56,7 @@ class KafkaWatch:
         settings = request.app.state.settings
         spec = topics(settings)
         self.names = {spec.usage_events.name: "kafka", spec.usage_rated.name: "rated", spec.usage_dlq.name: DLQ}
-        self.dlq_codec = reader_codec(request.app.state.schema_registry, spec.usage_dlq)
+        self.dlq_codec = reader_codec(request.app.state.codec_registry, spec.usage_dlq)
         self.consumer = Consumer({
             "bootstrap.servers": settings.kafka_bootstrap, "group.id": "om-dashboard-sandbox",
             "enable.auto.commit": False, "fetch.wait.max.ms": 20, "isolation.level": "read_committed",

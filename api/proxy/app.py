@@ -31,7 +31,7 @@ from api.proxy.identity import identify
 from openmonetize import metrics
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import open_registry
 
 log = get_logger(__name__)
 
@@ -46,7 +46,7 @@ async def _lifespan(app: Starlette):
     app.state.db = ConnectionPool(settings.database_url, min_size=1, max_size=4, open=False,
                                   check=ConnectionPool.check_connection)
     app.state.db.open(wait=False)
-    app.state.schema_registry = SchemaRegistry(app.state.db)
+    app.state.codec_registry = open_registry(settings, app.state.db)
     async with AsyncExitStack() as parts:
         for lifespan in (auth.lifespan, intake.lifespan, catalog_state.lifespan, balances_state.lifespan):
             await parts.enter_async_context(lifespan(app))

@@ -55,7 +55,6 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from psycopg_pool import ConnectionPool
 
 from deploy.bench import kafka_raw
 from deploy.bench.ingest_http import cpu_seconds, stack_pids
@@ -65,7 +64,7 @@ from openmonetize import wallet_ids
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings, get_settings
 from schemas.codec import schema_text
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import registry_session
 from schemas.topics import Topics, topics
 from stream_processors import codecs as worker_codecs
 
@@ -398,11 +397,8 @@ class Run:
     def fund(self) -> None:
         if not self.opts.funded_users:
             return
-        pool = ConnectionPool(self.settings.database_url, min_size=1, max_size=1, open=True)
-        try:
-            codecs = worker_codecs.register(SchemaRegistry(pool), self.topics)
-        finally:
-            pool.close()
+        with registry_session(self.settings) as registry:
+            codecs = worker_codecs.register(registry, self.topics)
         fields = [f["name"] for f in json.loads(schema_text(self.topics.wallet_commands.schema_file))["fields"]]
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
                              "partitioner": "murmur2_random", "linger.ms": 20})

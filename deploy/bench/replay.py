@@ -85,7 +85,7 @@ class Phases(Progress):
 
 def produce(settings, topic: str, customer_id: str, events: int, seed: int) -> list[tuple[str, str, datetime]]:
     """--events records on `topic`; (event id, user id, timestamp) of each distinct event."""
-    codecs = replay_codecs(settings.database_url, topics(settings))
+    codecs = replay_codecs(settings, topics(settings))
     generator = EventGenerator(seed, [customer_id], users=200, duplicate_share=0.05, late_share=0.01)
     limits = EventLimits.from_settings(settings)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True,

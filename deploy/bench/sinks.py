@@ -27,7 +27,6 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
-from psycopg_pool import ConnectionPool
 
 from deploy.bench.ingest_http import cpu_seconds
 from deploy.bench.pipeline import peak_rss_mb
@@ -35,7 +34,7 @@ from deploy.bench.results import RESULTS, merge_results
 from openmonetize import clickhouse_client, migrations
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings, get_settings
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import registry_session
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 
@@ -75,8 +74,8 @@ def produce(settings: Settings, records: int, tag: str) -> Settings:
                                                "topic_ledger_entries": f"{tag}.ledger.entries"})
     spec = topics(run_settings)
     ensure_topics(AdminClient({"bootstrap.servers": settings.kafka_bootstrap}), [spec.usage_rated, spec.ledger_entries])
-    with ConnectionPool(settings.database_url, min_size=1, max_size=1, open=True) as pool:
-        codecs = worker_codecs.register(SchemaRegistry(pool), spec)
+    with registry_session(settings) as registry:
+        codecs = worker_codecs.register(registry, spec)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "enable.idempotence": True,
                          "queue.buffering.max.messages": 1_000_000})
     now = datetime.now(timezone.utc)

@@ -47,18 +47,16 @@ class Ledger:
 
     def double_charged(self) -> int:
         """Events with more than one usage_debit entry id, or an entry id with two balances."""
-        from psycopg_pool import ConnectionPool
-
         from openmonetize.dlq import reader_codec
         from openmonetize.topic_reader import read_to_end
-        from schemas.registry import SchemaRegistry
+        from schemas.registry_client import registry_session
         from schemas.topics import topics
 
         spec = topics(self.settings).ledger_entries
         customers = set(self.customers)
         seen: dict[tuple[str, str], set[tuple[str, object]]] = {}
-        with ConnectionPool(self.settings.database_url, min_size=1, max_size=1, open=True) as pool:
-            codec = reader_codec(SchemaRegistry(pool), spec)
+        with registry_session(self.settings) as registry:
+            codec = reader_codec(registry, spec)
             for message in read_to_end(self.settings.kafka_bootstrap, spec.name):
                 entry = codec.decode(message.value())
                 if entry["customer_id"] in customers and entry["kind"] == "usage_debit":

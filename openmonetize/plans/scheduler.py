@@ -94,12 +94,12 @@ class KafkaSender:
 
 
 def sender_for(settings) -> KafkaSender:
-    """A sender with the wallet.commands codec registered through Postgres, as the tools do."""
+    """A sender with the wallet.commands codec registered in the codecs' registry, as the tools do."""
     from openmonetize.rebilling.codecs import ProcessRegistry
     from schemas.codec import AvroCodec, registered_codec
     from schemas.topics import topics
 
-    registry = ProcessRegistry(settings.database_url)
+    registry = ProcessRegistry(settings)
 
     def codec(spec) -> AvroCodec:
         return registered_codec(registry, spec)

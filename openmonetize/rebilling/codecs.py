@@ -2,47 +2,38 @@
 ledger.entries to see what the ledger sink has yet to write.
 
 Decoding may need the schema registry (a record written with an older schema version); the
-registry is reached over a Postgres connection opened in the process that needs it, so the
-forked readers never share their parent's connection.
+registry is opened in the process that needs it (a Postgres connection, or an HTTP client for
+SCHEMA_REGISTRY_URL), so the forked readers never share their parent's.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 
 from schemas.codec import AvroCodec, registered_codec
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import CodecRegistry, OneConnection, open_registry
 from schemas.topics import Topics
 from schemas.usage_event import LOW_CARDINALITY_FIELDS
 
 
-class _OneConnection:
-    """One connection in the shape SchemaRegistry takes (a pool's `connection()`)."""
-
-    def __init__(self, conn: psycopg.Connection):
-        self.conn = conn
-
-    @contextmanager
-    def connection(self):
-        yield self.conn
-
-
 class ProcessRegistry:
-    """The schema registry over a connection of the calling process, opened on first use."""
+    """The codecs' registry (schemas/registry_client.py) opened in the calling process, on first
+    use: our store over a connection of this process, or the registry at SCHEMA_REGISTRY_URL."""
 
-    def __init__(self, database_url: str):
-        self.database_url = database_url
-        self._registry: SchemaRegistry | None = None
+    def __init__(self, settings):
+        self.settings = settings
+        self._registry: CodecRegistry | None = None
         self._pid = 0
 
-    def _current(self) -> SchemaRegistry:
+    def _current(self) -> CodecRegistry:
         if self._registry is None or self._pid != os.getpid():
-            conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=10)
-            self._registry, self._pid = SchemaRegistry(_OneConnection(conn)), os.getpid()
+            conn = None
+            if not self.settings.schema_registry_url:  # our store: over a connection of this process
+                conn = OneConnection(psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=10))
+            self._registry, self._pid = open_registry(self.settings, conn), os.getpid()
         return self._registry
 
     def schema_by_id(self, schema_id: int) -> str:
@@ -50,6 +41,9 @@ class ProcessRegistry:
 
     def register(self, subject: str, text: str) -> int:
         return self._current().register(subject, text)
+
+    def lookup(self, subject: str, text: str) -> tuple[int, int]:
+        return self._current().lookup(subject, text)
 
 
 @dataclass(frozen=True)
@@ -59,8 +53,8 @@ class ReplayCodecs:
     ledger_entry: AvroCodec
 
 
-def replay_codecs(database_url: str, registry_topics: Topics) -> ReplayCodecs:
-    registry = ProcessRegistry(database_url)
+def replay_codecs(settings, registry_topics: Topics) -> ReplayCodecs:
+    registry = ProcessRegistry(settings)
 
     def codec(spec, cached=()) -> AvroCodec:
         return registered_codec(registry, spec, cached)

@@ -133,7 +133,7 @@ def _locked(settings: Settings, conn: psycopg.Connection, run: runs.Run, request
 def _steps(settings: Settings, conn: psycopg.Connection, run: runs.Run, request: ReplayRequest,
            progress: Progress) -> None:
     spec = topics(settings)
-    codecs = replay_codecs(settings.database_url, spec)
+    codecs = replay_codecs(settings, spec)
     progress.phase("catalog")
     index, versions = load_catalog(settings)
     if request.burn_table_version is not None and not any(

@@ -23,7 +23,7 @@ from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.catalog import BurnTableRecord, CatalogPublisher
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings
-from schemas.registry import SchemaRegistry
+from schemas.registry_client import open_registry
 from schemas.topics import topics
 from schemas.usage_event import EventLimits, convert_event, to_record
 from stream_processors import codecs as worker_codecs
@@ -54,25 +54,26 @@ def rated_record(wallet_id: str, customer_id: str, event_id: str, credits: Decim
 class IsolatedPipeline:
     """Own topics, own app id, a worker process that can be killed and restarted."""
 
-    def __init__(self, settings: Settings, tmp_path: Path):
+    def __init__(self, settings: Settings, tmp_path: Path, env: dict[str, str] | None = None):
+        """`env`: settings of this pipeline's processes and of its own codecs (e.g. SCHEMA_REGISTRY_URL)."""
         tag = unique("w")
         self.env = {
             **os.environ,
             "WORKER_APP_ID": f"test-{tag}",
             "STACK_DIR": str(tmp_path / "stack"),
             "LOG_LEVEL": os.environ.get("ISOLATED_LOG_LEVEL", "WARNING"),
-            **{f"TOPIC_{name.upper()}": f"{tag}.{name}" for name in (
-                "usage_events", "usage_rated", "ledger_entries", "wallet_commands",
-                "wallet_balances", "usage_dlq", "wallet_debits", "billing_catalog")},
+            **self.topic_env(tag),
+            **(env or {}),
         }
-        self.settings = Settings(**{k.lower(): v for k, v in self.env.items() if k.startswith(("TOPIC_", "WORKER_"))},
+        own = ("TOPIC_", "WORKER_", "SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
+        self.settings = Settings(**{k.lower(): v for k, v in self.env.items() if k.startswith(own)},
                                  kafka_bootstrap=settings.kafka_bootstrap, database_url=settings.database_url,
                                  kafka_partitions=3)
         self.env["KAFKA_PARTITIONS"] = "3"
         self.topics = topics(self.settings)
         ensure_topics(AdminClient({"bootstrap.servers": settings.kafka_bootstrap}), self.topics.all())
         self.pool = ConnectionPool(settings.database_url, min_size=1, max_size=2, open=True)
-        self.codecs = worker_codecs.register(SchemaRegistry(self.pool), self.topics)
+        self.codecs = worker_codecs.register(open_registry(self.settings, self.pool), self.topics)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                                   "partitioner": "murmur2_random"})
         self.log = open(tmp_path / "worker.log", "ab")
@@ -86,6 +87,13 @@ class IsolatedPipeline:
         self._closing = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, daemon=True)
         self._supervisor.start()
+
+    @staticmethod
+    def topic_env(tag: str) -> dict[str, str]:
+        """The TOPIC_* settings of a pipeline's own topics (pass them in `env` to share them)."""
+        return {f"TOPIC_{name.upper()}": f"{tag}.{name}" for name in (
+            "usage_events", "usage_rated", "ledger_entries", "wallet_commands",
+            "wallet_balances", "usage_dlq", "wallet_debits", "billing_catalog")}
 
     def start_worker(self, name: str = "w1") -> None:
         """Start (or restart) worker `name`; each name keeps its web port, hence its data dir."""

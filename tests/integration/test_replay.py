@@ -259,7 +259,7 @@ def test_a_resume_waits_for_adjustments_in_flight_and_forgets_those_never_sent(s
     spec = topics(private).wallet_commands
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     ensure_topics(admin, [spec])
-    codecs = replay_codecs(settings.database_url, topics(private))
+    codecs = replay_codecs(private, topics(private))
     customer, run_id = unique("cus"), unique("rr")
     now = datetime.now(timezone.utc)
     adjustments = [Adjustment(run_id, customer, f"e{i}", wallet_ids.user_wallet(customer, "u1"), "u1", Decimal("-1"), 0)

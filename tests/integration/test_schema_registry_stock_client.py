@@ -1,6 +1,7 @@
 """The calls confluent-kafka's stock 2.x SchemaRegistryClient makes, against our registry: register,
 by id, latest, by guid, latest with metadata, and modes (which our store enforces). Readers are
-fresh clients, so no answer comes from the writer's cache."""
+fresh clients, so no answer comes from the writer's cache. Also the codecs' HttpRegistry
+(schemas/registry_client.py) over the same API."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from schemas.registry import RegistryError
+from schemas.registry_client import HttpRegistry
 from tests.conftest import unique
 
 V1 = {"type": "record", "name": "StockProbe", "namespace": "om.test", "fields": [{"name": "id", "type": "string"}]}
@@ -102,3 +105,20 @@ def test_mode_writes_need_the_operator_credential(settings):
     fails(lambda: anonymous.update_mode(subject, "READONLY"), 401, 40101)
     fails(lambda: anonymous.delete_mode(subject), 401, 40101)
     assert anonymous.get_global_mode() == "READWRITE"
+
+
+def test_the_codecs_http_registry_gets_or_registers_and_looks_up(settings):
+    registry = HttpRegistry(settings.api_url, settings.schema_registry_basic_auth)
+    subject = unique("stock") + "-value"
+    with pytest.raises(RegistryError) as missing:
+        registry.lookup(subject, text(V1))
+    assert (missing.value.http_status, missing.value.error_code) == (404, 40401)
+    schema_id = registry.register(subject, text(V1))
+    assert registry.register(subject, text(V1)) == schema_id  # get-or-register
+    assert registry.lookup(subject, text(V1)) == (schema_id, 1)
+    assert registry.schema_by_id(schema_id) == text(V1)
+
+    anonymous = HttpRegistry(settings.api_url)
+    with pytest.raises(RegistryError) as refused:
+        anonymous.register(unique("stock") + "-value", text(V1))
+    assert (refused.value.http_status, refused.value.error_code) == (401, 40101)
