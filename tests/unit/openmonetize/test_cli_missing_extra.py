@@ -14,6 +14,9 @@ def test_a_command_needing_the_server_extra_names_it(monkeypatch):
     # None in sys.modules makes `import psycopg` raise ModuleNotFoundError, as in a core install.
     for module in ("psycopg", "psycopg_pool", "genai_prices"):
         monkeypatch.setitem(sys.modules, module, None)
+    # The command imports openmonetize.catalog_admin (which imports psycopg first) when it runs:
+    # forget it if another test imported it already, else the command would really run.
+    monkeypatch.delitem(sys.modules, "openmonetize.catalog_admin", raising=False)
     result = CliRunner().invoke(main, ["admin", "import-prices"])
     assert result.exit_code == 2, result.output
     assert "a core install does not have: pip install 'openmonetize[server]'" in result.output
