@@ -111,8 +111,8 @@ class BatchSource:
         offsets; the group's offsets are only a hint for lag tools) as this worker's member and
         generation. An agent awaits it before each write of a batch.
 
-        A worker can lose its partitions without being told: its session expired while it was
-        stalled, or (seen with static membership) a rebalance completed without it. It went on
+        A worker can lose its partitions without being told: its heartbeats stopped (cause not
+        found) and a rebalance completed without it, with static membership or without. It went on
         applying batches next to their new owner, each on its own copy of the wallets (one debit,
         two ledger entries with different balances, in the two-worker fault test). The
         coordinator refuses such a worker's commit (CommitFailedError), and aiokafka then rejoins
