@@ -74,6 +74,7 @@ class Decision(NamedTuple):
     record: dict | None  # the decoded event (None: it did not decode)
     detail: str = ""  # why, for a refusal
     charge: dict | None = None  # for RATED: the usage.rated fields the rating and routing add
+    error: Exception | None = None  # for processing_error: the exception, for its traceback in the log
 
     @property
     def stage(self) -> str:
@@ -105,7 +106,7 @@ def usage_step(records: Iterable[tuple[int, bytes]], decode: Callable[[bytes], d
             key = dedupe_key(record["customer_id"], record["event_id"])
             decision = decide(record, batch_seen.get(key) or inputs.seen(partition, key), inputs, window, now)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the partition: park the event, say why
-            decisions.append(Decision("processing_error", record, f"{type(exc).__name__}: {exc}"))
+            decisions.append(Decision("processing_error", record, f"{type(exc).__name__}: {exc}", error=exc))
             continue
         if decision.outcome == RATED:
             batch_seen[key] = seen_value(record)

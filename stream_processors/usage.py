@@ -135,7 +135,7 @@ class UsageAgent:
             elif outcome != DUPLICATE:
                 if outcome == "processing_error":
                     log.error("usage event could not be processed; sent to the DLQ", partition=message.partition,
-                              offset=message.offset, error=decision.detail)
+                              offset=message.offset, exc_info=decision.error)
                 dlq.append(dlq_record(self.codecs, message, outcome, decision.stage, decision.detail,
                                       decision.record, now))
 

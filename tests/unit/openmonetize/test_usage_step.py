@@ -96,6 +96,7 @@ def test_a_bug_parks_that_event_as_processing_error_and_the_batch_goes_on():
                               CODEC.decode, inputs, WINDOW, NOW)
     assert [d.outcome for d in decisions] == ["processing_error", "rated"]
     assert decisions[0].detail == "RuntimeError: table unreadable" and decisions[0].stage == "rate"
+    assert isinstance(decisions[0].error, RuntimeError)  # its traceback goes to the agent's log
 
 
 def test_dedupe_is_per_partition_within_a_batch():
