@@ -151,9 +151,10 @@ class ClickHouseStore:
         with self._lock:
             self._cold.update(self._assigned)
             self._assigned.clear()
+        partitions = {row[_PARTITION] for row in rows}
         try:
             client = self._connect()
-            self._cold.update(row[_PARTITION] for row in rows if row[_PARTITION] not in self.memories)
+            self._cold.update(partitions - self.memories.keys())
             if self._cold:
                 self._load(client, rows)
             fresh = fresh_rows(self.memories, rows)
@@ -167,7 +168,7 @@ class ClickHouseStore:
                 self.memories[partition].recent.remember(events)
             return len(fresh)
         except DatabaseError:
-            self._cold.update(row[_PARTITION] for row in rows)  # the INSERT may be stored after all
+            self._cold.update(partitions)  # the INSERT may be stored after all
             raise
 
     def _connect(self):
