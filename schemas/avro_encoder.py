@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Callable
 
 from fastavro import parse_schema, schemaless_writer
@@ -113,18 +113,17 @@ def _timestamp_micros(value: Any) -> bytes:
 
 
 def _decimal_bytes(precision: int, scale: int) -> Callable[[Any], bytes]:
+    exact = Context(prec=max(precision, 1))  # the coefficient's digits, checked to fit, never rounded
+
     def encode(value: Any) -> bytes:
         if type(value) is not Decimal:
             raise _Fallback
         sign, digits, exp = value.as_tuple()
         if not isinstance(exp, int) or len(digits) > precision or exp + scale < 0:
             raise _Fallback  # NaN/Infinity, too precise: fastavro raises its own error
-        unscaled = 0
-        for digit in digits:
-            unscaled = unscaled * 10 + digit
-        unscaled *= 10 ** (exp + scale)
+        unscaled = int(value.scaleb(scale, exact))
         size = (unscaled.bit_length() + 8) // 8
-        data = (-unscaled if sign else unscaled).to_bytes(size, "big", signed=True)
+        data = unscaled.to_bytes(size, "big", signed=True)
         return _TABLE[size] + data if size < _SMALL else zigzag_long(size) + data
 
     return encode

@@ -40,11 +40,11 @@ from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from openmonetize.usage_step import DUPLICATE, RATED, Decision, Inputs, Window, usage_step
 from schemas.topics import Topics
-from stream_processors.applied_offsets import AppliedOffsets, in_partition, plain_marker_key
+from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key
 from stream_processors.batch_source import BatchSource
 from stream_processors.codecs import Codecs
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
-from stream_processors.stores import table_options
+from stream_processors.stores import PartitionStores, table_options
 
 log = get_logger(__name__)
 
@@ -83,7 +83,7 @@ class UsageAgent:
         self.wallets_catch_up = wallets_catch_up
         self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
         self.window = Window(timedelta(seconds=settings.event_max_age_s), timedelta(seconds=settings.event_max_future_s))
-        self.inputs = Inputs(catalog, wallet_exists, self._seen)
+        self.inputs = Inputs(catalog, wallet_exists, None)
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
         retention_s = settings.event_max_age_s + 86_400  # an entry outlives the events it can refuse by a day
@@ -98,6 +98,7 @@ class UsageAgent:
             },
             options=table_options(),
         )
+        self.seen_stores = PartitionStores(self.seen)
         self.applied = AppliedOffsets(
             app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key
         )
@@ -122,8 +123,10 @@ class UsageAgent:
         if self._needs_catch_up(messages):
             await asyncio.to_thread(self._catch_up)
         now = datetime.now(timezone.utc)
+        readers = self.seen_stores.readers({m.partition for m in messages})
+        inputs = self.inputs._replace(seen=lambda partition, key: readers[partition](key))
         decisions, charged = usage_step(((m.partition, m.value) for m in messages), self.codecs.usage_event.decode,
-                                        self.inputs, self.window, now)
+                                        inputs, self.window, now)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
         outcomes: CounterOf[str] = CounterOf()
@@ -154,11 +157,8 @@ class UsageAgent:
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: list(charged.get(partition, {}).items()) + markers.get(partition, [])
             for partition in charged.keys() | markers.keys()})
-        store = self.seen.data
         for partition, entries in charged.items():
-            with in_partition(partition):
-                for key, value in entries.items():
-                    store[key] = value
+            self.seen_stores.write(partition, entries.items())
         self.applied.save_local(advanced, written)
 
     def _needs_catch_up(self, messages) -> bool:
@@ -191,10 +191,6 @@ class UsageAgent:
                     time.sleep(0.2)
                 if time.monotonic() > deadline:
                     raise ViewNotCurrent(f"{name} was not read to its end within {CATCH_UP_GIVE_UP_S:.0f} s")
-
-    def _seen(self, partition: int, key: bytes) -> bytes | None:
-        with in_partition(partition):  # a RocksDB store reads that partition's database only
-            return self.seen.get(key)
 
     def _debit(self, message, decision: Decision, now: datetime) -> tuple[bytes, bytes]:
         """A rated event for the wallet agent: the event's own bytes and the charge's fields."""

@@ -36,11 +36,11 @@ from openmonetize.logs import get_logger
 from schemas.codec import DecodeError
 from schemas.topics import Topics
 from stream_processors import wallet_state_codec
-from stream_processors.applied_offsets import AppliedOffsets, in_partition
+from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
 from stream_processors.batch_source import BatchSource
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
-from stream_processors.stores import table_options
+from stream_processors.stores import PartitionStores, table_options
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
 log = get_logger(__name__)
@@ -82,16 +82,13 @@ class WalletAgent:
             value_type=bytes,
             options=table_options(),
         )
+        self.stores = PartitionStores(self.table)
         sources = {commands.name, registry_topics.wallet_debits.name}
         self.applied = AppliedOffsets(app, self.table, sources, commands.partitions, bootstrap)
         self.reader = BatchSource(app, "wallets", bootstrap, sources,
                                   lambda records: handle_or_exit(self.handle, records, "wallets"),
                                   batch_size=batch_size)
         self.applied.install(app.consumer, self.reader.start)
-
-    def state(self, wallet_id: str):
-        raw = self.table.get(wallet_id.encode())
-        return wallet_state_codec.loads(raw) if raw else None
 
     async def run(self, stream) -> None:
         """The Faust agent only holds the subscription: `self.reader` reads the partitions in
@@ -132,10 +129,12 @@ class WalletAgent:
         for kind, count in kinds.items():
             RECORDS.labels(kind).inc(count)
         ledger, rated, balances, states = [], [], [], {}
+        readers = self.stores.readers(set(partition_of.values()))
         for wallet_id, records in per_wallet.items():
+            raw = readers[partition_of[wallet_id]](wallet_id.encode())
             try:
                 result = apply_records(
-                    self.state(wallet_id), wallet_id, records, policy=self.policy_for(records[0][1]["customer_id"]),
+                    wallet_state_codec.loads(raw) if raw else None, wallet_id, records, policy=self.policy_for(records[0][1]["customer_id"]),
                     now=now,
                 )
             except Exception as exc:  # a bug must not stop the partition: park the wallet's records, say why
@@ -176,10 +175,11 @@ class WalletAgent:
         changed = [(wallet_id, wallet_id.encode(), wallet_state_codec.dumps(state)) for wallet_id, state in states.items()]
         await send_all(self.producer, [(changelog, [(key, value) for _, key, value in changed])])
         written = await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))
-        store = self.table.data
+        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for wallet_id, key, value in changed:
-            with in_partition(partition_of[wallet_id]):
-                store[key] = value
+            per_partition.setdefault(partition_of[wallet_id], []).append((key, value))
+        for partition, entries in per_partition.items():
+            self.stores.write(partition, entries)
         self.applied.save_local(advanced, written)
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
