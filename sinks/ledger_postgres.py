@@ -4,7 +4,7 @@ One consumer group (LEDGER_SINK_GROUP), batches of LEDGER_SINK_BATCH_ROWS rows o
 LEDGER_SINK_BATCH_MS (sinks/batch_consumer.py: offsets after the write, retries while Postgres is
 down). Each batch is written in ONE transaction, and a replayed batch changes nothing (entry ids
 are deterministic):
-- first as a plain COPY into the table: almost every batch holds only new entries;
+- first as a plain COPY (binary format) into the table: almost every batch holds only new entries;
 - if that breaks the primary key (a batch read again after a crash, an entry the wallet agent
   emitted again), the transaction is rolled back and the batch goes through a temporary staging
   table: COPY there, then `INSERT ... SELECT ... ON CONFLICT (entry_id) DO NOTHING`.
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import orjson
 import psycopg
+from psycopg.types.json import set_json_dumps
 
 from openmonetize.settings import Settings
 from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_retry
@@ -27,6 +28,10 @@ COLUMNS = (
     "grant_id", "reservation_id", "burn_table_version", "reason", "metadata", "occurred_at", "applied_at",
     "kafka_partition", "kafka_offset",
 )
+# Postgres types of COLUMNS, for COPY's binary format: numerics and timestamps cross as binary
+# instead of text Postgres must parse, and psycopg's C dumpers build them (docs/performance.md).
+TYPES = ("text", "text", "text", "text", "numeric", "numeric", "text", "text", "text", "text", "int4", "text",
+         "jsonb", "timestamptz", "timestamptz", "int4", "int8")
 _COLS = ", ".join(COLUMNS)
 STAGE_SQL = ("CREATE TEMP TABLE IF NOT EXISTS ledger_entries_stage "
              "(LIKE ledger_entries INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
@@ -70,9 +75,22 @@ def write_batch(conn: psycopg.Connection, rows: list[tuple]) -> int:
 
 
 def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
-    with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN") as copy:
+    with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(TYPES)
         for row in rows:
             copy.write_row(row)
+
+
+def connect(database_url: str) -> psycopg.Connection:
+    """A connection for `write_batch`: `metadata` is JSON text already (orjson, in `to_row`), so
+    its jsonb dumper passes the text through instead of encoding it as a JSON string."""
+    conn = psycopg.connect(database_url, connect_timeout=5)
+    set_json_dumps(_json_text, context=conn)
+    return conn
+
+
+def _json_text(value: str) -> str:
+    return value
 
 
 class LedgerStore:
@@ -94,7 +112,7 @@ class LedgerStore:
     def write(self, rows: list[tuple]) -> int:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = psycopg.connect(self.settings.database_url, connect_timeout=5)
+                self._conn = connect(self.settings.database_url)
             return write_batch(self._conn, rows)
         except psycopg.Error:
             if self._conn is not None and (self._conn.broken or self._conn.closed):

@@ -203,21 +203,29 @@ def test_a_batch_is_copied_as_is_and_one_holding_entries_already_stored_adds_onl
     """write_batch's two paths on a real Postgres: a plain COPY for new entries; a batch that
     repeats stored entries (read again after a crash) or repeats one within itself (re-emitted)
     is rolled back and written through the staging table, adding only what is new."""
-    from sinks.ledger_postgres import to_row, write_batch
+    from sinks.ledger_postgres import COLUMNS, connect, to_row, write_batch
 
     schema, customer = unique("ledgerw"), unique("cus")
     rows = [to_row(synthetic_entry(customer, n), 0, n) for n in range(10)]
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            with psycopg.connect(settings.database_url, options=f"-csearch_path={schema}") as conn:
+            with connect(settings.database_url) as conn:
+                conn.execute(f"SET search_path = {schema}")
                 conn.execute(MIGRATION.read_text())
                 conn.commit()
                 assert write_batch(conn, rows[:6]) == 6
                 assert write_batch(conn, rows[4:8]) == 2  # 4 and 5 are there already
                 assert write_batch(conn, [rows[8], rows[9], rows[9]]) == 2  # 9 twice in the batch
                 assert write_batch(conn, rows) == 0
-                stored = conn.execute("SELECT entry_id, kafka_offset FROM ledger_entries ORDER BY kafka_offset").fetchall()
-            assert stored == [(f"le_{customer}_{n}", n) for n in range(10)]
+                stored = conn.execute("SELECT entry_id, kafka_offset, metadata, amount, balance_after, occurred_at "
+                                      "FROM ledger_entries ORDER BY kafka_offset").fetchall()
+            assert [row[:2] for row in stored] == [(f"le_{customer}_{n}", n) for n in range(10)]
+            # The binary COPY keeps every value exact: jsonb from the JSON text, numerics, timestamps.
+            for n, (_, _, metadata, amount, balance_after, occurred_at) in enumerate(stored):
+                entry = synthetic_entry(customer, n)
+                assert metadata == entry["metadata"]
+                assert (amount, balance_after) == (entry["amount"], entry["balance_after"])
+                assert occurred_at == rows[n][COLUMNS.index("occurred_at")]
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
