@@ -118,7 +118,7 @@ def _decimal_bytes(precision: int, scale: int) -> Callable[[Any], bytes]:
     def encode(value: Any) -> bytes:
         if type(value) is not Decimal:
             raise _Fallback
-        sign, digits, exp = value.as_tuple()
+        _sign, digits, exp = value.as_tuple()
         if not isinstance(exp, int) or len(digits) > precision or exp + scale < 0:
             raise _Fallback  # NaN/Infinity, too precise: fastavro raises its own error
         unscaled = int(value.scaleb(scale, exact))
