@@ -6,19 +6,19 @@ with the pure step (`wallet_step.apply_records`), and then, in this order:
 
 1. sends every output (ledger entries, rated usage, balances, DLQ records) and waits until
    Kafka has ACKNOWLEDGED all of them;
-2. writes each changed wallet's state to the `wallets` table once per batch (its changelog
-   through the acknowledged librdkafka producer, then the local store);
-3. writes, in the same table (changelog, acknowledged, then local store), the next offset to
-   apply for each source partition of the batch (`applied_offsets`): where reading resumes after
-   a crash or rebalance, instead of the group's committed offset, which Faust was seen to move
-   past unapplied records.
+2. writes each changed wallet's state to the `wallets` table once per batch, and after the
+   states the next offset to apply for each source partition of the batch (`applied_offsets`):
+   where reading resumes after a crash or rebalance, instead of the group's committed offset,
+   which Faust was seen to move past unapplied records. States and markers go to the table's
+   changelog as one acknowledged write per partition (in order), then to the local store.
 
 A crash between 1 and 2 re-delivers the batch: the state does not have it, so it is applied
 again and produces the same outputs with the same deterministic ids, which the sinks drop. A
 record below its partition's marker, or whose id the wallet's `recent_ids` holds, is skipped
-as already applied. The table uses the producer's partitioner on the wallet_id key
-(`use_partitioner`): with the same key bytes, partitioner (murmur2) and partition count as the
-source topics, a wallet's changelog partition is its source partition.
+as already applied. A wallet's state lives in its source partition of the table (changelog
+and local store alike); the table is declared `use_partitioner` because, with the same key
+bytes, partitioner (murmur2) and partition count as the source topics, that is also where
+Faust's own partitioner would put it.
 """
 
 from __future__ import annotations
@@ -167,17 +167,20 @@ class WalletAgent:
             (self.topics.usage_dlq.name, dlq),
         ])
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
-        # The states reach the table's changelog as one acknowledged librdkafka write (placed by
-        # murmur2 on the wallet id, as Faust's producer would), not one Faust send each; then the
-        # markers that cover them, acknowledged too; then the local store.
-        changelog = self.table.changelog_topic.get_topic_name()
+        # Each changed state, then the markers that cover it, reach the table's changelog as one
+        # acknowledged librdkafka write per partition (one producer keeps a partition's order, so
+        # a marker is never durable before the states it covers); then the local store. A state
+        # goes to its wallet's source partition, where it is read back (PartitionStores), which
+        # under co-partitioning is also where murmur2 on the wallet id would place it.
         await self.reader.confirm_owner(advanced)
-        changed = [(wallet_id, wallet_id.encode(), wallet_state_codec.dumps(state)) for wallet_id, state in states.items()]
-        await send_all(self.producer, [(changelog, [(key, value) for _, key, value in changed])])
-        written = await send_to_partitions(self.producer, changelog, self.applied.entries(advanced))
         per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for wallet_id, key, value in changed:
-            per_partition.setdefault(partition_of[wallet_id], []).append((key, value))
+        for wallet_id, state in states.items():
+            per_partition.setdefault(partition_of[wallet_id], []).append(
+                (wallet_id.encode(), wallet_state_codec.dumps(state)))
+        changelog = {partition: list(entries) for partition, entries in per_partition.items()}
+        for partition, markers in self.applied.entries(advanced).items():
+            changelog.setdefault(partition, []).extend(markers)
+        written = await send_to_partitions(self.producer, self.table.changelog_topic.get_topic_name(), changelog)
         for partition, entries in per_partition.items():
             self.stores.write(partition, entries)
         self.applied.save_local(advanced, written)
