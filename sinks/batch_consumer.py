@@ -51,7 +51,9 @@ class Store(Protocol):
     unavailable: tuple[type[BaseException], ...]  # errors that mean "down: retry later"
     refused: tuple[type[BaseException], ...]  # errors that mean "never: these rows' content" (dead_letters.py)
 
-    def to_row(self, record: Mapping, partition: int, offset: int) -> Any: ...
+    def read(self, codec, value: bytes, partition: int, offset: int) -> tuple[Any, Mapping]:
+        """The row of one record value, and the fields read from it (event_id and customer_id,
+        when there, name a dead letter). Raises for a record that does not decode."""
 
     def write(self, rows: list) -> int: ...
 
@@ -192,10 +194,10 @@ class BatchConsumer:
                 if timestamp_ms > 0 and (self._batch.oldest_ms is None or timestamp_ms < self._batch.oldest_ms):
                     self._batch.oldest_ms = timestamp_ms
                 try:
-                    record = self.codec.decode(message.value())
-                    self._batch.rows.append(self.store.to_row(record, partition, offset))
+                    row, fields = self.store.read(self.codec, message.value(), partition, offset)
+                    self._batch.rows.append(row)
                     self._batch.sources.append(Source(partition, offset, message.key(), message.value(),
-                                                      record.get("event_id"), record.get("customer_id")))
+                                                      fields.get("event_id"), fields.get("customer_id")))
                 except Exception as exc:  # noqa: BLE001 - a record we cannot read must not stop the sink
                     ERRORS.labels(self.name, "decode").inc()
                     ROWS.labels(self.name, "undecodable").inc()

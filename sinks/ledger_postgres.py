@@ -107,7 +107,10 @@ class LedgerStore:
         self.settings = settings
         self._conn: psycopg.Connection | None = None
 
-    to_row = staticmethod(to_row)
+    @staticmethod
+    def read(codec, value: bytes, partition: int, offset: int) -> tuple[tuple, Mapping]:
+        entry = codec.decode(value)
+        return to_row(entry, partition, offset), entry
 
     def write(self, rows: list[tuple]) -> int:
         try:

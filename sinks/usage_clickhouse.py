@@ -5,6 +5,13 @@ One consumer group (CLICKHOUSE_SINK_GROUP), batches of CLICKHOUSE_SINK_BATCH_ROW
 CLICKHOUSE_SINK_BATCH_MS, one INSERT per batch, offsets committed after it (sinks/batch_consumer.py:
 retries while ClickHouse is down).
 
+The INSERT is in ClickHouse's `Avro` format: the records' own Avro bodies, each followed by its
+Kafka topic, partition and offset, in one container (schemas/avro_container.py); ClickHouse maps
+the fields to the columns by name. The sink reads only the three fields its copy memory needs
+(customer, event id, revision) instead of decoding 33 fields into Python values that
+clickhouse-connect then serialised again. A record written with another schema than ours is
+decoded into ours and encoded again first.
+
 Why the sink drops copies itself: `usage_events` is a ReplacingMergeTree, so a copy of an event
 collapses into one row under FINAL; but the rollups are fed by materialized views, which see
 every INSERT and would count a copy twice. Copies come from two places, and each partition of
@@ -24,16 +31,20 @@ usage.rated has a memory (`PartitionMemory`) for both:
 
 from __future__ import annotations
 
+import re
+import struct
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 
-from clickhouse_connect.driver.exceptions import DatabaseError, DataError
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from openmonetize import clickhouse_client
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
+from schemas.avro_container import ContainerWriter
+from schemas.avro_decoder import compile_decoder
+from schemas.avro_encoder import zigzag_long
 from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_retry
 
 log = get_logger(__name__)
@@ -46,24 +57,51 @@ COLUMNS = (
     "usd_cost", "revenue_usd", "margin_usd", "burn_table_id", "burn_table_version", "price_version", "revision",
     "kafka_topic", "kafka_partition", "kafka_offset",
 )
-_CUSTOMER, _EVENT, _REVISION = COLUMNS.index("customer_id"), COLUMNS.index("event_id"), COLUMNS.index("revision")
-_PARTITION, _OFFSET = COLUMNS.index("kafka_partition"), COLUMNS.index("kafka_offset")
-ZERO = Decimal(0)
+# The Kafka position appended to each body (ContainerWriter's extra fields).
+POSITION_FIELDS = [{"name": "kafka_topic", "type": "string"}, {"name": "kafka_partition", "type": "int"},
+                   {"name": "kafka_offset", "type": "long"}]
+MEMORY_FIELDS = ("customer_id", "event_id", "revision")
+# A row: what the copy memory reads, where it was read, and the record's Avro body in our schema.
+_CUSTOMER, _EVENT, _REVISION, _PARTITION, _OFFSET, _BODY = range(6)
+# Server errors about a row's data, not about the server: that row goes to the dead letters
+# (CANNOT_PARSE_TEXT, CANNOT_PARSE_INPUT_ASSERTION_FAILED, CANNOT_PARSE_DATETIME,
+# ARGUMENT_OUT_OF_BOUND, CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER, INCORRECT_DATA,
+# VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE, DECIMAL_OVERFLOW, TOO_LARGE_STRING_SIZE).
+DATA_ERROR_CODES = frozenset({6, 27, 41, 69, 70, 72, 117, 321, 407, 131})
 
 
-def to_row(record: Mapping, topic: str, partition: int, offset: int) -> tuple:
-    """A decoded usage.rated record as a `usage_events` row, in COLUMNS order ('' and 0 for absent)."""
-    r = record
-    return (
-        r["customer_id"], r["event_id"], r["user_id"], r.get("team_id") or "", r["wallet_id"], r["event_type"],
-        r["feature_id"], r.get("provider") or "", r.get("model") or "",
-        r.get("input_tokens") or 0, r.get("output_tokens") or 0, r.get("cached_input_tokens") or 0,
-        r.get("image_count") or 0, r.get("image_size") or "", r.get("quality") or "", r.get("unit_type") or "",
-        r.get("quantity") or ZERO, r.get("reservation_id") or "", r.get("source") or "", r.get("metadata") or {},
-        r["timestamp"], r.get("received_at"), r["rated_at"], r["credits"], r["usd_cost"], r["revenue_usd"],
-        r["margin_usd"], r.get("burn_table_id") or "", r.get("burn_table_version") or 0,
-        r.get("price_version") or "", r.get("revision") or 0, topic, partition, offset,
-    )
+class RowsRefused(DatabaseError):
+    """ClickHouse refused the INSERT for a row's content (one of DATA_ERROR_CODES)."""
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code in an exception's message ("Code: 117. DB::Exception: ..."), or None."""
+    match = re.search(r"\bCode: (\d+)", str(exc))
+    return int(match.group(1)) if match else None
+
+
+class RowReader:
+    """Rows from usage.rated record values: the memory's three fields read from the body, which
+    is kept as it is when written with our schema (the usual case), else re-encoded into ours."""
+
+    def __init__(self, codec):
+        self.codec = codec  # decodes any registered writer schema into ours, and encodes ours
+        self.header = struct.pack(">bI", 0, codec.schema_id)
+        self._memory_fields = compile_decoder(codec.raw_schema, only=MEMORY_FIELDS)
+
+    def row(self, value: bytes, partition: int, offset: int) -> tuple[tuple, dict]:
+        """(row, the fields read) of one record value. Raises for a record that does not decode."""
+        if self._memory_fields is not None and value[:5] == self.header:
+            try:
+                fields, end = self._memory_fields(value, 5)
+                if end == len(value):
+                    return (fields["customer_id"], fields["event_id"], fields["revision"], partition, offset,
+                            value[5:]), fields
+            except Exception:  # noqa: BLE001 - odd input: the whole decode below says why
+                pass
+        record = self.codec.decode(value)
+        return (record["customer_id"], record["event_id"], record["revision"], partition, offset,
+                self.codec.encode(record)[5:]), record
 
 
 class RecentEvents:
@@ -128,20 +166,25 @@ class ClickHouseStore:
     """`usage_events` over clickhouse-connect; drops copies of rows already stored (see above)."""
 
     name = "clickhouse"
-    refused = (DataError,)  # a value the client cannot serialise for its column: that row only
+    refused = (RowsRefused,)  # ClickHouse refused a row's content: that row only
     unavailable = (DatabaseError,)
 
     def __init__(self, settings: Settings, topic: str):
         self.settings, self.topic = settings, topic
         self.memories: dict[int, PartitionMemory] = {}  # per partition; (re)loaded while cold
         self._client = None
-        self._insert = None
+        self._reader: RowReader | None = None
+        self._container: ContainerWriter | None = None
+        self._topic_field = zigzag_long(len(topic.encode())) + topic.encode()
         self._cold: set[int] = set()  # partitions whose memory must be (re)loaded from ClickHouse
         self._assigned: list[int] = []  # from the consumer's thread, taken into _cold by write()
         self._lock = threading.Lock()
 
-    def to_row(self, record: Mapping, partition: int, offset: int) -> tuple:
-        return to_row(record, self.topic, partition, offset)
+    def read(self, codec, value: bytes, partition: int, offset: int) -> tuple[tuple, Mapping]:
+        if self._reader is None or self._reader.codec is not codec:
+            self._reader = RowReader(codec)
+            self._container = ContainerWriter(codec.raw_schema, POSITION_FIELDS)
+        return self._reader.row(value, partition, offset)
 
     def assigned(self, partitions: list[int]) -> None:
         with self._lock:
@@ -159,8 +202,7 @@ class ClickHouseStore:
                 self._load(client, rows)
             fresh = fresh_rows(self.memories, rows)
             if fresh:
-                self._insert.data = fresh
-                client.insert(context=self._insert)
+                self._insert_rows(client, fresh)
             stored: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
             for row in fresh:
                 stored[row[_PARTITION]].append((row[_CUSTOMER], row[_EVENT], row[_REVISION]))
@@ -171,13 +213,24 @@ class ClickHouseStore:
             self._cold.update(partitions)  # the INSERT may be stored after all
             raise
 
+    def _insert_rows(self, client, rows: list[tuple]) -> None:
+        """One INSERT in the Avro format: each body followed by its Kafka position."""
+        topic = self._topic_field
+        container = self._container.container(
+            (row[_BODY] + topic + zigzag_long(row[_PARTITION]) + zigzag_long(row[_OFFSET]) for row in rows), len(rows))
+        try:
+            client.raw_insert(TABLE, list(COLUMNS), insert_block=container, fmt="Avro")
+        except DatabaseError as exc:
+            if error_code(exc) in DATA_ERROR_CODES:
+                raise RowsRefused(str(exc)) from exc
+            raise
+
     def _connect(self):
         if self._client is None:
             s = self.settings
             self._client = clickhouse_client.get_client(
                 s, "writer", database=s.clickhouse_database, connect_timeout=5,
                 send_receive_timeout=s.clickhouse_sink_timeout_s, compress="lz4", autogenerate_session_id=False)
-            self._insert = self._client.create_insert_context(TABLE, list(COLUMNS))
         return self._client
 
     def _load(self, client, rows: list[tuple]) -> None:

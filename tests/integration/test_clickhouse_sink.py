@@ -3,6 +3,7 @@ of `usage_events` and counts once in the rollups, however often usage.rated carr
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from openmonetize import wallet_ids
@@ -43,3 +44,37 @@ def test_a_re_delivered_rated_event_is_stored_and_rolled_up_once(stack, tenant, 
                   "WHERE customer_id = {c:String}", c=customer)
     assert wallet == wallet_ids.user_wallet(customer, "user-1") and users == 1
     assert sorted(features) == ["chat", "f0", "f1"]
+
+
+def test_every_column_holds_the_rated_record_s_value(stack, tenant, settings):  # noqa: F811
+    """The sink inserts the records' own Avro bodies (ClickHouse maps fields to columns by name):
+    each column holds the rated record's value, '' and 0 where the record has none, and the
+    record's Kafka position."""
+    from sinks.usage_clickhouse import COLUMNS
+
+    stack.burn_table(tenant)
+    buy(stack, tenant, "100")
+    events = [token_event(team_id="team-1", metadata={"k": "v", "é": "ü"}, cached_input_tokens=200),
+              token_event(user_id="user-2")]
+    stack.ingest(tenant, events)
+    customer = tenant.customer_id
+    eventually(lambda: clickhouse_query(settings, TOTALS, c=customer)[0][0] == 2, timeout_s=60, what="2 rows")
+    rated = {}
+    for message in read_topic(settings.kafka_bootstrap, stack.topics.usage_rated.name):
+        record = stack.codecs.rated.decode(message.value())
+        if record["customer_id"] == customer:
+            rated[record["event_id"]] = {**record, "kafka_topic": message.topic(),
+                                         "kafka_partition": message.partition(), "kafka_offset": message.offset()}
+    stored = clickhouse_query(settings, f"SELECT {', '.join(COLUMNS)} FROM usage_events FINAL "
+                                        "WHERE customer_id = {c:String}", c=customer)
+    assert len(stored) == 2
+    for values in stored:
+        row = dict(zip(COLUMNS, values))
+        record = rated[row["event_id"]]
+        for column in COLUMNS:
+            expected = record[column]
+            if expected is None and column != "received_at":
+                expected = {"metadata": {}, "quantity": Decimal(0)}.get(column, 0 if isinstance(row[column], int) else "")
+            if isinstance(expected, datetime):  # the client reads DateTime64(6, 'UTC') as naive UTC
+                expected = expected.astimezone(timezone.utc).replace(tzinfo=None)
+            assert row[column] == expected, column

@@ -73,8 +73,8 @@ class Store:
     def __init__(self):
         self.rows: list = []
 
-    def to_row(self, record, partition: int, offset: int):
-        return (partition, offset)
+    def read(self, codec, value, partition: int, offset: int):
+        return (partition, offset), codec.decode(value)
 
     def write(self, rows: list) -> int:
         self.rows += rows

@@ -1,11 +1,22 @@
-"""The pure parts of the ClickHouse sink: record → row, and the memory that drops copies."""
+"""The pure parts of the ClickHouse sink: record → row and container, and the memory that drops copies."""
 
 from __future__ import annotations
 
+import io
+import struct
 from datetime import datetime, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 
-from sinks.usage_clickhouse import COLUMNS, PartitionMemory, RecentEvents, fresh_rows, to_row
+import fastavro
+import pytest
+
+from schemas.avro_container import ContainerWriter
+from schemas.avro_encoder import zigzag_long
+from schemas.codec import AvroCodec, schema_text
+from sinks.usage_clickhouse import (
+    COLUMNS, DATA_ERROR_CODES, POSITION_FIELDS, PartitionMemory, RecentEvents, RowReader, error_code, fresh_rows,
+)
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -26,21 +37,50 @@ def rated(**fields) -> dict:
 
 
 def row(offset: int = 42, partition: int = 3, **fields) -> tuple:
-    return to_row(rated(**fields), "usage.rated", partition, offset)
+    record = rated(**fields)
+    return (record["customer_id"], record["event_id"], record["revision"], partition, offset, b"body")
 
 
-REVISION = COLUMNS.index("revision")
+REVISION = 2
 
 
-def test_a_record_maps_to_a_row_with_empty_strings_and_zeros_for_absent_fields():
-    mapped = dict(zip(COLUMNS, row()))
-    assert mapped["team_id"] == "" and mapped["cached_input_tokens"] == 0 and mapped["image_size"] == ""
-    assert mapped["quantity"] == Decimal(0) and mapped["metadata"] == {} and mapped["received_at"] is None
-    assert (mapped["credits"], mapped["burn_table_version"], mapped["price_version"]) == (Decimal("3.5"), 2, "2026-11-01")
-    assert (mapped["kafka_topic"], mapped["kafka_partition"], mapped["kafka_offset"]) == ("usage.rated", 3, 42)
-    assert len(mapped) == len(COLUMNS)
-    with_team = dict(zip(COLUMNS, row(team_id="t1", metadata={"k": "v"}, received_at=AT)))
-    assert (with_team["team_id"], with_team["metadata"], with_team["received_at"]) == ("t1", {"k": "v"}, AT)
+def codec() -> AvroCodec:
+    return AvroCodec(schema_text("rated_usage.avsc"), 7)
+
+
+def test_a_record_becomes_a_row_of_its_memory_fields_and_its_body_and_a_container_ClickHouse_can_read():
+    c = codec()
+    value = c.encode(rated(team_id="t1", metadata={"k": "v"}, received_at=AT, quantity=Decimal("2.5")))
+    reader = RowReader(c)
+    got, fields = reader.row(value, 3, 42)
+    assert got == ("cus_a", "evt_1", 0, 3, 42, value[5:])  # the body as it came: nothing re-encoded
+    assert (fields["customer_id"], fields["event_id"]) == ("cus_a", "evt_1")
+
+    writer = ContainerWriter(c.raw_schema, POSITION_FIELDS)
+    topic = b"usage.rated"
+    body = got[5] + zigzag_long(len(topic)) + topic + zigzag_long(3) + zigzag_long(42)
+    read_back = list(fastavro.reader(io.BytesIO(writer.container([body, body], 2))))
+    assert len(read_back) == 2
+    assert read_back[0] == {**rated(team_id="t1", metadata={"k": "v"}, received_at=AT, quantity=Decimal("2.5")),
+                            "kafka_topic": "usage.rated", "kafka_partition": 3, "kafka_offset": 42}
+    assert set(COLUMNS) <= set(read_back[0])  # every column has its field, by name
+
+
+def test_a_record_of_another_writer_schema_is_encoded_again_in_ours_and_one_that_does_not_decode_raises():
+    ours = codec()
+    resolver = SimpleNamespace(schema_by_id=lambda schema_id: schema_text("rated_usage.avsc"))
+    reading = AvroCodec(schema_text("rated_usage.avsc"), 7, resolver)
+    written_as_9 = struct.pack(">bI", 0, 9) + ours.encode(rated())[5:]
+    got, fields = RowReader(reading).row(written_as_9, 0, 1)
+    assert got[5] == ours.encode(rated())[5:] and fields["event_id"] == "evt_1"
+    with pytest.raises(ValueError):  # DecodeError: a trailing byte
+        RowReader(ours).row(ours.encode(rated()) + b"\x00", 0, 1)
+
+
+def test_clickhouse_errors_about_data_refuse_the_rows_and_others_mean_the_server_is_away():
+    assert error_code(Exception("HTTPDriver ... Code: 117. DB::Exception: Incorrect data")) == 117
+    assert error_code(Exception("connection refused")) is None
+    assert 117 in DATA_ERROR_CODES and 210 not in DATA_ERROR_CODES  # 210: NETWORK_ERROR
 
 
 def test_a_copy_is_dropped_within_a_batch_and_across_batches_but_a_higher_revision_passes():
