@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 OM     := $(VENV)/bin/openmonetize
 
-.PHONY: help up down status env test chaos chaos-tests soak clean-test venv bench bench-ingest openapi
+.PHONY: help up down status env test chaos chaos-tests soak clean-test venv bench bench-ingest openapi docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: venv  ## start a separate test stack, run pytest, stop the stack (PYTEST_A
 
 openapi: venv  ## regenerate docs/openapi.json from the app (the TypeScript SDK's types come from it)
 	$(VENV)/bin/python -m api.openapi_spec --write
+
+docs: openapi  ## regenerate docs/reference/ (HTTP API, CLI, settings, metrics, topics) from the code
+	$(VENV)/bin/python -m deploy.docs_gen --write
 
 chaos: venv  ## fault scenarios under load on a stack of their own; writes chaos-results.json (CHAOS_ARGS=...)
 	deploy/run-chaos.sh $(CHAOS_ARGS)

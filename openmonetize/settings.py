@@ -54,13 +54,21 @@ class Settings(BaseSettings):
     )
 
     # --- topics (the registry in schemas/topics.py reads these) --------------------------
-    topic_usage_events: str = "usage.events"
-    topic_usage_rated: str = "usage.rated"
-    topic_ledger_entries: str = "ledger.entries"
-    topic_wallet_commands: str = "wallet.commands"
-    topic_wallet_balances: str = "wallet.balances"
-    topic_wallet_directory: str = "wallet.directory"
-    topic_usage_dlq: str = "usage.dlq"
+    topic_usage_events: str = Field(
+        "usage.events", description="Raw usage events, keyed customer_id:user_id; kept long: the replay source.")
+    topic_usage_rated: str = Field(
+        "usage.rated", description="Each charged event with its credits, USD cost and wallet: what the ClickHouse sink reads.")
+    topic_ledger_entries: str = Field(
+        "ledger.entries", description="One entry per money movement, deterministic ids: what the Postgres ledger sink reads.")
+    topic_wallet_commands: str = Field(
+        "wallet.commands", description="Purchases, grants, consumes, holds and adjustments, keyed by wallet: the only way to change one.")
+    topic_wallet_balances: str = Field(
+        "wallet.balances", description="Compacted: the latest balance per wallet, which every API process holds in memory.")
+    topic_wallet_directory: str = Field(
+        "wallet.directory", description="Compacted: the wallets that exist, written before a wallet's first command is "
+                                        "acknowledged; what usage routing reads (docs/concepts/rating-and-routing.md).")
+    topic_usage_dlq: str = Field(
+        "usage.dlq", description="Records the pipeline could not process, with the reason, the stage and the original bytes.")
     topic_wallet_debits: str = Field("wallet.debits", description="Rated usage routed to its wallet (internal, keyed by wallet).")
     topic_billing_catalog: str = Field(
         "billing.catalog", description="Compacted topic of burn tables, provider prices and tenant settings (JSON)."
@@ -129,8 +137,8 @@ class Settings(BaseSettings):
 
     # --- Postgres ------------------------------------------------------------------------
     postgres_port: int = Field(15432, description="Local Postgres port.")
-    postgres_db: str = "openmonetize"
-    postgres_user: str = "openmonetize"
+    postgres_db: str = Field("openmonetize", description="Local stack's database.")
+    postgres_user: str = Field("openmonetize", description="Local stack's role.")
     postgres_password: str = Field("openmonetize", description="Local stack only; set DATABASE_URL in production.")
     database_url: str = Field("", description="Postgres URL; default the local stack's.")
     database_pool_timeout_s: float = Field(
@@ -141,7 +149,7 @@ class Settings(BaseSettings):
     # --- ClickHouse ----------------------------------------------------------------------
     clickhouse_port: int = Field(18123, description="Local ClickHouse HTTP port (embedded chdb engine).")
     clickhouse_url: str = Field("", description="ClickHouse HTTP URL; default the local stack's.")
-    clickhouse_database: str = "openmonetize"
+    clickhouse_database: str = Field("openmonetize", description="The analytics database.")
     clickhouse_user: str = Field(
         "", description="ClickHouse writer user (sink, migrations, rebilling, tooling); empty: the user in CLICKHOUSE_URL, "
                         "else 'openmonetize' on the local front, 'default' on an external server.")
@@ -159,7 +167,7 @@ class Settings(BaseSettings):
                                     "on an external server the reports then use the writer.")
 
     # --- processes -----------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
+    api_host: str = Field("127.0.0.1", description="Where the API listens.")
     api_port: int = Field(18080, description="HTTP API port.")
     api_url: str = Field("", description="Base URL of the API; default http://API_HOST:API_PORT.")
     api_workers: int = Field(2, ge=1, description="API worker processes (uvicorn workers); 1 runs in-process.")
