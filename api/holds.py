@@ -10,7 +10,7 @@ process watches for its id on wallet.balances), and leaves the registry at its e
 the route asks the wallet agent to lapse it (`due`).
 
 Holds made by OTHER processes are invisible here until the agent applies them: that window
-(README, Entitlements) is what `?wait=true` closes.
+(docs/guides/credits-and-entitlements.md, Entitlements) is what `?wait=true` closes.
 
 Pure (no I/O, the clock is passed in), so its rules are unit tested (tests/unit/api/test_holds.py).
 """

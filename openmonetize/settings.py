@@ -158,7 +158,7 @@ class Settings(BaseSettings):
                                     "one drawn once and kept in STACK_DIR/secrets/clickhouse.json.")
     clickhouse_writer_table_functions: str = Field(
         "postgresql", description="Comma-separated table functions reaching other servers that the local front lets the "
-                                  "writer call (postgresql: the ledger forecast of docs/reporting.md); empty: none. "
+                                  "writer call (postgresql: the ledger forecast of docs/guides/reporting.md); empty: none. "
                                   "file, url and the like are refused to every user whatever this says.")
     clickhouse_reader_user: str = Field(
         "reporting", description="ClickHouse read-only user (the API's reports, BI tools): reads CLICKHOUSE_DATABASE only.")
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     worker_processes: int = Field(
         1, ge=0, description="Stream workers `stack up` runs (0: one per CPU core); worker N > 1 is `worker-N`, "
                              "its web port WORKER_WEB_PORT + 100 x (N - 1). Default 1: the rebilling tests fail "
-                             "against a stack of 2 (docs/performance.md)."
+                             "against a stack of 2 (docs/operations/performance.md)."
     )
     metrics_host: str = Field(
         "127.0.0.1", description="Interface of the worker's web port and the sinks' /metrics ports (0.0.0.0 in a container)."
@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     worker_static_membership: bool = Field(
         True, description="Join the worker group as a static member (id: app id, host, web port): a worker restarted "
                            "after a crash takes its partitions back at once; one stopped for good holds them idle "
-                           "for WORKER_SESSION_TIMEOUT_S (docs/stream-processing.md)."
+                           "for WORKER_SESSION_TIMEOUT_S (docs/development/stream-processing.md)."
     )
     worker_batch_size: int = Field(
         2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."

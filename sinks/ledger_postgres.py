@@ -8,7 +8,7 @@ are deterministic):
 - if that breaks the primary key (a batch read again after a crash, an entry the wallet agent
   emitted again), the transaction is rolled back and the batch goes through a temporary staging
   table: COPY there, then `INSERT ... SELECT ... ON CONFLICT (entry_id) DO NOTHING`.
-The plain COPY writes each row once instead of twice and sorts nothing (docs/performance.md,
+The plain COPY writes each row once instead of twice and sorts nothing (docs/operations/performance.md,
 "Sinks").
 """
 

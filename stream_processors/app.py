@@ -46,7 +46,7 @@ def group_instance_id(settings: Settings) -> str | None:
     session timeout. The price: a worker stopped for good keeps its partitions idle for that
     timeout too (a static member does not leave the group), before the others take them over.
     Off by default (WORKER_STATIC_MEMBERSHIP): the two-worker fault test lost batches with it
-    (docs/stream-processing.md)."""
+    (docs/development/stream-processing.md)."""
     if not settings.worker_static_membership:
         return None
     return f"{settings.worker_app_id}@{socket.gethostname()}:{settings.worker_web_port}"

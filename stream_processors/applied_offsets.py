@@ -2,7 +2,7 @@
 
 Faust commits the consumer group's offsets on its own schedule, and under kill -9 the group's
 offset was seen AHEAD of what the wallet states had applied: debits were skipped, never
-charged (docs/stream-processing.md). So the group's offset is not trusted. After writing a
+charged (docs/development/stream-processing.md). So the group's offset is not trusted. After writing a
 batch's states, the agent writes one marker per source partition into the same table: the
 next offset to apply. Every time Faust seeks to the committed offsets (after recovery, on
 every rebalance), the agent's batch source (batch_source.py) starts reading at the markers

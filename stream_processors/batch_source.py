@@ -3,7 +3,7 @@
 Faust stays the host: group membership, the co-partitioning assignor, table recovery, the web
 port and metrics are Faust's. But Faust hands an agent its records one at a time
 (`_drain_messages` → `wait_first(...)` with its tasks, the conductor, an Event, an ack): about
-200 µs of CPU per record per hop, measured (docs/performance.md), more than the agents' own
+200 µs of CPU per record per hop, measured (docs/operations/performance.md), more than the agents' own
 work. So once Faust has assigned and recovered the partitions, each agent's source partitions
 are paused in Faust's consumer (and in aiokafka's fetcher under it) and read by a
 confluent-kafka consumer of our own, with no group, from the applied-offset markers

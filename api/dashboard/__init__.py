@@ -1,6 +1,6 @@
 """The customer dashboard and sandbox, served by the API at /dashboard: server-rendered Jinja2
 templates, inline SVG charts, a little vanilla JavaScript, assets served from
-api/dashboard/static. docs/dashboard.md says why and how."""
+api/dashboard/static. docs/guides/dashboard.md says why and how."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Answered from the rollups usage_hourly and usage_daily (api/usage_reports.py says which and
 why, and what the parameters accept); the rows and the totals are two queries run together.
-docs/reporting.md has the SQL behind this and the other reports.
+docs/guides/reporting.md has the SQL behind this and the other reports.
 """
 
 from __future__ import annotations

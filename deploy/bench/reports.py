@@ -6,7 +6,7 @@ On the running stack's ClickHouse, in a database of its own (migrated, dropped a
 `--rows` rated events are generated inside ClickHouse (INSERT … SELECT from numbers(), so the
 materialized views fill the hourly and daily rollups as the sink's inserts would), spread over
 30 days, 50 tenants and one big tenant holding half the rows (`cus_big`, 5,000 users, each
-using mostly one of 5 features and one of 6 models, as real users do). Then every read query of docs/reporting.md runs for the big tenant over the
+using mostly one of 5 features and one of 6 models, as real users do). Then every read query of docs/guides/reporting.md runs for the big tenant over the
 30 days: once to warm up, then --runs times; each query's median is reported with its spread.
 `report_query_ms` is the slowest query's median: what a user waits for at most.
 """
@@ -26,7 +26,7 @@ from deploy.bench.results import RESULTS, merge_results
 from openmonetize import clickhouse_client, migrations
 from openmonetize.settings import get_settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "reporting.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "guides" / "reporting.md"
 _BLOCK = re.compile(r"<!-- query: (\w+) -->\n```sql\n(.*?)```", re.S)
 WRITES = ("rebuild_",)  # the doc's rollup rebuild statements: not reports
 
@@ -65,7 +65,7 @@ FROM numbers({rows})
 
 
 def doc_queries(database: str) -> dict[str, str]:
-    """The read queries of docs/reporting.md by name, on `database`."""
+    """The read queries of docs/guides/reporting.md by name, on `database`."""
     return {name: re.sub(r"\bopenmonetize\.", f"{database}.", sql) for name, sql in _BLOCK.findall(DOC.read_text())
             if not name.startswith(WRITES)}
 

@@ -21,7 +21,7 @@ it after): it kills processes and restarts Kafka and Postgres. Built from `make 
 - at the end, from the clients' record, as `make chaos` checks (deploy/chaos/ledger.py): `lost`
   (acknowledged, never charged in the Postgres ledger) and `double_charged`.
 
-Prints a line a minute; writes soak-results.json at the repository root (docs/soak.md reads
+Prints a line a minute; writes soak-results.json at the repository root (docs/operations/soak.md reads
 it); exit code 1 when anything was lost or charged twice, or a reconcile was not clean.
 """
 

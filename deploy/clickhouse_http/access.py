@@ -39,7 +39,7 @@ class User:
     password: str = field(repr=False)
     readonly: bool = False
     # Lower-case names of table functions refused to others that this user may call (the writer's
-    # `postgresql`, for the ledger forecast of docs/reporting.md).
+    # `postgresql`, for the ledger forecast of docs/guides/reporting.md).
     allowed_functions: frozenset[str] = frozenset()
     # A read-only user's databases (the first is its default database); None: every database.
     databases: tuple[str, ...] | None = None

@@ -30,7 +30,7 @@ WORKER_PORT_STEP = 100  # worker N's web port: WORKER_WEB_PORT + 100 x (N - 1), 
 def workers(settings: Settings) -> dict[str, int]:
     """The stack's stream workers by process name, with their web ports: `worker`, `worker-2`, ...
     WORKER_PROCESSES of them (0: one per CPU core: the partitions share nothing, so each core
-    can run one; see docs/performance.md)."""
+    can run one; see docs/operations/performance.md)."""
     count = settings.worker_processes or os.cpu_count() or 1
     return {("worker" if i == 0 else f"worker-{i + 1}"): settings.worker_web_port + WORKER_PORT_STEP * i
             for i in range(count)}

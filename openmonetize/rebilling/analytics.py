@@ -7,7 +7,7 @@ row with the new credits, cost, revenue, margin and versions and `revision + 1`:
 usage.rated, so that the rollups can be rebuilt right after, with no sink in between to wait
 for. The materialized views then hold old + new for those rows, so `rebuild_rollups` replaces
 the hourly and daily rollups of the tenant's affected days with aggregates of
-`usage_events FINAL` (the statements of docs/reporting.md, "Rebuilding the rollups").
+`usage_events FINAL` (the statements of docs/guides/reporting.md, "Rebuilding the rollups").
 """
 
 from __future__ import annotations

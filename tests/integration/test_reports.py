@@ -2,7 +2,7 @@
 
 Rows are inserted straight into `usage_events` (its materialized views fill the rollups during
 the INSERT itself, so nothing needs waiting for), each event once, for a fresh tenant. Then:
-every SQL block of docs/reporting.md runs with the figures it must give; GET /v1/reports/usage
+every SQL block of docs/guides/reporting.md runs with the figures it must give; GET /v1/reports/usage
 answers per bucket and group, for the key's tenant only, and refuses bad parameters naming
 them; and a duplicated and a re-rated event show what FINAL and the rollups each see.
 """
@@ -29,7 +29,7 @@ from tests.integration.support import new_tenant
 
 D = Decimal
 UTC = timezone.utc
-DOC = Path(__file__).resolve().parents[2] / "docs" / "reporting.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "guides" / "reporting.md"
 _BLOCK = re.compile(r"<!-- query: (\w+) -->\n```sql\n(.*?)```", re.S)
 
 
@@ -113,7 +113,7 @@ def seeded(ch, settings, tenant):
     return tenant
 
 
-# --- docs/reporting.md -------------------------------------------------------------------------
+# --- docs/guides/reporting.md -------------------------------------------------------------------------
 
 def doc_queries(database: str) -> dict[str, str]:
     """Every ```sql block of the doc by its `<!-- query: name -->` label, on CLICKHOUSE_DATABASE."""

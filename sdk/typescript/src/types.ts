@@ -44,7 +44,7 @@ type GeneratedConsume = JsonBody<paths["/v1/credits/consume"]["post"]>;
 
 // ---- usage events -----------------------------------------------------------------------
 
-/** One of the event contract's types (README "The event contract"). */
+/** One of the event contract's types (docs/concepts/event-contract.md). */
 export type EventType = "TOKEN_USAGE" | "EMBEDDING" | "IMAGE_GENERATION" | "AUDIO" | "CUSTOM";
 
 /**

@@ -1,4 +1,4 @@
-"""The rollup rebuild a replay runs is the one docs/reporting.md documents (and tests on ClickHouse)."""
+"""The rollup rebuild a replay runs is the one docs/guides/reporting.md documents (and tests on ClickHouse)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openmonetize.rebilling.analytics import REBUILD_STATEMENTS
 
-DOC = Path(__file__).parents[4] / "docs" / "reporting.md"
+DOC = Path(__file__).parents[4] / "docs" / "guides" / "reporting.md"
 _BLOCK = re.compile(r"<!-- query: (rebuild_\w+) -->\n```sql\n(.*?)```", re.S)
 
 
