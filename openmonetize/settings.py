@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     )
     api_key_failed_lookups_burst: int = Field(200, ge=1, description="Lookups of unknown API keys one client address may cause at once.")
     kafka_producer_timeout_ms: int = Field(
-        10_000, description="Producers' message.timeout.ms (API ingest and the other producers; the worker has WORKER_OUTPUT_TIMEOUT_MS): how long a record may wait for its ack."
+        10_000, description="Producers' message.timeout.ms (API ingest and the other producers; the worker has WORKER_OUTPUT_TIMEOUT_MS): how long a record may wait for its ack; past it, the request fails (503)."
     )
     worker_output_timeout_ms: int = Field(
         300_000, ge=1000, description="How long the worker's outputs may wait for Kafka's acknowledgement before the "
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="Postgres URL; default the local stack's.")
     database_pool_timeout_s: float = Field(
         5.0, gt=0, description="API: longest wait for a Postgres connection (and to open one) before a 503 "
-                               "`database_unavailable` with Retry-After."
+                               "`database_unavailable` with Retry-After (INGEST_RETRY_AFTER_S)."
     )
 
     # --- ClickHouse ----------------------------------------------------------------------
@@ -178,7 +178,9 @@ class Settings(BaseSettings):
         1000.0, ge=0, description="Requests per second one API key may make to one API process, on average (429 above); 0: no limit."
     )
     api_rate_limit_burst: int = Field(2000, ge=1, description="Requests one API key may make at once to one API process.")
-    worker_web_port: int = Field(18066, description="Stream worker's web port (/metrics, Faust views).")
+    worker_web_port: int = Field(
+        18066, description="Stream worker's web port (/metrics, Faust views); it also names the worker's data dir "
+                           "(STACK_DIR/worker-PORT/), so several workers can share a host.")
     worker_processes: int = Field(
         1, ge=0, description="Stream workers `stack up` runs (0: one per CPU core); worker N > 1 is `worker-N`, "
                              "its web port WORKER_WEB_PORT + 100 x (N - 1). Default 1: the rebilling tests fail "
@@ -209,7 +211,7 @@ class Settings(BaseSettings):
     sink_session_timeout_s: float = Field(
         10.0, ge=6, le=300,
         description="How long the broker waits before it gives a silent (crashed) sink's partitions to its restart or "
-                    "another sink (librdkafka's default is 45 s).")
+                    "another sink (librdkafka's default, 45 s, kept the soak's killed sinks away ~47 s).")
 
     # --- Postgres ledger sink (sinks/ledger_postgres.py) ----------------------------------
     ledger_sink_group: str = Field("openmonetize-ledger-sink", description="Consumer group of the Postgres ledger sink.")
@@ -233,7 +235,7 @@ class Settings(BaseSettings):
     replay_max_range_days: int = Field(
         31, ge=1, description="Widest range `openmonetize replay` accepts without --force (days).")
     replay_workers: int = Field(
-        0, ge=0, description="Processes reading usage.events partitions in a replay (0: one per core).")
+        0, ge=0, description="Processes reading usage.events partitions in a replay (0: one per core; at most one per partition).")
     replay_ledger_wait_s: float = Field(
         120.0, gt=0, description="How long a replay waits for the ledger sink, and for its adjustments to land without progress.")
 

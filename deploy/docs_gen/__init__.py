@@ -22,7 +22,13 @@ REGENERATE = "python -m deploy.docs_gen --write (or: make docs)"
 
 def pages() -> dict[str, Callable[[], str]]:
     """Each page's file name in docs/reference/ and the function that renders it."""
-    from deploy.docs_gen import cli_help, http_api, metric_list, settings_table, topic_list
+    from deploy.docs_gen import (
+        cli_help,
+        http_api,
+        metric_list,
+        settings_table,
+        topic_list,
+    )
 
     return {
         "http-api.md": http_api.render,

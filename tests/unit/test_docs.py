@@ -18,15 +18,15 @@ CODE_DIRS = ("openmonetize", "api", "schemas", "stream_processors", "sinks", "pr
 
 def prose(page: Path) -> str:
     """The page without its fenced code blocks and inline code, where brackets are not links."""
-    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
     return re.sub(r"`[^`\n]*`", "", text)
 
 
 def anchors(page: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
-    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
     found = set()
-    for heading in re.findall(r"^#+ (.+?)\s*$", text, re.M):
+    for heading in re.findall(r"^#+ (.+?)\s*$", text, re.MULTILINE):
         found.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
     return found
 
