@@ -29,7 +29,7 @@ COLUMNS = (
     "kafka_partition", "kafka_offset",
 )
 # Postgres types of COLUMNS, for COPY's binary format: numerics and timestamps cross as binary
-# instead of text Postgres must parse, and psycopg's C dumpers build them (docs/performance.md).
+# instead of text Postgres must parse, and psycopg's C dumpers build them (docs/operations/performance.md).
 TYPES = ("text", "text", "text", "text", "numeric", "numeric", "text", "text", "text", "text", "int4", "text",
          "jsonb", "timestamptz", "timestamptz", "int4", "int8")
 _COLS = ", ".join(COLUMNS)
