@@ -63,7 +63,8 @@ bench: venv  ## every benchmark against the running stack (`make up` first) into
 	$(MAKE) --no-print-directory bench-replay
 	$(MAKE) --no-print-directory bench-proxy
 	$(MAKE) --no-print-directory bench-pipeline PIPELINE_ARGS="$(if $(QUICK),--quick --events 20000 --duration 5,--events 1000000 --runs 1 --duration 30)" PIPELINE_WORKERS=1
-	@# last: the events it ingests go through the stack's own worker, which would slow the others
+	@# last: the events they put on usage.events go through the stack's own worker, which would slow the others
+	$(MAKE) --no-print-directory bench-backlog
 	$(MAKE) --no-print-directory bench-ingest
 	$(VENV)/bin/python -m deploy.bench.summary
 
@@ -72,6 +73,10 @@ PIPELINE_WORKERS ?= $(if $(QUICK),1,1 2)
 PIPELINE_ARGS ?= $(if $(QUICK),--quick)
 bench-pipeline: venv  ## usage.events to the ledger with own workers on the running stack; QUICK=1 short
 	$(VENV)/bin/python -m deploy.bench.pipeline $(PIPELINE_ARGS) --workers "$(PIPELINE_WORKERS)"
+
+.PHONY: bench-backlog
+bench-backlog: venv  ## 40,000 events put on usage.events by a plain confluent-kafka producer, timed into the stack's Postgres ledger
+	$(VENV)/bin/python -m deploy.bench.backlog --events 40000
 
 .PHONY: bench-reports
 bench-reports: venv  ## every documented report over 10,000,000 generated rows (QUICK=1: 500,000) in ClickHouse

@@ -1,0 +1,90 @@
+"""`make bench-backlog`: how long a backlog put on usage.events takes to be in the Postgres ledger
+of the running stack, as a user sees it (the stack's own worker(s) and ledger sink).
+
+Set-up (not timed): a fresh tenant with the pipeline benchmark's burn table (it rates every
+event the load generator makes), and --events realistic events (producers.loadgen.EventGenerator,
+no client retries, no late events) validated and encoded beforehand in the Confluent wire format.
+Then a plain confluent-kafka producer puts them all on usage.events (key `customer:user`), and
+the clock runs from its first record until `ledger_entries` in Postgres holds one usage_debit
+per event. `backlog_to_ledger_s` is that time; `backlog_to_ledger_events_per_s` the rate.
+
+    python -m deploy.bench.backlog --events 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+import psycopg
+from confluent_kafka import Producer
+
+from deploy.bench.pipeline import create_tenants
+from deploy.bench.results import merge_results
+from openmonetize.settings import get_settings
+from producers.loadgen import EventGenerator
+from producers.usage_producer import UsageProducer
+
+COUNT_SQL = "SELECT count(*) FROM ledger_entries WHERE customer_id = %s AND kind = 'usage_debit'"
+
+
+def encoded_events(customer_id: str, events: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of `events` distinct events of the tenant, Confluent-framed Avro."""
+    encoder = UsageProducer(customer_id)
+    generator = EventGenerator(seed=11, tenants=[customer_id], users=1000)
+    now = datetime.now(timezone.utc)
+    out = []
+    for event in generator.batch(events):
+        record = encoder.validate(event, now)
+        out.append((f"{customer_id}:{record['user_id']}".encode(), encoder.encode(record)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench-results.json")
+    opts = parser.parse_args(argv)
+
+    settings = get_settings()
+    [customer_id] = create_tenants(settings, 1)
+    records = encoded_events(customer_id, opts.events)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "acks": "all",
+                         "compression.type": "lz4", "partitioner": "murmur2_random"})
+    topic = settings.topic_usage_events
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        started = time.monotonic()
+        for key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        if producer.flush(60) != 0:
+            raise SystemExit("the backlog was not acknowledged by Kafka within 60 s")
+        produced_s = time.monotonic() - started
+        stored, next_report = 0, started + 2
+        while stored < len(records):
+            if time.monotonic() - started > opts.timeout:
+                raise SystemExit(f"only {stored:,} of {len(records):,} events in the ledger after {opts.timeout:.0f} s")
+            stored = conn.execute(COUNT_SQL, (customer_id,)).fetchone()[0]
+            if time.monotonic() >= next_report:
+                print(f"  {stored:,} / {len(records):,} in the ledger after {time.monotonic() - started:.1f}s",
+                      file=sys.stderr)
+                next_report += 2
+            time.sleep(0.02)  # polling interval of the measurement, not a synchronisation
+        elapsed = time.monotonic() - started
+    rate = len(records) / elapsed
+    print(f"backlog_to_ledger_s: {elapsed:.2f} s for {len(records):,} events ({rate:,.0f} events/s; "
+          f"produced in {produced_s:.2f} s) into the stack's ledger, tenant {customer_id}")
+    if not opts.no_save:
+        merge_results({"backlog_to_ledger_s": round(elapsed, 2), "backlog_to_ledger_events": len(records),
+                       "backlog_to_ledger_events_per_s": round(rate)})
+
+
+if __name__ == "__main__":
+    main()
