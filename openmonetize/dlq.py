@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from openmonetize.kafka_clients import KEYED
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas.codec import AvroCodec, DecodeError, schema_text
@@ -612,7 +613,7 @@ class Redriver:
             "client.id": "openmonetize-dlq-retry",
             "acks": "all",
             "enable.idempotence": True,
-            "partitioner": "murmur2_random",
+            **KEYED,
             "linger.ms": 5,
             "message.timeout.ms": settings.kafka_producer_timeout_ms,
             "error_cb": _log_kafka_error,

@@ -13,3 +13,11 @@ RECONNECT = {
     "reconnect.backoff.ms": 100,
     "reconnect.backoff.max.ms": 1000,
 }
+
+# Every producer of keyed records: Java's murmur2 on the key, as Kafka's own clients and aiokafka
+# (Faust) place them. wallet.commands and wallet.debits are co-partitioned by wallet id, and the
+# wallet agent keeps a wallet's state in that partition: a command placed by librdkafka's default
+# partitioner (consistent_random, CRC32) lands on another partition, where it is applied to
+# another copy of the wallet (seen: rebilling adjustments and plan grants, whose producers lacked
+# this, charged beside the wallet's own state once two workers split the partitions).
+KEYED = {"partitioner": "murmur2_random"}

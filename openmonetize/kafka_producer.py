@@ -28,7 +28,7 @@ from functools import partial
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Histogram
 
-from openmonetize.kafka_clients import RECONNECT
+from openmonetize.kafka_clients import KEYED, RECONNECT
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 
@@ -116,7 +116,7 @@ class AckedProducer:
             "linger.ms": settings.kafka_producer_linger_ms,
             "compression.type": settings.kafka_producer_compression,
             "message.timeout.ms": timeout_ms or settings.kafka_producer_timeout_ms,
-            "partitioner": "murmur2_random",
+            **KEYED,
             "error_cb": self._on_error,
             **RECONNECT,
         }

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from openmonetize.kafka_clients import KEYED
 from openmonetize.settings import Settings, get_settings
 from schemas import usage_event
 from schemas.codec import schema_text
@@ -54,6 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "batch.size": 1_000_000,
     "queue.buffering.max.messages": 1_000_000,
     "queue.buffering.max.kbytes": 1_048_576,
+    **KEYED,  # the partition of a `customer:user` key is the one the API and Kafka's own clients pick
 }
 POLL_EVERY = 1024  # serve delivery reports every this many produced events
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}

@@ -31,6 +31,7 @@ from confluent_kafka import Producer
 from prometheus_client import Counter
 
 from openmonetize import wallet_directory
+from openmonetize.kafka_clients import KEYED
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, store
 
@@ -69,7 +70,7 @@ class KafkaSender:
         self.topic, self.encode, self.timeout_s = topic, encode, timeout_s
         self.directory_topic, self.encode_entry = directory_topic, encode_entry
         self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                                   "linger.ms": 1, "message.timeout.ms": int(timeout_s * 1000)})
+                                   "linger.ms": 1, "message.timeout.ms": int(timeout_s * 1000), **KEYED})
 
     def __call__(self, commands: Sequence[dict]) -> None:
         failed: list = []

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from openmonetize.kafka_clients import KEYED
 from openmonetize.rebilling.rerate import Adjustment
 
 PENDING_SQL = """
@@ -71,7 +72,8 @@ def send(bootstrap: str, topic: str, encode: Callable[[dict], bytes], adjustment
          timeout_s: float, progress: Callable[[int], None] | None = None) -> None:
     """Produce the commands, keyed by wallet, and wait for every acknowledgement."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                         "linger.ms": 20, "compression.type": "lz4", "message.timeout.ms": int(timeout_s * 1000)})
+                         "linger.ms": 20, "compression.type": "lz4", "message.timeout.ms": int(timeout_s * 1000),
+                         **KEYED})
     failed: list = []
 
     def delivered(err, _msg) -> None:
