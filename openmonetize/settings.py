@@ -182,9 +182,9 @@ class Settings(BaseSettings):
         18066, description="Stream worker's web port (/metrics, Faust views); it also names the worker's data dir "
                            "(STACK_DIR/worker-PORT/), so several workers can share a host.")
     worker_processes: int = Field(
-        1, ge=0, description="Stream workers `stack up` runs (0: one per CPU core); worker N > 1 is `worker-N`, "
-                             "its web port WORKER_WEB_PORT + 100 x (N - 1). Default 1: the rebilling tests fail "
-                             "against a stack of 2 (docs/operations/performance.md)."
+        0, ge=0, description="Stream workers `stack up` runs (0: one per CPU core); worker N > 1 is `worker-N`, "
+                             "its web port WORKER_WEB_PORT + 100 x (N - 1). The test, chaos and soak stacks run 1: "
+                             "their fault tests start and kill workers of their own."
     )
     metrics_host: str = Field(
         "127.0.0.1", description="Interface of the worker's web port and the sinks' /metrics ports (0.0.0.0 in a container)."
