@@ -206,6 +206,14 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(
         2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."
     )
+    worker_rocksdb_cache_mb: int = Field(
+        64, ge=8, description="The one RocksDB block cache all the worker's table databases share, with their index and "
+                              "filter blocks and their memtables (stream_processors/stores.py; docs/soak.md)."
+    )
+    worker_rocksdb_memtables_mb: int = Field(
+        32, ge=4, description="Most memory all the worker's RocksDB memtables together hold before the largest is "
+                              "flushed (charged to WORKER_ROCKSDB_CACHE_MB)."
+    )
 
     # --- Both sinks (sinks/batch_consumer.py) ---------------------------------------------
     sink_session_timeout_s: float = Field(

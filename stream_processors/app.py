@@ -27,6 +27,7 @@ from schemas.registry_client import open_registry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 from stream_processors import lag as worker_lag
+from stream_processors import stores
 from openmonetize.compacted_view import CompactedView
 from openmonetize.logs import get_logger
 from openmonetize.wallet_directory import WalletDirectory
@@ -64,7 +65,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         # Both tables (the dedupe table and the wallets). Set here, not per table: a table's
         # `store="rocksdb://"` is an empty yarl URL, falsy, and Faust then used the app's store.
-        store=settings.dedupe_store,
+        # `rocksdb://` is Faust's RocksDB store with one memory budget per process (stores.py).
+        store=stores.store_url(settings),
         datadir=str(datadir),
         topic_replication_factor=settings.kafka_replication_factor,
         topic_partitions=settings.kafka_partitions,

@@ -1,19 +1,45 @@
 """How the worker's tables are stored on disk (`DEDUPE_STORE=rocksdb://`, the default).
 
-Faust's RocksDB defaults are sized for a dedicated host: a 2 GiB block cache and three 64 MiB
-write buffers per database, and there is one database per table per partition (12 on the local
-stack). Left so, a worker's memory grows with every partition it has read until the host runs
-out. These sizes keep a worker at a few hundred MiB; reads that miss the cache go to the OS
-page cache, which the kernel may take back.
+There is one RocksDB database per table per partition (12 on the local stack, more while a
+worker also keeps standby copies of another worker's partitions). Faust sizes each database on
+its own, for a dedicated host: a 2 GiB block cache and three 64 MiB memtables per database,
+and the index and filter blocks of every table file held outside any cache, growing with the
+data on disk (the dedupe table's entries are never deleted from its local store: no TTL, below).
 
-A memory store ignores these options.
+Here every database of the process shares ONE block cache (WORKER_ROCKSDB_CACHE_MB) that also
+holds the index and filter blocks, and ONE write-buffer manager (WORKER_ROCKSDB_MEMTABLES_MB)
+whose memtables are charged to that cache: RocksDB flushes the largest memtable when the total
+reaches it. So the tables' memory is about the cache's size, whatever the number of partitions
+or the size of the data. Reads that miss the cache go to the OS page cache, which the kernel
+may take back. docs/soak.md measures it.
+
+A memory store ignores all this.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
+import rocksdict
 from rocksdict import WriteBatch
+from faust import stores as faust_stores
+from faust.stores import rocksdb as faust_rocksdb
+
+from openmonetize.settings import Settings
 
 MIB = 1024 * 1024
+ARENA_BLOCK = 256 * 1024
+SCHEME = "openmonetize-rocksdb"  # what `rocksdb://` means in the worker (store_url)
+_sizes = {"cache_mb": 64, "memtables_mb": 32}  # the settings' defaults, until store_url is called
+
+
+def store_url(settings: Settings) -> str:
+    """The Faust store URL for DEDUPE_STORE (`rocksdb://` is served by this module's Store),
+    and the sizes of the memory its databases share in this process."""
+    faust_stores.STORES.aliases.setdefault(SCHEME, f"{__name__}:Store")
+    _sizes.update(cache_mb=settings.worker_rocksdb_cache_mb, memtables_mb=settings.worker_rocksdb_memtables_mb)
+    scheme, sep, rest = settings.dedupe_store.partition("://")
+    return f"{SCHEME}{sep}{rest}" if scheme == "rocksdb" else settings.dedupe_store
 
 
 def table_options() -> dict:
@@ -24,13 +50,68 @@ def table_options() -> dict:
     offset, at the first compaction after it was reopened (values written with the TTL's
     timestamp are read back without it). A restarted worker then trusted a store that had
     dropped dedupe entries, and charged client retries again: 2 double charges in `make chaos`'s
-    broker_restart. Reproduced alone in tests/unit/stream_processors/test_stores.py."""
+    broker_restart. Reproduced alone in tests/unit/stream_processors/test_stores.py. The local
+    store's size on disk therefore grows with the events seen; its memory does not (above)."""
     return {
         "write_buffer_size": 8 * MIB,
         "max_write_buffer_number": 2,
         "target_file_size_base": 16 * MIB,
-        "block_cache_size": 16 * MIB,
     }
+
+
+class SharedMemory:
+    """The block cache and write-buffer manager every table database of this process uses."""
+
+    def __init__(self, cache_mb: int, memtables_mb: int):
+        self.cache = rocksdict.Cache(cache_mb * MIB)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memtables_mb * MIB, False, self.cache)
+
+
+@cache
+def shared_memory(cache_mb: int, memtables_mb: int) -> SharedMemory:
+    """One per process (and per sizes: tests may build apps with other settings)."""
+    return SharedMemory(cache_mb, memtables_mb)
+
+
+class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's rocksdict options, with the process's shared cache and write-buffer manager."""
+
+    def __init__(self, memory: SharedMemory, **kwargs):
+        super().__init__(**kwargs)
+        self.memory = memory
+
+    def as_options(self) -> rocksdict.Options:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        # A memtable takes memory in blocks of this size (write_buffer_size / 8, 1 MiB, by
+        # default): an empty one of each database would otherwise hold 1 MiB of the budget.
+        options.set_arena_block_size(ARENA_BLOCK)
+        options.set_write_buffer_manager(self.memory.write_buffers)
+        blocks = rocksdict.BlockBasedOptions()
+        blocks.set_bloom_filter(self.bloom_filter_size, True)
+        blocks.set_block_cache(self.memory.cache)
+        # Index and filter blocks in the cache, so they are bounded by it; level 0's pinned
+        # there, as the newest files are read most.
+        blocks.set_cache_index_and_filter_blocks(True)
+        blocks.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        blocks.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(blocks)
+        return options
+
+
+class Store(faust_rocksdb.Store):
+    """Faust's RocksDB store, its databases sharing the process's memory budget."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.use_rocksdict:
+            raise RuntimeError("the worker's RocksDB store needs rocksdict")
+        self.rocksdb_options = SharedMemoryOptions(shared_memory(**_sizes), **self.options, use_rocksdict=True)
 
 
 class PartitionStores:

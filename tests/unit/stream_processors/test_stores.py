@@ -1,17 +1,21 @@
-"""A worker's RocksDB table must hold, after a restart, everything it held before: the store's
-recorded changelog offset tells Faust to skip what it already has (stream_processors/stores.py)."""
+"""The worker's RocksDB tables (stream_processors/stores.py): a restarted table holds everything
+it held, and all of a process's databases together stay within one memory budget."""
 
 import os
+import time
 
-from faust.stores.rocksdb import RocksDBOptions
+from faust.stores.rocksdb import Store as FaustRocksDBStore
 
-from stream_processors.stores import PartitionStores, table_options
+from openmonetize.settings import Settings
+from stream_processors.stores import (
+    ARENA_BLOCK, MIB, PartitionStores, SharedMemory, SharedMemoryOptions, Store, store_url, table_options,
+)
 
 OFFSET_KEY = b"__faust\x00offset__"  # where Faust's RocksDB store keeps the persisted changelog offset
 
 
 def test_a_reopened_and_compacted_table_keeps_every_entry_and_its_changelog_offset(tmp_path):
-    options = RocksDBOptions(**table_options(), use_rocksdict=True)
+    options = SharedMemoryOptions(SharedMemory(cache_mb=8, memtables_mb=4), **table_options(), use_rocksdict=True)
     entries = {b"k%d" % i: os.urandom(12) for i in range(20_000)}
     db = options.open(tmp_path / "usage-seen-4.db")
     for key, value in entries.items():
@@ -25,6 +29,44 @@ def test_a_reopened_and_compacted_table_keeps_every_entry_and_its_changelog_offs
     assert sum(1 for _ in db.keys()) == len(entries) + 1
     assert all(db.get(key) == value for key, value in list(entries.items())[::997])
     db.close()
+
+
+def test_many_databases_share_one_cache_and_one_memtable_budget(tmp_path):
+    """Twelve databases written as fast as they can be, well past the budget: once RocksDB's
+    background flushes have caught up, their memtables hold about the shared 4 MiB (each
+    database's own write buffers would hold up to 2 x 8 MiB, 192 MiB for twelve), and the
+    cache, which is charged for them and holds the index and filter blocks, about its 8 MiB.
+    (Flushes are asynchronous: a burst like this one overshoots while they run.)"""
+    memory = SharedMemory(cache_mb=8, memtables_mb=4)
+    options = SharedMemoryOptions(memory, **table_options(), use_rocksdict=True)
+    dbs = [options.open(tmp_path / f"usage-seen-{p}.db") for p in range(12)]
+    for round_ in range(20):
+        for p, db in enumerate(dbs):
+            for i in range(2_000):
+                db.put(b"%d-%d-%d" % (p, round_, i), os.urandom(12))
+            db.get(b"%d-0-1" % p)
+
+    def memtables() -> int:
+        return sum(db.property_int_value("rocksdb.cur-size-all-mem-tables") for db in dbs)
+
+    deadline = time.monotonic() + 30
+    while memtables() > 4 * MIB + 12 * ARENA_BLOCK and time.monotonic() < deadline:
+        dbs[0].put(b"nudge", b"")  # the write buffer manager acts on writes
+        time.sleep(0.05)
+    assert memtables() <= 4 * MIB + 12 * ARENA_BLOCK
+    assert memory.cache.get_usage() <= 8 * MIB + 12 * ARENA_BLOCK
+    assert all(db.get(b"%d-19-1999" % p) is not None for p, db in enumerate(dbs))
+    for db in dbs:
+        db.close()
+
+
+def test_rocksdb_urls_get_the_budgeted_store_and_others_are_left_alone():
+    settings = Settings(dedupe_store="rocksdb://")
+    url = store_url(settings)
+    assert url != "rocksdb://"
+    from faust import stores
+    assert stores.by_url(url) is Store and issubclass(Store, FaustRocksDBStore)
+    assert store_url(Settings(dedupe_store="memory://")) == "memory://"
 
 
 class _Table:
@@ -42,7 +84,7 @@ class _RocksDBStore:
 
     def _db_for_partition(self, partition):
         if partition not in self.dbs:
-            self.dbs[partition] = RocksDBOptions(**table_options(), use_rocksdict=True).open(self.root / f"t-{partition}.db")
+            self.dbs[partition] = SharedMemoryOptions(SharedMemory(8, 4), **table_options(), use_rocksdict=True).open(self.root / f"t-{partition}.db")
         return self.dbs[partition]
 
 
