@@ -214,6 +214,10 @@ class Settings(BaseSettings):
         32, ge=4, description="Most memory all the worker's RocksDB memtables together hold before the largest is "
                               "flushed (charged to WORKER_ROCKSDB_CACHE_MB)."
     )
+    worker_malloc_arenas: int = Field(
+        2, ge=0, description="glibc malloc arenas the worker's threads share (stream_processors/allocator.py); 0: "
+                             "glibc's default, 8 per core."
+    )
 
     # --- Both sinks (sinks/batch_consumer.py) ---------------------------------------------
     sink_session_timeout_s: float = Field(

@@ -47,6 +47,7 @@ log = get_logger(__name__)
 
 BATCHES = Counter("openmonetize_worker_batches_total", "Batches an agent read from its source partitions", ["agent"])
 REBALANCE_WAIT_WARNING_S = 60.0
+QUEUE_KBYTES = 16 * 1024
 
 
 class PartitionsRevoked(Exception):
@@ -74,6 +75,9 @@ class BatchSource:
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 20,
             "queued.min.messages": 20_000,
+            # What librdkafka reads ahead, at most (64 MiB by default): held resident, and more
+            # under a backlog, where it matters least. QUEUE_KBYTES is ~16 full batches.
+            "queued.max.messages.kbytes": QUEUE_KBYTES,
             **RECONNECT,
         })
         self.assigned: list[TopicPartition] = []

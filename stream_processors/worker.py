@@ -5,12 +5,14 @@ from __future__ import annotations
 import faust
 
 from openmonetize.settings import get_settings
+from stream_processors import allocator
 from stream_processors.app import create_app
 from stream_processors.changelogs import create_changelogs
 
 
 def run() -> None:
     settings = get_settings()
+    allocator.limit_arenas(settings.worker_malloc_arenas)  # before the clients start their threads
     app = create_app(settings)
     create_changelogs(app, settings.kafka_bootstrap)
     # Faust installs its own logging unless given a dictConfig; hand it ours.
