@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         2, ge=0, description="glibc malloc arenas the worker's threads share (stream_processors/allocator.py); 0: "
                              "glibc's default, 8 per core."
     )
+    worker_memory_probe_s: float = Field(
+        0.0, ge=0, description="Debugging: log where the worker's memory goes every so many seconds "
+                               "(stream_processors/memory_probe.py; docs/soak.md); 0: off."
+    )
 
     # --- Both sinks (sinks/batch_consumer.py) ---------------------------------------------
     sink_session_timeout_s: float = Field(

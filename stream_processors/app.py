@@ -27,7 +27,7 @@ from schemas.registry_client import open_registry
 from schemas.topics import topics
 from stream_processors import codecs as worker_codecs
 from stream_processors import lag as worker_lag
-from stream_processors import stores
+from stream_processors import memory_probe, stores
 from openmonetize.compacted_view import CompactedView
 from openmonetize.logs import get_logger
 from openmonetize.wallet_directory import WalletDirectory
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     readers = {topic: agent.reader for agent in (usage, wallets) for topic in agent.applied.topics}
     worker_lag.install(app, [usage.applied, wallets.applied],
                        highwater=lambda tp: readers[tp.topic].highwater(tp.topic, tp.partition))
+    memory_probe.start(app, settings.worker_memory_probe_s)
 
     @app.task
     async def read_sources() -> None:
