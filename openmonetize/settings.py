@@ -218,6 +218,10 @@ class Settings(BaseSettings):
         2, ge=0, description="glibc malloc arenas the worker's threads share (stream_processors/allocator.py); 0: "
                              "glibc's default, 8 per core."
     )
+    worker_malloc_trim_s: float = Field(
+        30.0, ge=0, description="How often the worker hands the free memory inside its malloc arenas back to the "
+                                "kernel (malloc_trim; stream_processors/allocator.py); 0: never."
+    )
     worker_memory_probe_s: float = Field(
         0.0, ge=0, description="Debugging: log where the worker's memory goes every so many seconds "
                                "(stream_processors/memory_probe.py; docs/soak.md); 0: off."
