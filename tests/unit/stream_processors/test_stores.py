@@ -4,6 +4,7 @@ it held, and all of a process's databases together stay within one memory budget
 import os
 import time
 
+from faust import stores as faust_stores
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 
 from openmonetize.settings import Settings
@@ -64,8 +65,7 @@ def test_rocksdb_urls_get_the_budgeted_store_and_others_are_left_alone():
     settings = Settings(dedupe_store="rocksdb://")
     url = store_url(settings)
     assert url != "rocksdb://"
-    from faust import stores
-    assert stores.by_url(url) is Store and issubclass(Store, FaustRocksDBStore)
+    assert faust_stores.by_url(url) is Store and issubclass(Store, FaustRocksDBStore)
     assert store_url(Settings(dedupe_store="memory://")) == "memory://"
 
 
