@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     )
     worker_rocksdb_cache_mb: int = Field(
         64, ge=8, description="The one RocksDB block cache all the worker's table databases share, with their index and "
-                              "filter blocks and their memtables (stream_processors/stores.py; docs/soak.md)."
+                              "filter blocks and their memtables (stream_processors/stores.py; docs/operations/soak.md)."
     )
     worker_rocksdb_memtables_mb: int = Field(
         32, ge=4, description="Most memory all the worker's RocksDB memtables together hold before the largest is "
@@ -224,7 +224,7 @@ class Settings(BaseSettings):
     )
     worker_memory_probe_s: float = Field(
         0.0, ge=0, description="Debugging: log where the worker's memory goes every so many seconds "
-                               "(stream_processors/memory_probe.py; docs/soak.md); 0: off."
+                               "(stream_processors/memory_probe.py; docs/operations/soak.md); 0: off."
     )
 
     # --- Both sinks (sinks/batch_consumer.py) ---------------------------------------------

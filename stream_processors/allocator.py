@@ -5,7 +5,7 @@ glibc gives threads that contend for malloc arenas of their own, up to 8 per cor
 arena's freed memory is reused by that arena only. The worker's ~50 threads (librdkafka's per
 client and per broker, RocksDB's, Faust's, asyncio's executor) spread the same traffic over
 many arenas, each keeping its own free memory resident: RSS grows with each new peak in any
-thread, e.g. a rebalance's recovery or a backlog read ahead (docs/soak.md). Fewer arenas
+thread, e.g. a rebalance's recovery or a backlog read ahead (docs/operations/soak.md). Fewer arenas
 trade a little contention for that memory. And glibc returns an arena's free memory to the
 kernel only from the top of its heap: what a peak left free below live blocks stays resident
 until `malloc_trim` releases its pages (a few milliseconds for a few hundred MB).

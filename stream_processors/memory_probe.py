@@ -1,6 +1,6 @@
 """Where a worker's memory goes, logged every WORKER_MEMORY_PROBE_S seconds (0, the default: off).
 
-A debugging aid for docs/soak.md's memory runs, not a metric: each `worker_memory` log line
+A debugging aid for docs/operations/soak.md's memory runs, not a metric: each `worker_memory` log line
 splits the process's resident memory into
 - `rss_mb`, `anon_mb` (/proc/self/smaps_rollup): what the kernel counts;
 - `python_mb` (tracemalloc's traced total): the Python heap, with `growth` naming the source

@@ -11,7 +11,7 @@ holds the index and filter blocks, and ONE write-buffer manager (WORKER_ROCKSDB_
 whose memtables are charged to that cache: RocksDB flushes the largest memtable when the total
 reaches it. So the tables' memory is about the cache's size, whatever the number of partitions
 or the size of the data. Reads that miss the cache go to the OS page cache, which the kernel
-may take back. docs/soak.md measures it.
+may take back. docs/operations/soak.md measures it.
 
 A memory store ignores all this.
 """
