@@ -1,5 +1,5 @@
 """The dead-letter queue, read and re-driven: the core of `openmonetize dlq list|show|retry`
-(the command bodies and their output are in openmonetize/dlq_cli.py).
+(the command bodies and their output are in openmonetize/cli/dlq.py).
 
 Every record the pipeline cannot process goes to the DLQ topic (`usage.dlq`) as a `DlqRecord`
 (schemas/avro/dlq_record.avsc): the reason, the stage, where it came from (source topic,

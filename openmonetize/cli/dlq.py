@@ -1,6 +1,7 @@
-"""The bodies of `openmonetize dlq list|show|retry` (options and help live in openmonetize/cli.py;
-the reading and re-driving in openmonetize/dlq.py). Each returns the process exit code:
-0 ok, 1 some records failed or were not found (bad usage, 2, is refused by click before)."""
+"""`openmonetize dlq list|show|retry`: inspect and re-drive the dead-letter queue. The reading and
+re-driving are in openmonetize/dlq.py; here are the options, the tables and the JSON lines. The
+bodies return the process exit code: 0 ok, 1 some records failed or were not found (bad usage,
+2, is refused by click before)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,34 @@ import base64
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 
 import click
 import orjson
 
+from openmonetize.cli.root import Group
+from openmonetize.cli.times import TIME_HELP, TimeType
 from openmonetize.dlq import (
-    REFUSE,
+    KNOWN_REASONS,
+    KNOWN_STAGES,
     RETRY,
-    SKIP_LIMIT,
+    RETRY_OF_HEADER,
     DlqEntry,
     DlqError,
     DlqId,
     DlqReader,
     Earliest,
     OriginalDecoder,
-    Planned,
     Redriver,
     Selection,
-    parse_time,
+    parse_ids,
     plan,
     retry_count,
-    RETRY_OF_HEADER,
 )
+from openmonetize.dlq_views import entry_json, retry_outcome, session, utf8_or_none
 from openmonetize.logs import get_logger
-from openmonetize.settings import Settings
+from openmonetize.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
@@ -45,50 +46,11 @@ HEX_BYTES = 64  # of an undecodable value, shown in hex
 PROGRESS_EVERY_S = 0.5
 
 
-class TimeType(click.ParamType):
-    """RFC 3339 / ISO 8601 or an age such as 30m, 2h, 7d (see dlq.parse_time)."""
-
-    name = "TIME"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_time(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-@contextmanager
-def session(settings: Settings) -> Iterator[DlqReader]:
-    """A DLQ reader with the codecs' schema registry behind it (schemas/registry_client.py). An
-    unreachable Postgres raises psycopg.OperationalError, an unreachable SCHEMA_REGISTRY_URL
-    RegistryUnreachable (one error line from the CLI), an unreachable Kafka DlqError."""
-    from schemas.registry_client import registry_session
-
-    with registry_session(settings) as registry:
-        reader = DlqReader(settings, registry)
-        try:
-            yield reader
-        finally:
-            reader.close()
-
-
 # --- presentation -------------------------------------------------------------------------
-def _text(data: bytes | None) -> str | None:
-    """Bytes as text when they are UTF-8, else None."""
-    if data is None:
-        return None
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return None
-
-
 def _key_for_humans(key: bytes | None) -> str:
     if key is None:
         return "(none)"
-    text = _text(key)
+    text = utf8_or_none(key)
     return text if text is not None and text.isprintable() else f"base64:{base64.b64encode(key).decode()}"
 
 
@@ -111,29 +73,6 @@ def _when(value: datetime | None) -> str:
 def _cut(text: str | None, width: int) -> str:
     text = (text or "-").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def entry_json(entry: DlqEntry) -> dict:
-    """One DLQ record as a JSON object (the original value as its size; `show` adds it whole)."""
-    base = {"id": str(entry.id), "partition": entry.id.partition, "offset": entry.id.offset}
-    if entry.record is None:
-        return {**base, "error": entry.error}
-    r = entry.record
-    return {
-        **base,
-        "failed_at": r["failed_at"].isoformat(),
-        "reason": r["reason"],
-        "stage": r["stage"],
-        "customer_id": r["customer_id"],
-        "event_id": r["event_id"],
-        "source_topic": r["source_topic"],
-        "source_partition": r["source_partition"],
-        "source_offset": r["source_offset"],
-        "detail": r["detail"],
-        "key": _text(r["key"]),
-        "key_base64": base64.b64encode(r["key"]).decode() if r["key"] is not None else None,
-        "value_bytes": len(r["value"]),
-    }
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
@@ -209,7 +148,7 @@ def show_records(settings: Settings, ids: list[DlqId], as_json: bool) -> int:
 
 def _details(reader: DlqReader, originals: OriginalDecoder, entry: DlqEntry) -> dict:
     details = entry_json(entry)
-    details["headers"] = {k: _text(v) if _text(v) is not None else base64.b64encode(v).decode()
+    details["headers"] = {k: utf8_or_none(v) if utf8_or_none(v) is not None else base64.b64encode(v).decode()
                           for k, v in entry.headers.items()}
     if entry.record is None:
         return details
@@ -226,7 +165,7 @@ def _details(reader: DlqReader, originals: OriginalDecoder, entry: DlqEntry) -> 
         headers = source.header_map
         details["source_record"] = "present"
         details["retry_count"] = retry_count(headers)
-        details["retry_of"] = _text(headers.get(RETRY_OF_HEADER))
+        details["retry_of"] = utf8_or_none(headers.get(RETRY_OF_HEADER))
     return details
 
 
@@ -326,22 +265,6 @@ def retry_records(settings: Settings, ids: list[DlqId], selection: Selection, ma
     return 1 if counts["failed"] else 0
 
 
-def retry_outcome(item: Planned, dry_run: bool) -> dict:
-    entry, decision = item.entry, item.decision
-    out = {"id": str(entry.id), "reason": entry.get("reason"), "customer_id": entry.get("customer_id"),
-           "event_id": entry.get("event_id"), "topic": entry.get("source_topic")}
-    if decision.action == RETRY:
-        if dry_run:
-            return {**out, "outcome": "would retry", "retry_count": decision.count}
-        if item.acked:
-            return {**out, "outcome": "retried", "retry_count": decision.count}
-        return {**out, "outcome": "failed", "why": f"not re-produced: {item.error}"}
-    if decision.action == SKIP_LIMIT:
-        return {**out, "outcome": "skipped", "why": decision.why}
-    assert decision.action == REFUSE
-    return {**out, "outcome": "failed", "why": f"refused: {decision.why}"}
-
-
 def _print_retry(outcomes: list[dict], dry_run: bool, topic: str) -> None:
     # A dry run lists every record (that is what it is for); a real run only those not retried.
     shown = outcomes if dry_run else [o for o in outcomes if o["outcome"] != "retried"]
@@ -366,3 +289,117 @@ def _retry_summary_line(summary: dict, dry_run: bool, topic: str) -> str:
 
 def progress_default(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
+
+
+# --- commands ---------------------------------------------------------------------------
+def _dlq_ids(values: tuple[str, ...]):
+    try:
+        return parse_ids(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ID") from exc
+
+
+def _dlq_run(body, *args, **kwargs) -> None:
+    try:
+        code = body(get_settings(), *args, **kwargs)
+    except DlqError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+def _dlq_selection(reasons, customer, stage, since, until):
+    if since and until and since >= until:
+        raise click.BadParameter(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    return Selection(frozenset(reasons), customer, stage, since, until)
+
+
+@click.group(cls=Group)
+def dlq() -> None:
+    """Inspect and re-drive the dead-letter queue (usage.dlq, TOPIC_USAGE_DLQ).
+
+    Every record the pipeline cannot process lands there with a reason, the stage that refused
+    it, where it came from and its original bytes. A DLQ record is named by its place in that
+    topic, PARTITION:OFFSET (the ID column of `dlq list`).
+
+    Exit codes: 0 ok, 1 some records failed or were not found (or Kafka/Postgres is out of
+    reach), 2 bad usage.
+    """
+
+
+@dlq.command("list")
+@click.option("--reason", "reasons", multiple=True, type=click.Choice(KNOWN_REASONS),
+              help="Only this reason; repeat for several.")
+@click.option("--customer", help="Only records of this customer_id.")
+@click.option("--stage", type=click.Choice(KNOWN_STAGES), help="Only records refused at this pipeline stage.")
+@click.option("--since", type=TimeType(), help=f"Only records that failed at or after this time: {TIME_HELP}")
+@click.option("--until", type=TimeType(), help=f"Only records that failed before this time: {TIME_HELP}")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
+              help="Show the N earliest matching records (0: all); the summary counts them all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record on stdout; the summary on stderr.")
+def dlq_list(reasons, customer, stage, since, until, limit: int, as_json: bool) -> None:
+    """List DLQ records: a table (id, failed_at, reason, stage, customer, event_id, source,
+    detail) or JSON lines, then the number of matching records per reason.
+
+    Reads every partition from the beginning (or from --since, by timestamp) up to the end it
+    had when the command started, then stops. Reads only: nothing is committed or changed.
+    """
+    _dlq_run(list_records, _dlq_selection(reasons, customer, stage, since, until), limit, as_json)
+
+
+@dlq.command("show")
+@click.argument("ids", metavar="ID [ID...]", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+def dlq_show(ids: tuple[str, ...], as_json: bool) -> None:
+    """Show DLQ records in full, by ID (PARTITION:OFFSET, from `dlq list`).
+
+    The original value is decoded with the schema registry when it is a usage event, a wallet
+    command or a routed debit; otherwise (e.g. a decode_error) it is shown in base64 and hex with
+    the reason it does not decode. Also shows whether the record has been retried before.
+    """
+    _dlq_run(show_records, _dlq_ids(ids), as_json)
+
+
+@dlq.command("retry")
+@click.argument("ids", metavar="[ID...]", nargs=-1)
+@click.option("--reason", "reasons", multiple=True, type=click.Choice(KNOWN_REASONS),
+              help="Retry every record with this reason (instead of IDs); repeat for several.")
+@click.option("--customer", help="With --reason: only records of this customer_id.")
+@click.option("--stage", type=click.Choice(KNOWN_STAGES), help="With --reason: only records refused at this stage.")
+@click.option("--since", type=TimeType(), help=f"With --reason: only records that failed at or after this time: {TIME_HELP}")
+@click.option("--until", type=TimeType(), help=f"With --reason: only records that failed before this time: {TIME_HELP}")
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Skip records already re-driven this many times.")
+@click.option("--dry-run", is_flag=True, help="Show what would be retried; produce nothing.")
+@click.option("--yes", is_flag=True, help="Really re-produce the records.")
+@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+def dlq_retry(ids, reasons, customer, stage, since, until, max_retries: int, dry_run: bool, yes: bool,
+              progress: bool | None, as_json: bool) -> None:
+    """Re-drive DLQ records into the pipeline: by ID, or every record matching --reason
+    (narrowed by --customer, --stage, --since, --until). Needs --dry-run or --yes.
+
+    Each record's ORIGINAL key and value bytes are produced again to its source topic (only the
+    pipeline's input topics: usage.events, wallet.commands, wallet.debits; others are refused),
+    acks=all, idempotent, partitioned by key like every producer of the project, with the
+    headers openmonetize-dlq-retry-of (the DLQ id) and openmonetize-dlq-retry-count. The command
+    waits for every acknowledgement, then prints how many were retried, failed and skipped.
+
+    Retrying is safe to repeat: the pipeline dedupes by event id and command id, so a record
+    that was in fact applied is not charged twice. A record that keeps failing comes back to the
+    DLQ; once it has been re-driven --max-retries times it is skipped, so it cannot loop forever.
+
+    Exit code 1 when a record could not be retried (not found, refused, not acknowledged);
+    records skipped at the retry limit do not count as failures.
+    """
+    if dry_run == yes:
+        raise click.UsageError("give --dry-run to see what would be retried, or --yes to retry")
+    if ids and reasons:
+        raise click.UsageError("give IDs or --reason, not both")
+    if not ids and not reasons:
+        raise click.UsageError("give the IDs to retry (see `openmonetize dlq list`) or --reason R to retry by reason")
+    if ids and (customer or stage or since or until):
+        raise click.UsageError("--customer, --stage, --since and --until narrow --reason; with IDs, give only IDs")
+    parsed = _dlq_ids(ids)
+    selection = _dlq_selection(reasons, customer, stage, since, until)
+    _dlq_run(retry_records, parsed, selection, max_retries, dry_run, progress_default(progress), as_json)

@@ -1,5 +1,5 @@
-"""The bodies of `openmonetize produce` and `openmonetize loadgen` (options and help live in
-openmonetize/cli.py). Each returns the process exit code."""
+"""`openmonetize produce` (NDJSON events straight to Kafka) and `openmonetize loadgen` (generated
+load), on the producer client of producers/. The bodies return the process exit code."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import IO, Iterator
 import click
 import orjson
 
-from openmonetize.settings import Settings
+from openmonetize.settings import Settings, get_settings
 
 CHUNK = 5000  # lines handed to produce_many at once
 SHOW_REJECTIONS = 5
@@ -50,7 +50,7 @@ def _chunks(stream: IO[bytes], summary: ProduceSummary) -> Iterator[tuple[list[i
         yield numbers, lines
 
 
-def produce(
+def produce_file(
     settings: Settings,
     stream: IO[bytes],
     customer_id: str,
@@ -125,7 +125,7 @@ def _print_summary(summary: ProduceSummary, as_json: bool) -> None:
         click.echo(f"  ... and {summary.rejected - len(summary.rejections):,} more rejected")
 
 
-def loadgen(
+def run_loadgen(
     settings: Settings,
     *,
     rate: float,
@@ -175,3 +175,53 @@ def loadgen(
         click.echo(f"  rejected: {reason}")
     counts = summary.counts
     return 1 if counts.get("failed") or counts.get("rejected") or counts.get("in_flight") else 0
+
+
+@click.command("produce")
+@click.option("--file", "-f", "source", required=True, type=click.File("rb"),
+              help="NDJSON file of events, one JSON object per line per the event contract; - for stdin.")
+@click.option("--customer-id", required=True, help="The tenant the events belong to (events naming another are rejected).")
+@click.option("--flush-timeout", default=30.0, show_default=True, help="Seconds to wait for Kafka to acknowledge at the end.")
+@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def produce_command(source, customer_id: str, flush_timeout: float, progress: bool | None, as_json: bool) -> None:
+    """Validate NDJSON usage events and produce them straight to Kafka (usage.events).
+
+    Every line is checked against the event contract; a malformed or invalid line is rejected
+    with its line number and the others are still sent. Prints read, accepted, rejected (the
+    first few with line, field and reason), delivered and failed. Exit code 1 when anything was
+    rejected or not delivered.
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sys.exit(produce_file(get_settings(), source, customer_id, flush_timeout_s=flush_timeout, progress=progress, as_json=as_json))
+
+
+@click.command("loadgen")
+@click.option("--rate", default=1000.0, show_default=True, help="Events per second to hold (token bucket).")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds to run.")
+@click.option("--tenants", default=3, show_default=True, help="Tenants loadgen-1..T (created in Postgres when missing).")
+@click.option("--users", default=100, show_default=True, help="Users per tenant (a few heavy ones, a third in teams).")
+@click.option("--duplicates", default=0.01, show_default=True, help="Share of events re-sent unchanged (same event_id).")
+@click.option("--late", default=0.01, show_default=True, help="Share of events dated hours to days back (within 35 days).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: random, printed); the same seed gives the same events.")
+@click.option("--via", type=click.Choice(["kafka", "http"]), default="kafka", show_default=True,
+              help="kafka: UsageProducer to usage.events; http: batches to POST /v1/events/ingest.")
+@click.option("--events-file-out", type=click.Path(dir_okay=False), help="Also write every event sent as NDJSON here.")
+@click.option("--progress/--no-progress", default=None, help="Progress line on stderr (default: when stderr is a terminal).")
+def loadgen_command(rate: float, duration: float, tenants: int, users: int, duplicates: float, late: float,
+            seed: int | None, via: str, events_file_out: str | None, progress: bool | None) -> None:
+    """Generate realistic mixed usage events at a steady rate.
+
+    OpenAI, Anthropic and Google models; token, embedding, image, audio and custom events;
+    log-normal token counts; a share of duplicates (client retries) and late events. Prints
+    progress and a final summary line; exit code 1 when events were rejected or not delivered.
+    """
+    if rate <= 0 or duration <= 0 or tenants < 1 or users < 1:
+        raise click.BadParameter("--rate, --duration, --tenants and --users must be positive")
+    if not (0 <= duplicates < 1 and 0 <= late < 1):
+        raise click.BadParameter("--duplicates and --late are shares between 0 and 1")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sys.exit(run_loadgen(get_settings(), rate=rate, duration_s=duration, tenants=tenants, users=users, duplicates=duplicates,
+                  late=late, seed=seed, via=via, events_file_out=events_file_out, progress=progress))

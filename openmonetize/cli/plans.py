@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import click
 import orjson
 
-from openmonetize.dlq_cli import TimeType
+from openmonetize.cli.times import TimeType
 from openmonetize.settings import get_settings
 
 

@@ -11,11 +11,8 @@ from decimal import Decimal
 
 import click
 
-from openmonetize.dlq_cli import TimeType
+from openmonetize.cli.times import TIME_HELP, TimeType
 from openmonetize.settings import get_settings
-
-_TIME_HELP = "RFC 3339 (2026-11-26T12:00:00Z; a date is its midnight UTC) or an age (30m, 2h, 7d)."
-
 
 def _plain(value) -> str:
     if isinstance(value, Decimal):
@@ -102,8 +99,8 @@ def run_json(run) -> dict:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--customer", "customer_id", help="The tenant whose events are re-rated (required for a run).")
 @click.option("--user", "user_ids", multiple=True, help="Only this user's events; repeat for several.")
-@click.option("--from", "start", type=TimeType(), help=f"Events at or after this time: {_TIME_HELP}")
-@click.option("--to", "end", type=TimeType(), help=f"Events before this time: {_TIME_HELP}")
+@click.option("--from", "start", type=TimeType(), help=f"Events at or after this time: {TIME_HELP}")
+@click.option("--to", "end", type=TimeType(), help=f"Events before this time: {TIME_HELP}")
 @click.option("--burn-table-version", type=int,
               help="Rate with this version of the burn table (default: the version in force now at each event's time).")
 @click.option("--dry-run", is_flag=True, help="Print what would be booked, per user; change nothing.")

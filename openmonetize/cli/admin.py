@@ -1,14 +1,19 @@
-"""`openmonetize admin customers …` and `admin api-keys …`: the operator's side of tenancy,
-on the same store functions as the HTTP routes (api/tenants.py). Registered under `admin` by
-openmonetize/cli.py. Unlike a tenant through the API, the operator may revoke a customer's
-last active key (to lock it out)."""
+"""`openmonetize admin ...`: the operator's side of tenancy (`customers`, `api-keys`), on the same
+store functions as the HTTP routes (api/tenants.py), and `import-prices`. Unlike a tenant
+through the API, the operator may revoke a customer's last active key (to lock it out)."""
 
 from __future__ import annotations
 
 import click
 import orjson
 
+from openmonetize.cli.root import Group
 from openmonetize.settings import get_settings
+
+
+@click.group(cls=Group)
+def admin() -> None:
+    """Operator tasks: tenants and their API keys, provider price snapshots."""
 
 
 def _store(work, *args):
@@ -139,3 +144,29 @@ def revoke_key(customer_id: str, key_id: str) -> None:
     click.echo(f"{key.key_id} revoked at {_text(key.revoked_at)}")
     if not any(k.revoked_at is None for k in _store(tenants.list_api_keys, customer_id)):
         click.secho(f"note: {customer_id} has no active API key left", fg="yellow", err=True)
+
+
+admin.add_command(customers)
+admin.add_command(api_keys)
+admin.add_command(create_customer_alias)
+
+
+@admin.command("import-prices")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Price the dataset as of this day, YYYY-MM-DD (default: today, UTC).")
+@click.option("--if-missing", is_flag=True,
+              help="Only when no snapshot is stored yet (what `stack up` and a deployment's migrate job do).")
+def import_prices(day, if_missing: bool) -> None:
+    """Snapshot the bundled genai-prices dataset into provider_prices and publish it to the catalog.
+
+    The version is `genai-<package version>-<date>`; importing the same one again changes
+    nothing. The first snapshot is in force from 1970 so that past events are priced too.
+    """
+    from openmonetize.catalog_admin import import_prices as body
+
+    done = body(get_settings(), day.date() if day else None, only_if_missing=if_missing)
+    if done is None:
+        click.echo("a snapshot is stored; nothing imported")
+        return
+    click.echo(f"{done.version}: {done.inserted} new prices, {done.published} published "
+               f"(in force from {done.effective_from.isoformat()})")
