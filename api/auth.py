@@ -32,10 +32,10 @@ import psycopg
 from fastapi import APIRouter, Request
 from psycopg_pool import ConnectionPool
 
-from api import tenants
 from api.errors import ApiError
 from api.token_buckets import TokenBuckets
 from openmonetize.logs import get_logger
+from openmonetize.stores import tenants
 
 log = get_logger(__name__)
 

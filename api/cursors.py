@@ -9,7 +9,7 @@ import binascii
 
 import orjson
 
-from api.refusals import Invalid
+from api.errors import ApiError
 
 
 def encode(*key: str) -> str:
@@ -23,5 +23,5 @@ def decode(cursor: str, parts: int) -> list[str]:
     except (binascii.Error, ValueError):
         key = None
     if not (isinstance(key, list) and len(key) == parts and all(isinstance(part, str) and "\x00" not in part for part in key)):
-        raise Invalid("invalid_cursor", "cursor: not a cursor this API returned (pass next_cursor unchanged)", "cursor")
+        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this API returned (pass next_cursor unchanged)", "cursor")
     return key

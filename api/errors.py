@@ -1,7 +1,9 @@
 """One error shape for the API: `{"error": {"code": ..., "message": ..., "field": ...}}`.
 
-Routes raise `ApiError`; `install(app)` answers it, FastAPI's own request validation errors and
-Starlette's HTTP errors (no route: 404, 405), with that body. `field` is present only when one
+Routes raise `ApiError`; `install(app)` answers it, FastAPI's own request validation errors,
+Starlette's HTTP errors (no route: 404, 405) and the stores' refusals (openmonetize/stores/
+refusals.py: 422, 404, 409, as `ApiError`s, so the dashboard's handler of `ApiError` sees them
+too) with that body. `field` is present only when one
 field is to blame. Batch routes answer per-event problems in their own body
 (`accepted`/`rejected`); this shape is for the request as a whole (401, 403, 413, 415, 503,
 ...). Routers with a protocol of their own (the schema registry speaks Confluent's error format)
@@ -19,7 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openmonetize.stores.refusals import Conflict, Invalid, NotFound, Refusal
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# A store's refusal as an HTTP status; a Refusal of no subclass below is a 422.
+_REFUSAL_STATUS = {Invalid: 422, NotFound: 404, Conflict: 409}
 
 
 class ApiError(Exception):
@@ -71,9 +77,20 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     return ApiError(422, "invalid_request", message or "invalid request", field)
 
 
+def refused(exc: Refusal) -> ApiError:
+    """A store's refusal as the API's error: its code, message and field as they are."""
+    status = next((status for kind, status in _REFUSAL_STATUS.items() if isinstance(exc, kind)), 422)
+    return ApiError(status, exc.code, exc.message, exc.field)
+
+
 def install(app: FastAPI) -> None:
     async def on_api_error(_request: Request, exc: ApiError) -> Response:
         return exc.response()
+
+    async def on_refusal(request: Request, exc: Refusal) -> Response:
+        """Answered by whatever handles `ApiError` when the request is served (the dashboard
+        installs its own for its pages), looked up then, not now."""
+        return await request.app.exception_handlers[ApiError](request, refused(exc))
 
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> Response:
         return validation_error(exc).response()
@@ -90,6 +107,7 @@ def install(app: FastAPI) -> None:
         return database_unavailable(request.app.state.settings.ingest_retry_after_s, exc).response()
 
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Refusal, on_refusal)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(psycopg.OperationalError, on_database_away)

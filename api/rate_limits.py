@@ -18,8 +18,8 @@ from prometheus_client import Counter
 
 from api.auth import API_KEY_HEADER
 from api.errors import ApiError
-from api.tenants import hash_key
 from api.token_buckets import TokenBuckets
+from openmonetize.stores.tenants import hash_key
 
 LIMITED = Counter("openmonetize_http_rate_limited_total", "Requests refused with 429 by the per-key rate limit")
 

@@ -14,7 +14,7 @@ from importlib.metadata import version as package_version
 
 import psycopg
 
-from openmonetize import catalog_store
+from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing import prices
 from openmonetize.catalog import CatalogPublisher
 from openmonetize.settings import Settings

@@ -436,7 +436,7 @@ def ensure_tenants(settings, count: int, with_keys: bool) -> list[Tenant]:
     old key cannot be read back)."""
     import psycopg
 
-    from api import tenants as store
+    from openmonetize.stores import tenants as store
     from openmonetize.catalog_admin import publish_tenant
 
     out = []

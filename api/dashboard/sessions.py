@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request
 
-from api import tenants
+from openmonetize.stores import tenants
 
 COOKIE = "om_dashboard"
 SECRET_ENV = "DASHBOARD_SESSION_SECRET"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 
-from api import tenants
 from api.auth import ApiKeys, KeyGuessing
 from api.proxy.calls import Refusal
+from openmonetize.stores import tenants
 
 MAX_ID = 128  # as the usage event's ids
 

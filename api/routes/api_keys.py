@@ -15,9 +15,10 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
 
-from api import idempotency, json_bodies, tenants
+from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
+from openmonetize.stores import tenants
 
 router = APIRouter(tags=["api keys"])
 

@@ -14,11 +14,12 @@ from datetime import datetime
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 
-from api import cursors, json_bodies, ledger_reads
+from api import cursors, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
-from api.ledger_reads import KINDS, LedgerFilter
+from openmonetize.stores import ledger_reads
+from openmonetize.stores.ledger_reads import KINDS, LedgerFilter
 from openmonetize import wallet_ids
 from openmonetize.catalog import decimal_text
 

@@ -17,8 +17,8 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
-from api.users_and_teams import feature_ids
-from openmonetize import catalog_store
+from openmonetize.stores.users_and_teams import feature_ids
+from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing.money import quantize
 from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
 

@@ -1,4 +1,4 @@
-"""A tenant's users and teams, and team membership (store: api/users_and_teams.py).
+"""A tenant's users and teams, and team membership (store: openmonetize/stores/users_and_teams.py).
 
 The path's customer id must be the API key's tenant (403 otherwise). Ids are the tenant's own
 and must match `[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}` (422 `invalid_id` naming the field);
@@ -15,9 +15,9 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api import cursors, idempotency, json_bodies
-from api import users_and_teams as store
 from api.auth import tenant
 from api.catalog_state import in_db
+from openmonetize.stores import users_and_teams as store
 
 router = APIRouter(tags=["users and teams"])
 DEFAULT_LIMIT = 100

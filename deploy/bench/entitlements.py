@@ -130,7 +130,7 @@ def set_up(args, database_url: str) -> tuple[str, list[str], httpx.Client]:
     """A fresh tenant with a burn table, funded users and one API key per client."""
     import psycopg
 
-    from api.tenants import create_customer
+    from openmonetize.stores.tenants import create_customer
 
     with psycopg.connect(database_url) as conn:
         tenant = create_customer(conn, f"bench-ent-{uuid.uuid4().hex[:8]}")

@@ -112,7 +112,7 @@ def bench_api_key(database_url: str) -> str:
     """A fresh tenant's key, so that the benchmark's events are its own."""
     import psycopg
 
-    from api.tenants import create_customer
+    from openmonetize.stores.tenants import create_customer
 
     with psycopg.connect(database_url) as conn:
         return create_customer(conn, f"bench-{uuid.uuid4().hex[:8]}").api_key

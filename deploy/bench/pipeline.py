@@ -238,7 +238,7 @@ def create_tenants(settings: Settings, count: int) -> list[str]:
     """Fresh tenants, each with the burn table RULES; returns their customer ids."""
     import psycopg
 
-    from api.tenants import create_customer
+    from openmonetize.stores.tenants import create_customer
 
     tag = uuid.uuid4().hex[:6]
     created = []

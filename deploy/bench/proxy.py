@@ -89,7 +89,7 @@ def bench_user(settings) -> dict:
     """A fresh tenant with a burn table and a user holding a billion credits: its X-OM headers."""
     import psycopg
 
-    from api.tenants import create_customer
+    from openmonetize.stores.tenants import create_customer
 
     with psycopg.connect(settings.database_url) as conn:
         tenant = create_customer(conn, f"bench-proxy-{uuid.uuid4().hex[:8]}")

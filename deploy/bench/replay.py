@@ -40,7 +40,7 @@ import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from api.tenants import create_customer
+from openmonetize.stores.tenants import create_customer
 from deploy.bench.pipeline import RULES
 from deploy.bench.results import RESULTS, merge_results
 from openmonetize.kafka_topics import ensure_topics

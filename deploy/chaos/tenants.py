@@ -19,7 +19,7 @@ class Tenants:
     """Fresh tenants for one scenario: a burn table covering every generated event, funded users."""
 
     def __init__(self, settings: Settings, count: int = 2, prefix: str = "chaos"):
-        from api.tenants import create_customer
+        from openmonetize.stores.tenants import create_customer
 
         tag = uuid.uuid4().hex[:6]
         with psycopg.connect(settings.database_url, autocommit=True) as conn:

@@ -1,5 +1,5 @@
 """`openmonetize admin ...`: the operator's side of tenancy (`customers`, `api-keys`), on the same
-store functions as the HTTP routes (api/tenants.py), and `import-prices`. Unlike a tenant
+store functions as the HTTP routes (openmonetize/stores/tenants.py), and `import-prices`. Unlike a tenant
 through the API, the operator may revoke a customer's last active key (to lock it out)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _store(work, *args):
     value exits 2 as a usage error, anything else 1)."""
     import psycopg
 
-    from api.refusals import Invalid, Refusal
+    from openmonetize.stores.refusals import Invalid, Refusal
 
     try:
         with psycopg.connect(get_settings().database_url) as conn:
@@ -66,7 +66,7 @@ def customers() -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"customer_id": ..., "api_key": ...}.')
 def create_customer(name: str, as_json: bool) -> None:
     """Create a tenant NAME and its first API key. The key is shown once: store it."""
-    from api import tenants
+    from openmonetize.stores import tenants
 
     from openmonetize.catalog_admin import publish_tenant
 
@@ -87,7 +87,7 @@ def create_customer(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_customers(as_json: bool) -> None:
     """Every tenant, oldest first, with its number of active API keys."""
-    from api import tenants
+    from openmonetize.stores import tenants
 
     rows = [{"customer_id": c.customer_id, "name": c.name, "created_at": c.created_at, "active_keys": c.active_keys}
             for c in _store(tenants.list_customers)]
@@ -113,7 +113,7 @@ def api_keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"key_id": ..., "api_key": ...}.')
 def create_key(customer_id: str, name: str, as_json: bool) -> None:
     """Mint another API key for CUSTOMER_ID. The key is shown once: store it."""
-    from api import tenants
+    from openmonetize.stores import tenants
 
     new = _store(tenants.create_api_key, customer_id, name)
     if as_json:
@@ -127,7 +127,7 @@ def create_key(customer_id: str, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_keys(customer_id: str, as_json: bool) -> None:
     """CUSTOMER_ID's keys, newest first, revoked ones included (never the secrets)."""
-    from api import tenants
+    from openmonetize.stores import tenants
 
     _print([_key_row(key) for key in _store(tenants.list_api_keys, customer_id)], as_json)
 
@@ -138,7 +138,7 @@ def list_keys(customer_id: str, as_json: bool) -> None:
 def revoke_key(customer_id: str, key_id: str) -> None:
     """Revoke KEY_ID of CUSTOMER_ID, at once in every API process. Final. Unlike the API, this
     may revoke the customer's last active key (the customer is then locked out)."""
-    from api import tenants
+    from openmonetize.stores import tenants
 
     key = _store(tenants.revoke_api_key, customer_id, key_id, True)
     click.echo(f"{key.key_id} revoked at {_text(key.revoked_at)}")

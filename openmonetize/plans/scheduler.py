@@ -33,7 +33,8 @@ from prometheus_client import Counter
 from openmonetize import wallet_directory
 from openmonetize.kafka_clients import KEYED
 from openmonetize.logs import get_logger
-from openmonetize.plans import periods, store
+from openmonetize.plans import periods
+from openmonetize.stores import plans as store
 
 log = get_logger(__name__)
 SCHEDULER_LOCK_ID = 7_402_113_008  # the API processes' periodic run: one at a time

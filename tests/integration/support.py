@@ -11,7 +11,7 @@ import httpx
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from api.tenants import NewCustomer, create_customer
+from openmonetize.stores.tenants import NewCustomer, create_customer
 from openmonetize.catalog_admin import publish_tenant
 from openmonetize.settings import Settings
 from openmonetize.topic_reader import read_to_end

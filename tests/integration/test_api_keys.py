@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from api import tenants
+from openmonetize.stores import tenants
 from tests.conftest import eventually
 from tests.integration.support import new_tenant
 

@@ -12,7 +12,7 @@ import orjson
 import psycopg
 import pytest
 
-from api import tenants
+from openmonetize.stores import tenants
 from deploy.local_stack.supervisor import workers
 from tests.conftest import eventually
 

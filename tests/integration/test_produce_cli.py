@@ -9,7 +9,7 @@ import orjson
 import psycopg
 import pytest
 
-from api import tenants
+from openmonetize.stores import tenants
 from producers import loadgen
 from tests.conftest import unique
 from tests.integration.support import UsageTail

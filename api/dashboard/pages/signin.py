@@ -8,12 +8,12 @@ import math
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from api import tenants
 from api.auth import KeyGuessing, client_address
 from api.dashboard import sessions
 from api.dashboard.guard import CsrfRefused, form_session, same_origin
 from api.dashboard.rendering import render
 from api.dashboard.sessions import Session
+from openmonetize.stores import tenants
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 

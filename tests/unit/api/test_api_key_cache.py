@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from api import tenants
 from api.auth import ApiKeys, KeyGuessing
 from api.token_buckets import TokenBuckets
+from openmonetize.stores import tenants
 
 
 def cache(lookup) -> ApiKeys:

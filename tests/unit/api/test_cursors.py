@@ -1,7 +1,7 @@
 import pytest
 
 from api import cursors
-from api.refusals import Invalid
+from api.errors import ApiError
 
 
 def test_a_cursor_round_trips_its_key():
@@ -12,6 +12,6 @@ def test_a_cursor_round_trips_its_key():
 
 @pytest.mark.parametrize("cursor", ["", "!!!", cursors.encode("a"), cursors.encode("a", "b", "c"), "WzEsMl0"])
 def test_anything_else_is_invalid_naming_the_cursor(cursor):
-    with pytest.raises(Invalid) as refused:
+    with pytest.raises(ApiError) as refused:
         cursors.decode(cursor, 2)
     assert (refused.value.status, refused.value.code, refused.value.field) == (422, "invalid_cursor", "cursor")

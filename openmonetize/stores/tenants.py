@@ -19,7 +19,7 @@ from datetime import datetime
 
 import psycopg
 
-from api.refusals import Conflict, Invalid, NotFound
+from openmonetize.stores.refusals import Conflict, Invalid, NotFound
 
 KEY_PREFIX = "om_"
 MAX_NAME_LENGTH = 200

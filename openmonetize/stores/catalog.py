@@ -201,6 +201,6 @@ def all_records(conn: psycopg.Connection) -> Iterator[Record]:
         yield _burn_record(row)
     for row in cur.execute(f"SELECT {_PRICE_COLUMNS} FROM provider_prices ORDER BY created_at").fetchall():
         yield _price_record(row)
-    from openmonetize.plans import store as plans_store  # plans.store reads the catalog's record types
+    from openmonetize.stores import plans as plans_store  # stores.plans reads the catalog's record types
 
     yield from plans_store.all_records(conn)

@@ -14,23 +14,22 @@ from datetime import datetime
 
 import psycopg
 
-from api.errors import ApiError
-from api.refusals import Conflict, Invalid, NotFound
-from api.tenants import validate_name
+from openmonetize.stores.refusals import Conflict, Invalid, NotFound
+from openmonetize.stores.tenants import validate_name
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")  # the CHECK of migration 0006
 MAX_FEATURES = 200
 
 
 def feature_ids(ids: list[str], field: str, code: str) -> tuple[str, ...]:
-    """A list of feature ids (a plan's, a tenant's settings), duplicates dropped in order; 422
-    with `code`, naming the field (and the index), for too many or a malformed id."""
+    """A list of feature ids (a plan's, a tenant's settings), duplicates dropped in order;
+    Invalid with `code`, naming the field (and the index), for too many or a malformed id."""
     if len(ids) > MAX_FEATURES:
-        raise ApiError(422, code, f"at most {MAX_FEATURES} features", field)
+        raise Invalid(code, f"at most {MAX_FEATURES} features", field)
     for i, feature in enumerate(ids):
         if not ID.fullmatch(feature):
-            raise ApiError(422, code, "a feature id is 1-128 letters, digits and . _ : @ + -, starting "
-                           "with a letter or digit", f"{field}[{i}]")
+            raise Invalid(code, "a feature id is 1-128 letters, digits and . _ : @ + -, starting "
+                          "with a letter or digit", f"{field}[{i}]")
     return tuple(dict.fromkeys(ids))
 
 

@@ -1,0 +1,12 @@
+"""The Postgres stores: plain functions over a psycopg connection, one module per family of
+tables. The API's routes, the operator CLI, the tools and the tests share them.
+
+- `tenants`: tenants and their API keys;
+- `users_and_teams`: a tenant's users, teams and memberships;
+- `ledger_reads`: pages of the ledger the ledger sink writes;
+- `catalog`: burn tables, provider prices and tenant settings, and their catalog records;
+- `plans`: plans and subscriptions.
+
+A store refuses with the domain errors of `refusals`, never an HTTP error: api/errors.py maps
+them to responses.
+"""
