@@ -128,16 +128,3 @@ async def get_async_client(settings: Settings, role: Role = "writer", **kwargs: 
     import clickhouse_connect
 
     return await clickhouse_connect.get_async_client(**_client_args(settings, role, kwargs))
-
-
-def front_users(settings: Settings) -> list:
-    """The users the local front serves: the writer, and the reader (read-only, CLICKHOUSE_DATABASE)."""
-    from deploy.clickhouse_http.access import User
-
-    writer, reader = credentials(settings, "writer"), credentials(settings, "reader")
-    if reader.user == writer.user:
-        raise ValueError(f"CLICKHOUSE_READER_USER must differ from the writer's user ({writer.user!r})")
-    allowed = frozenset(name.strip().lower() for name in settings.clickhouse_writer_table_functions.split(",")
-                        if name.strip()) - {"file", "url", "urlcluster", "filecluster", "executable", "python", "input"}
-    return [User(writer.user, writer.password, allowed_functions=allowed),
-            User(reader.user, reader.password, readonly=True, databases=(settings.clickhouse_database,))]

@@ -14,8 +14,10 @@ read whole by every process, and written and read only by this project.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from openmonetize.settings import Settings
+if TYPE_CHECKING:  # a caller passes the settings in: schemas/ sits below openmonetize/ (docs/development/layers.md)
+    from openmonetize.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 

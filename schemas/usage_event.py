@@ -18,11 +18,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 import msgspec
 
-from openmonetize.settings import Settings
 from schemas import storable
 from schemas.codec import AvroCodec, SchemaResolver, schema_text
+
+if TYPE_CHECKING:  # a caller passes the settings in: schemas/ sits below openmonetize/ (docs/development/layers.md)
+    from openmonetize.settings import Settings
 
 SCHEMA_FILE = "usage_event.avsc"
 EVENT_TYPES = ("TOKEN_USAGE", "EMBEDDING", "IMAGE_GENERATION", "AUDIO", "CUSTOM")

@@ -18,12 +18,23 @@ import signal
 
 import uvicorn
 
-from deploy.clickhouse_http.access import Users
+from deploy.clickhouse_http.access import User, Users
 from deploy.clickhouse_http.engine import Engine
 from deploy.clickhouse_http.server import ClickHouseHTTP
 from openmonetize import logs, metrics
-from openmonetize.clickhouse_client import front_users
-from openmonetize.settings import get_settings
+from openmonetize.clickhouse_client import credentials
+from openmonetize.settings import Settings, get_settings
+
+
+def front_users(settings: Settings) -> list[User]:
+    """The users the local front serves: the writer, and the reader (read-only, CLICKHOUSE_DATABASE)."""
+    writer, reader = credentials(settings, "writer"), credentials(settings, "reader")
+    if reader.user == writer.user:
+        raise ValueError(f"CLICKHOUSE_READER_USER must differ from the writer's user ({writer.user!r})")
+    allowed = frozenset(name.strip().lower() for name in settings.clickhouse_writer_table_functions.split(",")
+                        if name.strip()) - {"file", "url", "urlcluster", "filecluster", "executable", "python", "input"}
+    return [User(writer.user, writer.password, allowed_functions=allowed),
+            User(reader.user, reader.password, readonly=True, databases=(settings.clickhouse_database,))]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 - `periods`: the pure rules (period arithmetic, the grant lots of a period and their expiry,
   the deterministic command ids);
-- `store`: the Postgres tables (migration 0008) and their catalog records;
+- the Postgres tables (migration 0008) and their catalog records are a store: openmonetize/stores/plans.py;
 - `scheduler`: `run_due`, which issues each period's grant through `wallet.commands`, run by
   `openmonetize plans run-due` and, periodically, inside each API process (api/routes/plans.py).
 """

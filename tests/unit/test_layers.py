@@ -1,0 +1,23 @@
+"""The layers hold (docs/development/layers.md): deploy/ on top; api/, stream_processors/, sinks/
+and producers/ beside each other, none importing another; openmonetize/ (the ground) below them;
+schemas/ at the bottom; and the CLI, openmonetize/cli/, the composition root that alone imports
+them all. The contracts are in pyproject.toml ([tool.importlinter]); import-linter reads every
+import, those inside functions too. `.venv/bin/lint-imports` prints the same report by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from importlinter.cli import lint_imports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_module_imports_a_layer_above_its_own(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    report = capsys.readouterr().out
+    assert code == 0, (
+        "an import breaks the layers (docs/development/layers.md says which way each may go; "
+        "move the code to the layer that owns it, or let the caller pass it in):\n" + report
+    )
