@@ -12,7 +12,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import ORJSONResponse, PlainTextResponse
 from psycopg_pool import ConnectionPool
 
-from api import auth, balances_state, catalog_state, dashboard, errors, openapi_docs
+from api import auth, catalog_state, dashboard, errors, openapi_docs, wallet_access
 from api.body_limits import BodyLimits
 from api.content_encoding import ContentEncodings
 from api.url_checks import UrlChecks
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pricing.router)
     app.include_router(rating.router)
     app.include_router(tenant_settings.router)
-    app.include_router(balances_state.router)  # its lifespan opens the wallet.balances view
+    app.include_router(wallet_access.router)  # its lifespan opens the wallet.balances view
     app.include_router(credits.router)
     app.include_router(entitlements.router)  # its lifespan keeps this process's holds and lapses them at expiry
     app.include_router(ledger.router)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import Request
 
-from api.balances_state import balances_of, wallet_exists
+from api.wallet_access import balances_of, wallet_exists
 from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
@@ -108,7 +108,7 @@ async def travel(request: Request, session: Session, event: dict) -> AsyncIterat
     yielded with ok=False."""
     customer_id, event_id = session.customer_id, event["event_id"]
     # The wallet the usage agent will charge: the same routing rule (openmonetize.wallet_ids.route)
-    # over the tenant's routing order and the wallets that exist (balances_state.wallet_exists).
+    # over the tenant's routing order and the wallets that exist (wallet_access.wallet_exists).
     order = catalog_of(request).tenant(customer_id).routing_order
     balances = balances_of(request)
     wallet_id = wallet_ids.route(customer_id, event["user_id"], event.get("team_id"), order,

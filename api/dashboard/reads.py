@@ -1,6 +1,6 @@
 """What the dashboard reads that the JSON API has no route for, from the stores the API and
 the CLI already use: the tenant's wallets (the API's wallet.balances view), its rebilling runs
-(openmonetize.rebilling.runs), and last month's usage rows for a burn-table preview
+(openmonetize.stores.replay_runs), and last month's usage rows for a burn-table preview
 (ClickHouse usage_events, rated with openmonetize.billing.rating)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from decimal import Decimal
 
 from fastapi import Request
 
-from api.balances_state import balances_of
+from api.wallet_access import balances_of
 from api.catalog_state import catalog_of, in_db
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.money import ZERO
 from openmonetize.billing.rating import NoRate, RateParams, rate
-from openmonetize.rebilling import runs
+from openmonetize.stores import replay_runs as runs
 from openmonetize.wallet_balances import Balance
 
 PREVIEW_DAYS = 30

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api import auth, balances_state, catalog_state, intake
+from api import auth, catalog_state, intake, wallet_access
 from api.proxy import anthropic, enforcement, gemini, openai
 from api.proxy.billing import Billing
 from api.proxy.calls import Call, Refusal
@@ -48,7 +48,7 @@ async def _lifespan(app: Starlette):
     app.state.db.open(wait=False)
     app.state.codec_registry = open_registry(settings, app.state.db)
     async with AsyncExitStack() as parts:
-        for lifespan in (auth.lifespan, intake.lifespan, catalog_state.lifespan, balances_state.lifespan):
+        for lifespan in (auth.lifespan, intake.lifespan, catalog_state.lifespan, wallet_access.lifespan):
             await parts.enter_async_context(lifespan(app))
         connector = aiohttp.TCPConnector(limit_per_host=settings.proxy_upstream_connections, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=None, connect=settings.proxy_connect_timeout_s,

@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from api import credit_requests, idempotency, json_bodies
 from api.auth import tenant
-from api.balances_state import Codecs, balances_of, codecs_of, open_wallet
+from api.wallet_access import Codecs, balances_of, codecs_of, open_wallet
 from api.catalog_state import in_db
 from api.credit_requests import ConsumeIn, CreditRequest, CreditsIn, ForeignCustomer, RequestError
 from api.errors import ApiError

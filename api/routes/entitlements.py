@@ -37,7 +37,7 @@ from prometheus_client import Counter, Histogram
 from api import entitlement_requests as requests_
 from api import idempotency, json_bodies
 from api.auth import tenant
-from api.balances_state import Codecs, balances_of, codecs_of, wallet_exists
+from api.wallet_access import Codecs, balances_of, codecs_of, wallet_exists
 from api.catalog_state import catalog_of, in_db
 from api.entitlement_requests import ACTION_TYPES, Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
 from api.errors import ApiError
@@ -392,7 +392,7 @@ def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out:
 def assess(catalog: Catalog, balances: WalletBalances, exists: Callable[[str], bool], holds: Holds, customer_id: str,
            check_: Check, reservation_id: str | None, required: Decimal, now: datetime, out: CheckOut) -> None:
     """Decide `out.allowed` on the wallet the usage event will be charged to (routed with
-    `exists`, balances_state.wallet_exists): its available in the view, less this process's
+    `exists`, wallet_access.wallet_exists): its available in the view, less this process's
     pending holds (a retry of `reservation_id` not counted twice).
     Pure and synchronous: the route and the AI proxy (api/proxy/) call it between awaits."""
     wallet_id = wallet_ids.route(customer_id, check_.user_id, check_.team_id, catalog.tenant(customer_id).routing_order,

@@ -24,8 +24,8 @@ from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
 from openmonetize.catalog import decimal_text
-from openmonetize.rebilling import runs
-from openmonetize.rebilling.run import ReplayRequest
+from openmonetize.rebilling.replay import ReplayRequest
+from openmonetize.stores import replay_runs as runs
 from schemas import storable
 
 router = APIRouter(tags=["rebilling"])

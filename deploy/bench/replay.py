@@ -45,7 +45,7 @@ from deploy.bench.pipeline import RULES
 from deploy.bench.results import RESULTS, merge_results
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.rebilling.codecs import replay_codecs
-from openmonetize.rebilling.run import Progress, ReplayRequest, execute
+from openmonetize.rebilling.replay import Progress, ReplayRequest, execute
 from openmonetize.settings import get_settings
 from producers.loadgen import EventGenerator
 from schemas.topics import topics

@@ -131,8 +131,8 @@ def replay(ctx, customer_id, user_ids, start, end, burn_table_version, dry_run, 
         return
     if dry_run == yes:
         raise click.UsageError("give --dry-run to see the differences, or --yes to book them")
-    from openmonetize.rebilling.run import ReplayRequest, execute
-    from openmonetize.rebilling.runs import new_run_id
+    from openmonetize.rebilling.replay import ReplayRequest, execute
+    from openmonetize.stores.replay_runs import new_run_id
 
     if run_id and customer_id is None and start is None and end is None:
         request = _stored_request(run_id, yes, force)
@@ -168,8 +168,8 @@ def _stored_request(run_id: str, yes: bool, force: bool):
     have been given as ages, which mean something else now)."""
     import psycopg
 
-    from openmonetize.rebilling import runs
-    from openmonetize.rebilling.run import ReplayRequest
+    from openmonetize.rebilling.replay import ReplayRequest
+    from openmonetize.stores import replay_runs as runs
 
     with psycopg.connect(get_settings().database_url, connect_timeout=10) as conn:
         stored = runs.get(conn, run_id)
@@ -183,8 +183,8 @@ def _fail(exc: Exception) -> None:
     """Refusals and the failures an operator can act on are one line; anything else is a bug."""
     from openmonetize.rebilling.booking import BookingError
     from openmonetize.rebilling.ledger_state import LedgerBehind
-    from openmonetize.rebilling.run import ReplayRefused
-    from openmonetize.rebilling.runs import ReplayBusy
+    from openmonetize.rebilling.replay import ReplayRefused
+    from openmonetize.stores.replay_runs import ReplayBusy
     from openmonetize.rebilling.source import RetentionError
 
     if isinstance(exc, (ReplayRefused, ReplayBusy, RetentionError, LedgerBehind, BookingError)):
@@ -201,7 +201,7 @@ def replay_list(customer_id, limit, as_json) -> None:
     """The recorded runs, newest first: id, tenant, mode, status, range, events, difference, who."""
     import psycopg
 
-    from openmonetize.rebilling import runs
+    from openmonetize.stores import replay_runs as runs
 
     with psycopg.connect(get_settings().database_url, connect_timeout=10) as conn:
         found = runs.listed(conn, customer_id, limit)

@@ -5,7 +5,8 @@ tables. The API's routes, the operator CLI, the tools and the tests share them.
 - `users_and_teams`: a tenant's users, teams and memberships;
 - `ledger_reads`: pages of the ledger the ledger sink writes;
 - `catalog`: burn tables, provider prices and tenant settings, and their catalog records;
-- `plans`: plans and subscriptions.
+- `plans`: plans and subscriptions;
+- `replay_runs`: the record of each rebilling run and the one-run-per-tenant lock.
 
 A store refuses with the domain errors of `refusals`, never an HTTP error: api/errors.py maps
 them to responses.

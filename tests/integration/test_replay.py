@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from openmonetize import wallet_ids
-from openmonetize.rebilling import booking, runs
-from openmonetize.rebilling.run import ReplayRequest, execute
+from openmonetize.rebilling import booking
+from openmonetize.rebilling.replay import ReplayRequest, execute
+from openmonetize.stores import replay_runs as runs
 from tests.conftest import eventually
 from tests.integration.support import clickhouse_query, new_tenant, token_event
 from tests.integration.test_pipeline import Stack, raw_event

@@ -1,4 +1,4 @@
-"""Rebilling runs: the tenant's runs (openmonetize.rebilling.runs), a dry run or an apply through
+"""Rebilling runs: the tenant's runs (openmonetize.stores.replay_runs), a dry run or an apply through
 POST /v1/rebilling/runs, a run through GET /v1/rebilling/runs/{id}."""
 
 from __future__ import annotations

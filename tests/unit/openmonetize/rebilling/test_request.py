@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from openmonetize.rebilling.analytics import whole_days
-from openmonetize.rebilling.run import ReplayRefused, ReplayRequest
+from openmonetize.rebilling.replay import ReplayRefused, ReplayRequest
 from openmonetize.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)

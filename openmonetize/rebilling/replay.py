@@ -2,7 +2,8 @@
 
 The steps and why they are in this order are in the package docstring; the parts are
 `source` (Kafka), `rerate` (pure), `ledger_state` and `booking` (Postgres, wallet.commands),
-`analytics` (ClickHouse) and `runs` (the replay_runs record and the tenant lock).
+`analytics` (ClickHouse) and openmonetize/stores/replay_runs.py (the replay_runs record and the
+tenant lock).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import psycopg
 
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.catalog import BurnTableRecord, CatalogIndex, decode as decode_catalog
-from openmonetize.rebilling import analytics, booking, ledger_state, runs, source
+from openmonetize.rebilling import analytics, booking, ledger_state, source
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.rebilling.rerate import Adjustment, PartitionOutcome, Rates, Rerater, Selection, UserTotals
 from openmonetize.settings import Settings
+from openmonetize.stores import replay_runs as runs
 from openmonetize.topic_reader import read_to_end
 from schemas.topics import topics
 
