@@ -14,6 +14,7 @@ import click
 from openmonetize.cli.times import TIME_HELP, TimeType
 from openmonetize.settings import get_settings
 
+
 def _plain(value) -> str:
     if isinstance(value, Decimal):
         from openmonetize.reconcile import plain

@@ -13,6 +13,7 @@ import orjson
 from openmonetize.cli.root import Group
 from openmonetize.settings import get_settings
 
+
 @click.group(cls=Group)
 def stack() -> None:
     """Run the local stack: Kafka, Postgres, ClickHouse (embedded), the API and the worker."""

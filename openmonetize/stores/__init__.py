@@ -10,4 +10,8 @@ tables. The API's routes, the operator CLI, the tools and the tests share them.
 
 A store refuses with the domain errors of `refusals`, never an HTTP error: api/errors.py maps
 them to responses.
+
+Two tables are the HTTP layer's own and stay in api/: the answers kept for `Idempotency-Key`
+(api/idempotency.py) and the dashboard's signed-out sessions (api/dashboard/sessions.py).
+Nothing outside api/ reads them.
 """
