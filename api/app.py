@@ -15,9 +15,9 @@ from psycopg_pool import ConnectionPool
 from api import auth, catalog_state, dashboard, errors, openapi_docs, wallet_access
 from api.body_limits import BodyLimits
 from api.content_encoding import ContentEncodings
-from api.url_checks import UrlChecks
 from api.http_metrics import HttpMetrics
 from api.rate_limits import RateLimits
+from api.url_checks import UrlChecks
 from api.routes import (
     api_keys, burn_tables, cloudevents, credits, dlq, entitlements, ingest, ledger, plans, pricing, rating, rebilling,
     reports, schema_registry, tenant_settings, users_and_teams,

@@ -14,10 +14,10 @@ from importlib.metadata import version as package_version
 
 import psycopg
 
-from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing import prices
 from openmonetize.catalog import CatalogPublisher
 from openmonetize.settings import Settings
+from openmonetize.stores import catalog as catalog_store
 
 # The first snapshot also prices the past: events already on the stream (replays) get a cost.
 BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)

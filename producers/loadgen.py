@@ -436,8 +436,8 @@ def ensure_tenants(settings, count: int, with_keys: bool) -> list[Tenant]:
     old key cannot be read back)."""
     import psycopg
 
-    from openmonetize.stores import tenants as store
     from openmonetize.catalog_admin import publish_tenant
+    from openmonetize.stores import tenants as store
 
     out = []
     with psycopg.connect(settings.database_url) as conn:

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import Request
 
-from api.wallet_access import balances_of, wallet_exists
 from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
+from api.wallet_access import balances_of, wallet_exists
 from openmonetize import wallet_ids
+from openmonetize.catalog import decimal_text
 from openmonetize.dlq import reader_codec
 from openmonetize.wallet_balances import Watch
-from openmonetize.catalog import decimal_text
 from schemas.topics import topics
 
 STAGES = ("edge", "kafka", "rated", "wallet", "clickhouse", "ledger")

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 from fastapi import Request
 
-from api.wallet_access import balances_of
 from api.catalog_state import catalog_of, in_db
+from api.wallet_access import balances_of
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.money import ZERO
 from openmonetize.billing.rating import NoRate, RateParams, rate

@@ -19,10 +19,10 @@ from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
-from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing import burn_tables
 from openmonetize.billing.burn_tables import RulesError, parse_rules
 from openmonetize.catalog import BurnTableRecord, rules_json
+from openmonetize.stores import catalog as catalog_store
 from schemas import storable
 
 router = APIRouter(tags=["burn tables"])

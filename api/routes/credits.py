@@ -24,11 +24,11 @@ from prometheus_client import Counter
 
 from api import credit_requests, idempotency, json_bodies
 from api.auth import tenant
-from api.wallet_access import Codecs, balances_of, codecs_of, open_wallet
 from api.catalog_state import in_db
 from api.credit_requests import ConsumeIn, CreditRequest, CreditsIn, ForeignCustomer, RequestError
 from api.errors import ApiError
 from api.idempotency import Outcome
+from api.wallet_access import Codecs, balances_of, codecs_of, open_wallet
 from openmonetize import wallet_ids
 from openmonetize.catalog import decimal_text
 from openmonetize.logs import get_logger

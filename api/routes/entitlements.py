@@ -37,12 +37,12 @@ from prometheus_client import Counter, Histogram
 from api import entitlement_requests as requests_
 from api import idempotency, json_bodies
 from api.auth import tenant
-from api.wallet_access import Codecs, balances_of, codecs_of, wallet_exists
 from api.catalog_state import catalog_of, in_db
 from api.entitlement_requests import ACTION_TYPES, Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
 from api.errors import ApiError
 from api.holds import Hold, Holds
 from api.idempotency import Outcome
+from api.wallet_access import Codecs, balances_of, codecs_of, wallet_exists
 from openmonetize import wallet_ids
 from openmonetize.billing.rating import NoRate
 from openmonetize.catalog import Catalog, decimal_text

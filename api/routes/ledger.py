@@ -18,10 +18,10 @@ from api import cursors, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
-from openmonetize.stores import ledger_reads
-from openmonetize.stores.ledger_reads import KINDS, LedgerFilter
 from openmonetize import wallet_ids
 from openmonetize.catalog import decimal_text
+from openmonetize.stores import ledger_reads
+from openmonetize.stores.ledger_reads import KINDS, LedgerFilter
 
 router = APIRouter(tags=["credits"])
 DEFAULT_LIMIT = 100

@@ -36,14 +36,14 @@ from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.credit_requests import RequestError, parse_amount
 from api.errors import ApiError
-from openmonetize.stores.users_and_teams import ID as ID_PATTERN
-from openmonetize.stores.users_and_teams import feature_ids
-from openmonetize.stores import catalog as catalog_store
 from openmonetize.catalog import PlanRecord, decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, scheduler
+from openmonetize.stores import catalog as catalog_store
 from openmonetize.stores import plans as store
 from openmonetize.stores.plans import AlreadySubscribed, Subscription
+from openmonetize.stores.users_and_teams import ID as ID_PATTERN
+from openmonetize.stores.users_and_teams import feature_ids
 from schemas import storable
 
 log = get_logger(__name__)

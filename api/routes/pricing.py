@@ -22,10 +22,10 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import catalog_of, in_db, publish
 from api.errors import ApiError
-from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing import model_names
 from openmonetize.billing.money import MAX_DIGITS, SCALE
 from openmonetize.catalog import PRICE_FIELDS, PriceRecord, decimal_text
+from openmonetize.stores import catalog as catalog_store
 
 router = APIRouter(tags=["provider prices"])
 

@@ -17,10 +17,10 @@ from api import json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
-from openmonetize.stores.users_and_teams import feature_ids
-from openmonetize.stores import catalog as catalog_store
 from openmonetize.billing.money import quantize
 from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
+from openmonetize.stores import catalog as catalog_store
+from openmonetize.stores.users_and_teams import feature_ids
 
 router = APIRouter(tags=["tenant settings"])
 MAX_CREDIT_PRICE_USD = Decimal(1_000_000)

@@ -40,13 +40,13 @@ import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from openmonetize.stores.tenants import create_customer
 from deploy.bench.pipeline import RULES
 from deploy.bench.results import RESULTS, merge_results
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.rebilling.replay import Progress, ReplayRequest, execute
 from openmonetize.settings import get_settings
+from openmonetize.stores.tenants import create_customer
 from producers.loadgen import EventGenerator
 from schemas.topics import topics
 from schemas.usage_event import EventLimits, convert_event, to_record

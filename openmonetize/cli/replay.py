@@ -185,8 +185,8 @@ def _fail(exc: Exception) -> None:
     from openmonetize.rebilling.booking import BookingError
     from openmonetize.rebilling.ledger_state import LedgerBehind
     from openmonetize.rebilling.replay import ReplayRefused
-    from openmonetize.stores.replay_runs import ReplayBusy
     from openmonetize.rebilling.source import RetentionError
+    from openmonetize.stores.replay_runs import ReplayBusy
 
     if isinstance(exc, (ReplayRefused, ReplayBusy, RetentionError, LedgerBehind, BookingError)):
         click.secho(f"error: {exc}", fg="red", err=True)

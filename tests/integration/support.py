@@ -11,9 +11,9 @@ import httpx
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from openmonetize.stores.tenants import NewCustomer, create_customer
 from openmonetize.catalog_admin import publish_tenant
 from openmonetize.settings import Settings
+from openmonetize.stores.tenants import NewCustomer, create_customer
 from openmonetize.topic_reader import read_to_end
 from schemas.codec import AvroCodec, schema_text
 from schemas.topics import topics

@@ -12,8 +12,8 @@ import orjson
 import psycopg
 import pytest
 
-from openmonetize.stores import tenants
 from deploy.local_stack.supervisor import workers
+from openmonetize.stores import tenants
 from tests.conftest import eventually
 
 COMMANDS = [

@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from openmonetize import migrations, wallet_ids
-from openmonetize.kafka_topics import ensure_topics
 from openmonetize.dlq_views import session as dlq_session
+from openmonetize.kafka_topics import ensure_topics
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.reconcile import reconcile
 from producers.usage_producer import UsageProducer
