@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import Request
 
-from openmonetize.dlq import REMEDIES, RETRY, DlqError, Redriver, Selection, parse_ids, plan
+from openmonetize.dlq import RETRY, DlqError, Redriver, Selection, parse_ids, plan
 from openmonetize.dlq_cli import entry_json, retry_outcome, session
+from schemas.dlq_reasons import REMEDIES
 
 MAX_RETRIES = 3  # `openmonetize dlq retry`'s default --max-retries
 MAX_SHOWN = 200

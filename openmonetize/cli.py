@@ -318,7 +318,7 @@ def loadgen(rate: float, duration: float, tenants: int, users: int, duplicates: 
 
 
 # --- dlq -----------------------------------------------------------------------------------
-from openmonetize.dlq import KNOWN_REASONS, KNOWN_STAGES  # noqa: E402 - the choices of the options below
+from schemas.dlq_reasons import KNOWN_REASONS, KNOWN_STAGES  # noqa: E402 - the choices of the options below
 
 
 @main.command()

@@ -35,38 +35,6 @@ from schemas.topics import TopicSpec, Topics, topics
 
 log = get_logger(__name__)
 
-# The reasons the pipeline writes (and those planned); `--reason` accepts only these, so that a
-# typo is an error instead of an empty result. Add a new reason here when a stage starts using it.
-KNOWN_REASONS = (
-    "decode_error",
-    "invalid",
-    "too_old",
-    "too_new",
-    "conflicting_duplicate",
-    "no_rate",
-    "unknown_customer",
-    "insufficient_credits",
-    "invalid_command",
-    "processing_error",
-    "unstorable",
-)
-KNOWN_STAGES = ("decode", "dedupe", "rate", "route", "debit", "sink-ledger", "sink-clickhouse")
-# What fixes each reason before a retry re-drives the record (the dashboard and `GET /v1/dlq` show it).
-REMEDIES = {
-    "decode_error": "The record is not a usage event of the registered schema: fix the producer; a retry fails the same way.",
-    "invalid": "A field breaks the event contract (the detail names it): send a corrected event with a new event_id.",
-    "too_old": "Older than the accepted window (EVENT_MAX_AGE_S): it cannot be charged by the stream; re-bill it by hand.",
-    "too_new": "Its timestamp is ahead of the clock: fix the sender's clock, then retry once the time has come.",
-    "conflicting_duplicate": "The event_id was already charged with other usage: send the new usage with a new event_id.",
-    "no_rate": "Nothing prices it: add a rule for this model or unit to your burn table (or create one), then retry.",
-    "unknown_customer": "The customer_id is not a tenant: create it (openmonetize admin customers create), then retry.",
-    "insufficient_credits": "The wallet could not pay under the reject policy: top up the wallet, then retry.",
-    "invalid_command": "The wallet command cannot apply (the detail says why): send a corrected command.",
-    "processing_error": "A bug met this record (the detail names it): report it; retry once it is fixed.",
-    "unstorable": "The store refused what the record holds (the detail says why), so it is not in the ledger or "
-                  "analytics and `openmonetize reconcile` reports it; fix the sender, a retry fails the same way.",
-}
-
 RETRY_OF_HEADER = "openmonetize-dlq-retry-of"
 RETRY_COUNT_HEADER = "openmonetize-dlq-retry-count"
 OUR_HEADERS = (RETRY_OF_HEADER, RETRY_COUNT_HEADER)

@@ -21,11 +21,11 @@ from confluent_kafka import Producer
 
 from openmonetize.logs import get_logger
 from schemas.codec import AvroCodec, registered_codec
+from schemas.dlq_reasons import Reason
 from schemas.topics import topics
 
 log = get_logger(__name__)
 
-REASON = "unstorable"
 
 
 class Source(NamedTuple):
@@ -84,7 +84,7 @@ class DeadLetters:
             log.error(f"{self.stage}_unstorable", partition=source.partition, offset=source.offset,
                       event_id=source.event_id, customer_id=source.customer_id, error=detail)
             value = self._codec.encode({
-                "reason": REASON, "detail": detail, "stage": self.stage, "source_topic": self.source_topic,
+                "reason": Reason.UNSTORABLE, "detail": detail, "stage": self.stage, "source_topic": self.source_topic,
                 "source_partition": source.partition, "source_offset": source.offset, "key": source.key,
                 "value": source.value, "event_id": source.event_id, "customer_id": source.customer_id,
                 "failed_at": now,
