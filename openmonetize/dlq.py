@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas.codec import AvroCodec, DecodeError, schema_text
+from schemas.codec import AvroCodec, DecodeError
+from schemas.topic_codecs import reader_codec
 from schemas.topics import TopicSpec, Topics, topics
 
 log = get_logger(__name__)
@@ -497,22 +498,6 @@ def _missing(dlq_id: DlqId, topic: str, partitions: list[int], marks: tuple[int,
     if dlq_id.offset < low:
         return f"partition {dlq_id.partition} now starts at offset {low} (older records were removed by retention)"
     return None
-
-
-def reader_codec(resolver, spec: TopicSpec) -> AvroCodec:
-    """A decoder into our schema of `spec` that registers nothing: every writer schema id is
-    resolved through the registry (id 0, which no registered schema has, stands for ours when
-    the subject does not hold it)."""
-    from schemas.registry import RegistryError
-
-    text = schema_text(spec.schema_file)
-    try:
-        schema_id, _ = resolver.lookup(spec.subject, text)
-    except RegistryError as exc:
-        if exc.http_status != 404:
-            raise
-        schema_id = 0
-    return AvroCodec(text, schema_id, resolver)
 
 
 class OriginalDecoder:

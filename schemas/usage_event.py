@@ -22,9 +22,7 @@ import msgspec
 
 from openmonetize.settings import Settings
 from schemas import storable
-from schemas.codec import AvroCodec, SchemaResolver, schema_text
 
-SCHEMA_FILE = "usage_event.avsc"
 EVENT_TYPES = ("TOKEN_USAGE", "EMBEDDING", "IMAGE_GENERATION", "AUDIO", "CUSTOM")
 # String fields with few distinct values: the encoder caches their encodings.
 LOW_CARDINALITY_FIELDS = (
@@ -61,11 +59,6 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Decimal | None = None
     reservation_id: Id | None = None
     metadata: dict[str, str] | None = None
-
-
-def codec(schema_id: int, resolver: SchemaResolver | None = None) -> AvroCodec:
-    """The usage.events codec, with the schema id the registry gave our schema."""
-    return AvroCodec(schema_text(SCHEMA_FILE), schema_id, resolver, cached_fields=LOW_CARDINALITY_FIELDS)
 
 
 class EventError(ValueError):

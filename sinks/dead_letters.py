@@ -20,8 +20,9 @@ from typing import NamedTuple
 from confluent_kafka import Producer
 
 from openmonetize.logs import get_logger
-from schemas.codec import AvroCodec, registered_codec
+from schemas.codec import AvroCodec
 from schemas.dlq_reasons import Reason
+from schemas.topic_codecs import writer_codec
 from schemas.topics import topics
 
 log = get_logger(__name__)
@@ -70,7 +71,7 @@ class DeadLetters:
             return
         spec = topics(self.settings).usage_dlq
         if self._producer is None:
-            self._codec = registered_codec(self.registry, spec)
+            self._codec = writer_codec(self.registry, spec)
             self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "enable.idempotence": True})
         failures: list[str] = []
 

@@ -29,7 +29,7 @@ from api.catalog_state import catalog_of
 from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
 from openmonetize import wallet_ids
-from openmonetize.dlq import reader_codec
+from schemas.topic_codecs import reader_codec
 from openmonetize.wallet_balances import Watch
 from openmonetize.catalog import decimal_text
 from schemas.topics import topics

@@ -96,17 +96,14 @@ class KafkaSender:
 def sender_for(settings) -> KafkaSender:
     """A sender with the wallet.commands codec registered in the codecs' registry, as the tools do."""
     from openmonetize.rebilling.codecs import ProcessRegistry
-    from schemas.codec import AvroCodec, registered_codec
+    from schemas.topic_codecs import writer_codec
     from schemas.topics import topics
 
     registry = ProcessRegistry(settings)
-
-    def codec(spec) -> AvroCodec:
-        return registered_codec(registry, spec)
-
     specs = topics(settings)
-    return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name, codec(specs.wallet_commands).encode,
-                       specs.wallet_directory.name, codec(specs.wallet_directory).encode,
+    return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name,
+                       writer_codec(registry, specs.wallet_commands).encode,
+                       specs.wallet_directory.name, writer_codec(registry, specs.wallet_directory).encode,
                        settings.kafka_producer_timeout_ms / 1000)
 
 
