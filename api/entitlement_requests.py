@@ -33,6 +33,7 @@ from openmonetize.billing.money import CONTEXT, QUANTUM, ZERO, quantize
 from openmonetize.billing.rating import RateParams
 from schemas import storable
 from schemas.usage_event import EVENT_TYPES, EventLimits, Id, Label
+from schemas.wallet_command import wallet_command
 
 __all__ = ["ActionIn", "Check", "CheckIn", "EstimateIn", "ForeignCustomer", "Release", "ReleaseIn", "RequestError"]
 
@@ -287,34 +288,14 @@ def reserve_command(check: Check, reservation_id: str, wallet_id: str, amount: D
         metadata["feature_id"] = check.feature_id
     if check.idempotency_key is not None:
         metadata["idempotency_key"] = check.idempotency_key
-    return _command(reservation_id, check.customer_id, wallet_id, "reserve", amount, now,
-                    expires_at=now + timedelta(seconds=check.ttl_s), metadata=metadata)
+    return wallet_command(reservation_id, check.customer_id, wallet_id, "reserve", amount, now,
+                          expires_at=now + timedelta(seconds=check.ttl_s), metadata=metadata)
 
 
 def release_command(customer_id: str, wallet_id: str, reservation_id: str, now: datetime, reason: str) -> dict:
     """A release moves no credits: its amount is 0."""
-    return _command("cmd_" + uuid.uuid4().hex, customer_id, wallet_id, "release", ZERO, now,
-                    reservation_id=reservation_id, reason=reason, metadata={"source": "api"})
-
-
-def _command(command_id: str, customer_id: str, wallet_id: str, kind: str, amount: Decimal, now: datetime,
-             expires_at: datetime | None = None, reservation_id: str | None = None, reason: str | None = None,
-             metadata: dict | None = None) -> dict:
-    return {
-        "command_id": command_id,
-        "customer_id": customer_id,
-        "wallet_id": wallet_id,
-        "kind": kind,
-        "amount": amount,
-        "expires_at": expires_at,
-        "priority": None,
-        "event_id": None,
-        "run_id": None,
-        "reservation_id": reservation_id,
-        "reason": reason,
-        "requested_at": now,
-        "metadata": metadata,
-    }
+    return wallet_command("cmd_" + uuid.uuid4().hex, customer_id, wallet_id, "release", ZERO, now,
+                          reservation_id=reservation_id, reason=reason, metadata={"source": "api"})
 
 
 def _in_range(field: str, value: int | None, low: int, high: int, setting: str) -> None:

@@ -33,6 +33,7 @@ from prometheus_client import Counter
 from openmonetize import wallet_directory
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, store
+from schemas.wallet_command import wallet_command
 
 log = get_logger(__name__)
 SCHEDULER_LOCK_ID = 7_402_113_008  # the API processes' periodic run: one at a time
@@ -109,14 +110,12 @@ def sender_for(settings) -> KafkaSender:
 
 def grant_command(due: dict, k: int, lot: periods.Lot, requested_at: datetime) -> dict:
     """The wallet.commands record of one lot (schemas/avro/wallet_command.avsc)."""
-    return {
-        "command_id": lot.command_id, "customer_id": due["customer_id"], "wallet_id": due["wallet_id"], "kind": "grant",
-        "amount": lot.amount, "expires_at": lot.expires_at, "priority": due["priority"], "event_id": None,
-        "run_id": None, "reservation_id": None, "reason": f"plan {due['plan_id']} period {k}",
-        "requested_at": requested_at,
-        "metadata": {"source": "plan", "plan_id": due["plan_id"], "subscription_id": due["subscription_id"],
-                     "period": str(k)},
-    }
+    return wallet_command(
+        lot.command_id, due["customer_id"], due["wallet_id"], "grant", lot.amount, requested_at,
+        expires_at=lot.expires_at, priority=due["priority"], reason=f"plan {due['plan_id']} period {k}",
+        metadata={"source": "plan", "plan_id": due["plan_id"], "subscription_id": due["subscription_id"],
+                  "period": str(k)},
+    )
 
 
 def period_of(due: dict, k: int) -> tuple[datetime, datetime, datetime]:
