@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -360,6 +360,7 @@ class CatalogPublisher:
 _ALWAYS = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
 _REMEMBERED = 65_536  # rating inputs remembered (tenant x model) before the memory starts again
 _PriceGroup = tuple[str | None, str, str]  # (customer_id or None for the dataset, provider, model)
+TableChoice = Callable[[BurnTable | None], BurnTable | None]  # the table in force → the one to rate with
 
 
 class CatalogIndex:
@@ -511,11 +512,18 @@ class CatalogIndex:
         return default_burn_table.derived(customer_id, price, self.tenant(customer_id).credit_price_usd,
                                           self.default_markup)
 
-    def rate_event(self, customer_id: str, usage: RateParams) -> Rated:
-        """Rate a usage event with what is in force at its timestamp, as every process does
-        (the usage agent, the rating and entitlement routes). Raises NoRate."""
+    def rate_event(self, customer_id: str, usage: RateParams, choose_table: TableChoice | None = None) -> Rated:
+        """Rate a usage event with what is in force at its timestamp: the one entry point of every
+        process that rates (the usage agent, the rating and entitlement routes, replays, the
+        dashboard). Raises NoRate.
+
+        `choose_table`, when given, picks the burn table to rate with from the one in force (None
+        when there is none): a replay's version V of it, the dashboard's proposed rules. The
+        price and the credit price are still the ones in force."""
         found, table, credit_price = self._rating_inputs(customer_id, usage.provider, usage.model, usage.timestamp)
-        if table is None:
+        if choose_table is not None:
+            table = choose_table(table)  # None: `rate` raises NoRate naming the event's time
+        elif table is None:
             raise NoRate(f"no burn table, and no provider price for {usage.provider}/{usage.model} to derive the "
                          "default burn table from: create a burn table (POST /v1/burn-tables)")
         price = found.price if found is not None else None
