@@ -48,10 +48,17 @@ def records(partition: int, *offsets: int) -> list[Message]:
     return [Message(partition, offset) for offset in offsets]
 
 
+def once_paused(step: Callable[[FakeConsumer], list[Message]]) -> Callable[[FakeConsumer], list[Message] | None]:
+    """A step played by the first poll after the sink paused its partitions: the keep-alive poll
+    of a retry, not the read of the next batch."""
+    return lambda consumer: step(consumer) if consumer.paused else None
+
+
 class FakeConsumer:
     """Answers each `consume` with the next step of `script`: a list of messages, or a callable
-    (given the consumer) that returns them, e.g. after calling the revoke callback. Once the
-    script is played, nothing more arrives. Records commits, pauses, resumes and seeks."""
+    (given the consumer) that returns them, e.g. after calling the revoke callback, or None for
+    "not yet" (the step is kept for the next poll). Once the script is played, nothing more
+    arrives. Records commits, pauses, resumes and seeks."""
 
     def __init__(self, script: list[list[Message] | Callable[[FakeConsumer], list[Message]]]):
         self.script = list(script)
@@ -76,10 +83,14 @@ class FakeConsumer:
         with self.lock:
             self.polls += 1
             step = self.script.pop(0) if self.script else None
-        if step is None:
+        found = step(self) if callable(step) else step
+        if found is None:
+            if step is not None:
+                with self.lock:
+                    self.script.insert(0, step)
             time.sleep(min(timeout, 0.02))  # a poll that times out
             return []
-        return step(self) if callable(step) else step
+        return found
 
     def commit(self, offsets, asynchronous: bool):
         assert not asynchronous
@@ -184,7 +195,7 @@ def test_a_record_read_while_retrying_is_put_back_for_the_next_batch(monkeypatch
     """A rebalance during the retry may assign a partition unpaused: what the keep-alive poll
     reads from it is sought back, never dropped."""
     stray = Message(1, 7)
-    consumer, store = FakeConsumer([records(0, 0, 1, 2), [stray]]), Store(down_for=2)
+    consumer, store = FakeConsumer([records(0, 0, 1, 2), once_paused(lambda _: [stray])]), Store(down_for=2)
     with Running(monkeypatch, consumer, store, batch_rows=3):
         eventually(lambda: consumer.commits, timeout_s=5, what="the retried batch's commit")
     assert consumer.seeks == [(TOPIC, 1, 7)]
@@ -214,8 +225,7 @@ def test_a_revoke_while_a_batch_is_retried_abandons_it_uncommitted(monkeypatch):
         revoked.set()
         return []
 
-    # The first consume fills the batch; the next one is the keep-alive poll of the retry.
-    consumer, store = FakeConsumer([records(0, 0, 1, 2), revoke]), Store(down=True)
+    consumer, store = FakeConsumer([records(0, 0, 1, 2), once_paused(revoke)]), Store(down=True)
     with Running(monkeypatch, consumer, store, batch_rows=3) as sink:
         eventually(revoked.is_set, timeout_s=5, what="the revoke during the retry")
         eventually(lambda: not sink._retrying, timeout_s=5, what="the retry to give the batch up")
