@@ -32,20 +32,14 @@ from decimal import Decimal
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
 from openmonetize import clickhouse_client
+from openmonetize.analytics import usage_events
+from openmonetize.analytics.usage_events import COLUMNS, TABLE
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_retry
 
 log = get_logger(__name__)
 
-TABLE = "usage_events"
-COLUMNS = (
-    "customer_id", "event_id", "user_id", "team_id", "wallet_id", "event_type", "feature_id", "provider", "model",
-    "input_tokens", "output_tokens", "cached_input_tokens", "image_count", "image_size", "quality", "unit_type",
-    "quantity", "reservation_id", "source", "metadata", "timestamp", "received_at", "rated_at", "credits",
-    "usd_cost", "revenue_usd", "margin_usd", "burn_table_id", "burn_table_version", "price_version", "revision",
-    "kafka_topic", "kafka_partition", "kafka_offset",
-)
 _CUSTOMER, _EVENT, _REVISION = COLUMNS.index("customer_id"), COLUMNS.index("event_id"), COLUMNS.index("revision")
 _PARTITION, _OFFSET = COLUMNS.index("kafka_partition"), COLUMNS.index("kafka_offset")
 ZERO = Decimal(0)
@@ -177,7 +171,7 @@ class ClickHouseStore:
             self._client = clickhouse_client.get_client(
                 s, "writer", database=s.clickhouse_database, connect_timeout=5,
                 send_receive_timeout=s.clickhouse_sink_timeout_s, compress="lz4", autogenerate_session_id=False)
-            self._insert = self._client.create_insert_context(TABLE, list(COLUMNS))
+            self._insert = usage_events.insert_context(self._client)
         return self._client
 
     def _load(self, client, rows: list[tuple]) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from openmonetize.analytics import rollups
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.catalog import BurnTableRecord, CatalogIndex, decode as decode_catalog
 from openmonetize.rebilling import analytics, booking, ledger_state, runs, source
@@ -239,7 +240,7 @@ def rebuild_analytics(settings: Settings, run: runs.Run, ratings: dict) -> int:
         written = analytics.rewrite_events(client, settings.clickhouse_database, run.customer_id, run.range_from,
                                            run.range_to, ratings, datetime.now(timezone.utc))
         # Always: a run resumed after writing its rows but before this finds nothing left to write.
-        analytics.rebuild_rollups(client, settings.clickhouse_database, run.customer_id, run.range_from, run.range_to)
+        rollups.rebuild(client, settings.clickhouse_database, run.customer_id, run.range_from, run.range_to)
         return written
     finally:
         client.close()
