@@ -16,7 +16,7 @@ import psycopg
 
 from openmonetize import catalog_store
 from openmonetize.billing import prices
-from openmonetize.catalog import CatalogPublisher
+from openmonetize.catalog.publisher import CatalogPublisher
 from openmonetize.settings import Settings
 
 # The first snapshot also prices the past: events already on the stream (replays) get a cost.

@@ -32,7 +32,7 @@ from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas.codec import AvroCodec, DecodeError
 from schemas.topic_codecs import reader_codec
-from schemas.topics import TopicSpec, Topics, topics
+from schemas.topics import Topics, topics
 
 log = get_logger(__name__)
 

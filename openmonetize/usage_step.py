@@ -24,7 +24,7 @@ import orjson
 
 from openmonetize import wallet_ids
 from openmonetize.billing.rating import NoRate, RateParams
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
 from schemas.dlq_reasons import Reason, Stage
 
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there

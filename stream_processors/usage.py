@@ -34,7 +34,7 @@ from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from openmonetize import metrics
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings

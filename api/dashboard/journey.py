@@ -31,7 +31,7 @@ from api.dashboard.sessions import Session
 from openmonetize import wallet_ids
 from schemas.topic_codecs import reader_codec
 from openmonetize.wallet_balances import Watch
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from schemas.topics import topics
 
 STAGES = ("edge", "kafka", "rated", "wallet", "clickhouse", "ledger")

@@ -16,7 +16,7 @@ from api.proxy.calls import Call, Refusal
 from api.proxy.identity import Identity
 from api.routes import entitlements
 from openmonetize import wallet_directory
-from openmonetize.catalog import Catalog
+from openmonetize.catalog.view import Catalog
 from openmonetize.settings import Settings
 from openmonetize.wallet_balances import WalletBalances
 from openmonetize.wallet_directory import WalletDirectory

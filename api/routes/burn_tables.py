@@ -22,7 +22,8 @@ from api.errors import ApiError
 from openmonetize import catalog_store
 from openmonetize.billing import burn_tables
 from openmonetize.billing.burn_tables import RulesError, parse_rules
-from openmonetize.catalog import BurnTableRecord, rules_json
+from openmonetize.catalog.json_codec import rules_json
+from openmonetize.catalog.records import BurnTableRecord
 from schemas import storable
 
 router = APIRouter(tags=["burn tables"])

@@ -30,7 +30,7 @@ from api.credit_requests import ConsumeIn, CreditRequest, CreditsIn, ForeignCust
 from api.errors import ApiError
 from api.idempotency import Outcome
 from openmonetize import wallet_ids
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import Balance, WalletBalances
 

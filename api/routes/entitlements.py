@@ -45,7 +45,8 @@ from api.holds import Hold, Holds
 from api.idempotency import Outcome
 from openmonetize import wallet_ids
 from openmonetize.billing.rating import NoRate
-from openmonetize.catalog import Catalog, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
+from openmonetize.catalog.view import Catalog
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import Balance, WalletBalances
 from schemas.usage_event import EVENT_TYPES, EventLimits

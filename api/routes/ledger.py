@@ -20,7 +20,7 @@ from api.catalog_state import in_db
 from api.errors import ApiError
 from api.ledger_reads import KINDS, LedgerFilter
 from openmonetize import wallet_ids
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 
 router = APIRouter(tags=["credits"])
 DEFAULT_LIMIT = 100

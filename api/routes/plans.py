@@ -39,7 +39,8 @@ from api.errors import ApiError
 from api.users_and_teams import ID as ID_PATTERN
 from api.users_and_teams import feature_ids
 from openmonetize import catalog_store
-from openmonetize.catalog import PlanRecord, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
+from openmonetize.catalog.records import PlanRecord
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, scheduler, store
 from openmonetize.plans.store import AlreadySubscribed, Subscription

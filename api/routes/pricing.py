@@ -25,7 +25,8 @@ from api.errors import ApiError
 from openmonetize import catalog_store
 from openmonetize.billing import model_names
 from openmonetize.billing.money import MAX_DIGITS, SCALE
-from openmonetize.catalog import PRICE_FIELDS, PriceRecord, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
+from openmonetize.catalog.records import PRICE_FIELDS, PriceRecord
 
 router = APIRouter(tags=["provider prices"])
 

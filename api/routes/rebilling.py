@@ -23,7 +23,7 @@ from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.rebilling import runs
 from openmonetize.rebilling.run import ReplayRequest
 from schemas import storable

@@ -20,7 +20,7 @@ from api.errors import ApiError
 from api.users_and_teams import feature_ids
 from openmonetize import catalog_store
 from openmonetize.billing.money import quantize
-from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
+from openmonetize.catalog.records import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
 
 router = APIRouter(tags=["tenant settings"])
 MAX_CREDIT_PRICE_USD = Decimal(1_000_000)

@@ -30,7 +30,9 @@ from deploy.bench.pipeline import RULES
 from openmonetize.billing import prices
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.rating import RateParams
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, PriceRecord, TenantSettings, key_of
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord, PriceRecord, TenantSettings
 from openmonetize.settings import get_settings
 from openmonetize.usage_step import Inputs, Window, dedupe_key, seen_value, usage_step
 from producers.loadgen import EventGenerator

@@ -32,7 +32,7 @@ from openmonetize.billing.default_burn_table import DEFAULT_BURN_TABLE_ID
 from openmonetize.billing.money import ZERO
 from openmonetize.billing.rating import NoRate, RateParams, RateResult
 from openmonetize.billing.wallet import entry_id
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
 from openmonetize.usage_step import DUPLICATE, body_hash, copy_outcome
 
 ALL_LEVELS = ("user", "team", "customer")

@@ -15,7 +15,9 @@ import psycopg
 
 from openmonetize.analytics import rollups
 from openmonetize.billing.burn_tables import BurnTable
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, decode as decode_catalog
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import decode as decode_catalog
+from openmonetize.catalog.records import BurnTableRecord
 from openmonetize.rebilling import analytics, booking, ledger_state, runs, source
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.rebilling.rerate import Adjustment, PartitionOutcome, Rates, Rerater, Selection, UserTotals

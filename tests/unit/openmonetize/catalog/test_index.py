@@ -1,62 +1,19 @@
-"""The catalog's JSON codec and its lookup indexes (pure: fed record by record, no Kafka)."""
+"""The catalog's lookup indexes and rate_event (pure: fed record by record, no Kafka)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.prices import ProviderPrice
-from openmonetize.catalog import (
-    BurnTableRecord,
-    CatalogIndex,
-    PriceRecord,
-    TenantSettings,
-    decode,
-    encode,
-    key_of,
-    rules_json,
-)
-
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-RULES = {"gpt-4o": {"input_tokens": Decimal("2.5"), "output_tokens": "10.000", "per_unit": 1000},
-         "dall-e-3": {"images": {"1024x1024:hd": "0.000000000001"}, "image": "4"}}
-
-
-def table(table_id: str, version: int, effective: datetime, created: datetime, rate: str = "1") -> BurnTableRecord:
-    rules = parse_rules({"default": {"input_tokens": rate}})
-    return BurnTableRecord(BurnTable(table_id, "cus_a", "std", version, effective, rules), created, created)
-
-
-def price(version: str, effective: datetime, customer_id: str | None = None, input_mtok: str = "1") -> PriceRecord:
-    return PriceRecord(ProviderPrice("openai", "gpt-4o", effective, version, input_mtok=Decimal(input_mtok)), customer_id)
-
-
-def test_records_round_trip_exactly():
-    records = [
-        TenantSettings("cus_a", Decimal("0.012345678901"), ("team", "user"), "reject"),
-        BurnTableRecord(BurnTable("bt_1", "cus_a", "std", 3, T0, parse_rules(RULES)), T0 + timedelta(days=1), T0),
-        price("genai-1", T0, None, "2.500000000000"),
-        price("override-2", T0 + timedelta(hours=1, microseconds=5), "cus_a", "123456789012345678901234.5"),
-    ]
-    for record in records:
-        assert decode(encode(record)) == record
-    assert key_of(records[1]) == "burn_table:cus_a:bt_1:3"
-    assert key_of(records[2]) == "price:openai:gpt-4o:genai-1"
-    assert key_of(records[3]) == "price_override:cus_a:openai:gpt-4o:override-2"
-
-
-def test_amounts_are_plain_decimal_strings_and_times_rfc3339():
-    assert rules_json(parse_rules(RULES)) == {
-        "gpt-4o": {"per_unit": "1000", "input_tokens": "2.5", "output_tokens": "10"},
-        "dall-e-3": {"per_unit": "1", "image": "4", "images": {"1024x1024:hd": "0.000000000001"}},
-    }
-    assert b'"input_mtok":"2.5"' in encode(price("v", T0, None, "2.500000000000"))
-    assert b'"effective_from":"2026-01-01T00:00:00+00:00"' in encode(price("v", T0))
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord, PriceRecord, TenantSettings
+from tests.unit.openmonetize.catalog.records import T0, price, table
 
 
 def test_a_tenant_without_settings_gets_the_defaults():
