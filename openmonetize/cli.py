@@ -396,7 +396,7 @@ def _dlq_time():
 
 
 def _dlq_ids(values: tuple[str, ...]):
-    from openmonetize.dlq import parse_ids
+    from openmonetize.dlq.ids import parse_ids
 
     try:
         return parse_ids(values)
@@ -405,7 +405,7 @@ def _dlq_ids(values: tuple[str, ...]):
 
 
 def _dlq_run(body, *args, **kwargs) -> None:
-    from openmonetize.dlq import DlqError
+    from openmonetize.dlq.kafka_access import DlqError
 
     try:
         code = body(get_settings(), *args, **kwargs)
@@ -416,7 +416,7 @@ def _dlq_run(body, *args, **kwargs) -> None:
 
 
 def _dlq_selection(reasons, customer, stage, since, until):
-    from openmonetize.dlq import Selection
+    from openmonetize.dlq.entries import Selection
 
     if since and until and since >= until:
         raise click.BadParameter(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")

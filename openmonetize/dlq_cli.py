@@ -1,5 +1,5 @@
 """The bodies of `openmonetize dlq list|show|retry` (options and help live in openmonetize/cli.py;
-the reading and re-driving in openmonetize/dlq.py). Each returns the process exit code:
+the reading and re-driving in openmonetize/dlq/). Each returns the process exit code:
 0 ok, 1 some records failed or were not found (bad usage, 2, is refused by click before)."""
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ from decimal import Decimal
 import click
 import orjson
 
-from openmonetize.dlq import (
+from openmonetize.dlq.entries import DlqEntry, Earliest, Selection
+from openmonetize.dlq.ids import DlqId, parse_time
+from openmonetize.dlq.kafka_access import DlqError
+from openmonetize.dlq.reader import DlqReader, OriginalDecoder
+from openmonetize.dlq.redrive import Planned, Redriver, plan
+from openmonetize.dlq.retry_rules import (
     REFUSE,
     RETRY,
-    SKIP_LIMIT,
-    DlqEntry,
-    DlqError,
-    DlqId,
-    DlqReader,
-    Earliest,
-    OriginalDecoder,
-    Planned,
-    Redriver,
-    Selection,
-    parse_time,
-    plan,
-    retry_count,
     RETRY_OF_HEADER,
+    SKIP_LIMIT,
+    retry_count,
 )
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
