@@ -32,8 +32,7 @@ from prometheus_client import Histogram
 
 from api import entitlement_decisions as decisions
 from api import entitlement_requests as requests_
-from api import hold_expiry
-from api import idempotency, json_bodies
+from api import hold_expiry, idempotency, json_bodies
 from api.auth import tenant
 from api.balances_state import Codecs, balances_of, codecs_of, wallet_exists
 from api.catalog_state import catalog_of, in_db
@@ -54,6 +53,7 @@ CHECK_SECONDS = Histogram(
     ["outcome"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
 router = APIRouter(tags=["entitlements"], lifespan=hold_expiry.lifespan)
 
 
