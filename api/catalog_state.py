@@ -16,7 +16,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Request
 
 from api.errors import ApiError
-from openmonetize.catalog import Catalog, CatalogPublisher, CatalogPublishError, Record
+from openmonetize.catalog.publisher import CatalogPublishError, CatalogPublisher
+from openmonetize.catalog.records import Record
+from openmonetize.catalog.view import Catalog
 from openmonetize.logs import get_logger
 
 log = get_logger(__name__)

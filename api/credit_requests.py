@@ -29,6 +29,7 @@ import orjson
 from openmonetize import wallet_ids
 from openmonetize.billing.money import CONTEXT, QUANTUM, SCALE, quantize
 from schemas import storable
+from schemas.wallet_command import wallet_command
 
 KINDS = ("purchase", "grant", "consume")
 MAX_KEY_LENGTH = 255
@@ -111,21 +112,11 @@ class CreditRequest:
 
     def command(self, command_id: str, now: datetime) -> dict:
         """The wallet.commands record (schemas/avro/wallet_command.avsc)."""
-        return {
-            "command_id": command_id,
-            "customer_id": self.customer_id,
-            "wallet_id": self.wallet_id,
-            "kind": self.kind,
-            "amount": self.amount,
-            "expires_at": self.expires_at,
-            "priority": self.priority,
-            "event_id": None,
-            "run_id": None,
-            "reservation_id": None,
-            "reason": self.reason,
-            "requested_at": now,
-            "metadata": {"source": "api", **({"idempotency_key": self.idempotency_key} if self.idempotency_key else {})},
-        }
+        return wallet_command(
+            command_id, self.customer_id, self.wallet_id, self.kind, self.amount, now, expires_at=self.expires_at,
+            priority=self.priority, reason=self.reason,
+            metadata={"source": "api", **({"idempotency_key": self.idempotency_key} if self.idempotency_key else {})},
+        )
 
 
 def command_id_for(customer_id: str, idempotency_key: str) -> str:

@@ -1,5 +1,5 @@
 """A tenant's parked records (usage.dlq), for the dashboard's DLQ page and `GET /v1/dlq`: reads
-and retries through the code of `openmonetize dlq` (openmonetize.dlq and openmonetize/dlq_views.py),
+and retries through the code of `openmonetize dlq` (openmonetize/dlq/ and openmonetize/dlq_views.py),
 restricted to one tenant: a listing selects the tenant's records only, each with what fixes its
 reason (`remedy`), and a retry re-reads each id it is given and refuses one that is not the
 tenant's (as if it did not exist). Kafka and Postgres calls block: they run in a thread."""
@@ -11,8 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import Request
 
-from openmonetize.dlq import REMEDIES, RETRY, DlqError, Redriver, Selection, parse_ids, plan
+from openmonetize.dlq.entries import Selection
+from openmonetize.dlq.ids import parse_ids
+from openmonetize.dlq.kafka_access import DlqError
+from openmonetize.dlq.redrive import Redriver, plan
+from openmonetize.dlq.retry_rules import RETRY
 from openmonetize.dlq_views import entry_json, retry_outcome, session
+from schemas.dlq_reasons import REMEDIES
 
 MAX_RETRIES = 3  # `openmonetize dlq retry`'s default --max-retries
 MAX_SHOWN = 200

@@ -29,15 +29,26 @@ import msgspec
 import orjson
 
 from api.credit_requests import ForeignCustomer, Key, RequestError, idempotency_key, parse_amount
-from openmonetize.billing.money import CONTEXT, QUANTUM, ZERO, quantize
+from openmonetize.billing.money import ZERO, quantize
 from openmonetize.billing.rating import RateParams
 from schemas import storable
 from schemas.usage_event import EVENT_TYPES, EventLimits, Id, Label
+from schemas.usage_units import (
+    ESTIMATE_WORDING,
+    QUANTITY_SCALE,
+    TOKEN_FIELDS,
+    UnitBounds,
+    UnitsError,
+    check_quantity,
+    check_units,
+)
+from schemas.wallet_command import wallet_command
 
 __all__ = ["ActionIn", "Check", "CheckIn", "EstimateIn", "ForeignCustomer", "Release", "ReleaseIn", "RequestError"]
 
 WalletId = storable.ident(400)
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+ESTIMATE_TOKENS = (*TOKEN_FIELDS, "max_output_tokens")  # max_output_tokens: an upper bound of output_tokens
 UNITS = ("input_tokens", "output_tokens", "max_output_tokens", "cached_input_tokens", "image_count", "quantity")
 
 
@@ -252,21 +263,15 @@ def parse_estimate(
         raise RequestError("estimate", f"a usage estimate needs units: one of {', '.join(UNITS)}")
     if estimate.output_tokens is not None and estimate.max_output_tokens is not None:
         raise RequestError("estimate.max_output_tokens", "give output_tokens or max_output_tokens, not both")
-    for name in ("input_tokens", "output_tokens", "max_output_tokens", "cached_input_tokens"):
-        _in_range(f"estimate.{name}", getattr(estimate, name), 0, limits.max_tokens, "EVENT_MAX_TOKENS")
-    _in_range("estimate.image_count", estimate.image_count, 0, limits.max_images, "EVENT_MAX_IMAGES")
-    if (estimate.cached_input_tokens or 0) > (estimate.input_tokens or 0):
-        raise RequestError("estimate.cached_input_tokens", "cannot exceed input_tokens (cached tokens are part of the input)")
-    quantity = None
-    if estimate.quantity is not None:
-        quantity = _quantity(estimate.quantity, limits.max_quantity)
+    bounds = estimate_bounds(limits)
+    try:
+        check_units(msgspec.structs.replace(estimate, quantity=None), bounds, ESTIMATE_WORDING,
+                    tokens=ESTIMATE_TOKENS, prefix="estimate.")
+        quantity = None if estimate.quantity is None else _quantity(estimate.quantity, bounds)
+    except UnitsError as exc:
+        raise RequestError(exc.field, exc.reason) from None
     output = estimate.output_tokens if estimate.output_tokens is not None else estimate.max_output_tokens
-    return None, RateParams(
-        event_type=estimate.event_type, timestamp=now, provider=estimate.provider, model=estimate.model,
-        input_tokens=estimate.input_tokens, output_tokens=output, cached_input_tokens=estimate.cached_input_tokens,
-        image_count=estimate.image_count, image_size=estimate.image_size, quality=estimate.quality,
-        unit_type=estimate.unit_type, quantity=quantity,
-    )
+    return None, RateParams.from_units(estimate.event_type, now, estimate, output_tokens=output, quantity=quantity)
 
 
 def parse_release(body: ReleaseIn, *, tenant: str) -> Release:
@@ -287,48 +292,23 @@ def reserve_command(check: Check, reservation_id: str, wallet_id: str, amount: D
         metadata["feature_id"] = check.feature_id
     if check.idempotency_key is not None:
         metadata["idempotency_key"] = check.idempotency_key
-    return _command(reservation_id, check.customer_id, wallet_id, "reserve", amount, now,
-                    expires_at=now + timedelta(seconds=check.ttl_s), metadata=metadata)
+    return wallet_command(reservation_id, check.customer_id, wallet_id, "reserve", amount, now,
+                          expires_at=now + timedelta(seconds=check.ttl_s), metadata=metadata)
 
 
 def release_command(customer_id: str, wallet_id: str, reservation_id: str, now: datetime, reason: str) -> dict:
     """A release moves no credits: its amount is 0."""
-    return _command("cmd_" + uuid.uuid4().hex, customer_id, wallet_id, "release", ZERO, now,
-                    reservation_id=reservation_id, reason=reason, metadata={"source": "api"})
+    return wallet_command("cmd_" + uuid.uuid4().hex, customer_id, wallet_id, "release", ZERO, now,
+                          reservation_id=reservation_id, reason=reason, metadata={"source": "api"})
 
 
-def _command(command_id: str, customer_id: str, wallet_id: str, kind: str, amount: Decimal, now: datetime,
-             expires_at: datetime | None = None, reservation_id: str | None = None, reason: str | None = None,
-             metadata: dict | None = None) -> dict:
-    return {
-        "command_id": command_id,
-        "customer_id": customer_id,
-        "wallet_id": wallet_id,
-        "kind": kind,
-        "amount": amount,
-        "expires_at": expires_at,
-        "priority": None,
-        "event_id": None,
-        "run_id": None,
-        "reservation_id": reservation_id,
-        "reason": reason,
-        "requested_at": now,
-        "metadata": metadata,
-    }
+def estimate_bounds(limits: EventLimits) -> UnitBounds:
+    """An event's bounds, except that an estimate may name 0 images."""
+    return UnitBounds(limits.max_tokens, limits.max_images, limits.max_quantity, quantity_scale=QUANTITY_SCALE)
 
 
-def _in_range(field: str, value: int | None, low: int, high: int, setting: str) -> None:
-    if value is None:
-        return
-    if value < low:
-        raise RequestError(field, f"must be >= {low}, got {value}")
-    if value > high:
-        raise RequestError(field, f"must be at most {high} ({setting}), got {value}")
-
-
-def _quantity(value: Any, max_quantity: Decimal) -> Decimal:
-    """Like an event's quantity: a JSON number or a decimal string, finite, >= 0, at most
-    EVENT_MAX_QUANTITY, at most 12 decimal places."""
+def _quantity(value: Any, bounds: UnitBounds) -> Decimal:
+    """Like an event's quantity: a JSON number or a decimal string, then `check_quantity`."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise RequestError("estimate.quantity", "must be a number or a decimal string")
     if isinstance(value, str):
@@ -336,10 +316,5 @@ def _quantity(value: Any, max_quantity: Decimal) -> Decimal:
             raise RequestError("estimate.quantity", f"must be a decimal number such as \"2.5\", got {value[:40]!r}")
         value = Decimal(value)
     quantity = Decimal(value)
-    if not quantity.is_finite() or quantity < 0:
-        raise RequestError("estimate.quantity", f"must be a finite number >= 0, got {quantity}")
-    if quantity > max_quantity:
-        raise RequestError("estimate.quantity", f"must be at most {max_quantity} (EVENT_MAX_QUANTITY), got {quantity:.6e}")
-    if quantity != quantity.quantize(QUANTUM, context=CONTEXT):
-        raise RequestError("estimate.quantity", "at most 12 decimal places")
+    check_quantity(quantity, bounds, ESTIMATE_WORDING, "estimate.quantity")
     return quantize(quantity)

@@ -38,8 +38,8 @@ from api.errors import ApiError, json_response
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
-from schemas import usage_event
 from schemas.codec import AvroCodec, schema_text
+from schemas.topic_codecs import codec_with_id
 from schemas.topics import topics
 from schemas.usage_event import EventError, EventLimits, ForeignCustomerError, UsageEventIn, to_record
 
@@ -107,7 +107,7 @@ class Intake:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            self.codec = usage_event.codec(schema_id)
+            self.codec = codec_with_id(self.topic.schema_file, schema_id)
             self.schema_status = "ok"
             log.info("usage event schema registered", subject=self.topic.subject, schema_id=schema_id)
             return

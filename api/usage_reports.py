@@ -27,7 +27,7 @@ from msgspec import UNSET, UnsetType
 
 from api.errors import ApiError
 from openmonetize.billing.money import CONTEXT
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 
 # Accepted `group_by` values and the column (and response key) each one is.
 DIMENSIONS = {

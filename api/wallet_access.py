@@ -25,7 +25,8 @@ from openmonetize import wallet_directory
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import WalletBalances
 from openmonetize.wallet_directory import WalletDirectory
-from schemas.codec import AvroCodec, registered_codec
+from schemas.codec import AvroCodec
+from schemas.topic_codecs import writer_codec
 from schemas.topics import topics
 
 log = get_logger(__name__)
@@ -87,7 +88,7 @@ def _register(app) -> Codecs:
     specs = topics(settings)
 
     def codec(spec) -> AvroCodec:
-        return registered_codec(registry, spec)
+        return writer_codec(registry, spec)
 
     return Codecs(specs.wallet_commands.name, codec(specs.wallet_commands), codec(specs.wallet_balances),
                   specs.wallet_directory.name, codec(specs.wallet_directory))

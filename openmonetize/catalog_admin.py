@@ -15,7 +15,7 @@ from importlib.metadata import version as package_version
 import psycopg
 
 from openmonetize.billing import prices
-from openmonetize.catalog import CatalogPublisher
+from openmonetize.catalog.publisher import CatalogPublisher
 from openmonetize.settings import Settings
 from openmonetize.stores import catalog as catalog_store
 

@@ -7,7 +7,10 @@ import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from openmonetize.dlq import REFUSE, RETRY, SKIP_LIMIT, DlqEntry, DlqReader, Planned
+from openmonetize.dlq.entries import DlqEntry
+from openmonetize.dlq.reader import DlqReader
+from openmonetize.dlq.redrive import Planned
+from openmonetize.dlq.retry_rules import REFUSE, RETRY, SKIP_LIMIT
 from openmonetize.settings import Settings
 
 

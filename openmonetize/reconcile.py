@@ -249,7 +249,7 @@ SOURCES = ("topics", "postgres", "clickhouse")
 
 def reconcile(settings, customer_id: str | None = None, source: str = "all") -> Report:
     """`source`: topics, postgres, clickhouse or all (all: Postgres only when its table exists)."""
-    from openmonetize.dlq import reader_codec
+    from schemas.topic_codecs import reader_codec
     from openmonetize.topic_reader import read_to_end
     from schemas.registry_client import registry_session
     from schemas.topics import topics

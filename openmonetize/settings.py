@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         "zstd", description="Producers' compression.type: zstd halves lz4's size of usage.events (kept 400 days)."
     )
 
-    # --- rating (openmonetize/catalog.py) ---------------------------------------------------
+    # --- rating (openmonetize/catalog/index.py) ---------------------------------------------
     default_burn_markup: Decimal = Field(
         DEFAULT_MARKUP, ge=0, le=100,
         description="Markup on the provider price of the default burn table, which rates a tenant that has no burn "

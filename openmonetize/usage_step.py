@@ -24,20 +24,21 @@ import orjson
 
 from openmonetize import wallet_ids
 from openmonetize.billing.rating import NoRate, RateParams
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
+from schemas.dlq_reasons import Reason, Stage
 
 NOT_IN_BODY_HASH = ("received_at", "source")  # set by our edge on each attempt: a retry differs there
 
 RATED, DUPLICATE = "rated", "duplicate"
 # Why an event is refused (its DLQ record's reason) and at which stage.
 REASONS = {
-    "decode_error": "decode",
-    "too_old": "dedupe",
-    "too_new": "dedupe",
-    "conflicting_duplicate": "dedupe",
-    "unknown_customer": "rate",
-    "no_rate": "rate",
-    "processing_error": "rate",  # a bug: the event is parked with the exception, the batch goes on
+    Reason.DECODE_ERROR: Stage.DECODE,
+    Reason.TOO_OLD: Stage.DEDUPE,
+    Reason.TOO_NEW: Stage.DEDUPE,
+    Reason.CONFLICTING_DUPLICATE: Stage.DEDUPE,
+    Reason.UNKNOWN_CUSTOMER: Stage.RATE,
+    Reason.NO_RATE: Stage.RATE,
+    Reason.PROCESSING_ERROR: Stage.RATE,  # a bug: the event is parked with the exception, the batch goes on
 }
 
 
@@ -58,7 +59,7 @@ def seen_value(record: dict) -> bytes:
 
 def copy_outcome(first_body_hash: bytes, record: dict) -> str:
     """A record whose (customer, event_id) was seen before, whose first record hashed so."""
-    return DUPLICATE if body_hash(record) == first_body_hash else "conflicting_duplicate"
+    return DUPLICATE if body_hash(record) == first_body_hash else Reason.CONFLICTING_DUPLICATE
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,13 @@ def usage_step(records: Iterable[tuple[int, bytes]], decode: Callable[[bytes], d
         try:
             record = decode(value)
         except ValueError as exc:  # schemas.codec.DecodeError
-            decisions.append(Decision("decode_error", None, str(exc)))
+            decisions.append(Decision(Reason.DECODE_ERROR, None, str(exc)))
             continue
         try:
             key = dedupe_key(record["customer_id"], record["event_id"])
             decision = decide(record, batch_seen.get(key) or inputs.seen(partition, key), inputs, window, now)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the partition: park the event, say why
-            decisions.append(Decision("processing_error", record, f"{type(exc).__name__}: {exc}", error=exc))
+            decisions.append(Decision(Reason.PROCESSING_ERROR, record, f"{type(exc).__name__}: {exc}", error=exc))
             continue
         if decision.outcome == RATED:
             batch_seen[key] = seen_value(record)
@@ -118,10 +119,10 @@ def decide(record: dict, prior: bytes | None, inputs: Inputs, window: Window, no
     """One decoded event; `prior` is the dedupe table's value for its key (None: never charged)."""
     at = record["timestamp"]
     if at < now - window.max_age:
-        return Decision("too_old", record, f"timestamp {at.isoformat()} is older than the accepted window "
+        return Decision(Reason.TOO_OLD, record, f"timestamp {at.isoformat()} is older than the accepted window "
                                            f"({window.max_age.days} days)")
     if at > now + window.max_future:
-        return Decision("too_new", record, f"timestamp {at.isoformat()} is more than "
+        return Decision(Reason.TOO_NEW, record, f"timestamp {at.isoformat()} is more than "
                                            f"{int(window.max_future.total_seconds())} s in the future")
     if prior is not None:
         outcome = copy_outcome(prior[:8], record)
@@ -130,11 +131,11 @@ def decide(record: dict, prior: bytes | None, inputs: Inputs, window: Window, no
     customer_id = record["customer_id"]
     catalog = inputs.catalog
     if not catalog.knows(customer_id):
-        return Decision("unknown_customer", record, f"customer_id {customer_id!r} is not a tenant")
+        return Decision(Reason.UNKNOWN_CUSTOMER, record, f"customer_id {customer_id!r} is not a tenant")
     try:
         result = catalog.rate_event(customer_id, RateParams.from_record(record)).result
     except NoRate as exc:
-        return Decision("no_rate", record, str(exc))
+        return Decision(Reason.NO_RATE, record, str(exc))
     wallet_id = wallet_ids.route(customer_id, record["user_id"], record["team_id"],
                                  catalog.tenant(customer_id).routing_order, inputs.wallet_exists)
     return Decision(RATED, record, charge={

@@ -35,8 +35,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from openmonetize.kafka_clients import KEYED
 from openmonetize.settings import Settings, get_settings
-from schemas import usage_event
 from schemas.codec import schema_text
+from schemas.topic_codecs import codec_with_id
 from schemas.registry import RegistryError
 from schemas.registry_client import RegistryUnreachable, open_registry
 from schemas.topics import topics
@@ -102,7 +102,7 @@ class UsageProducer:
         self.limits = EventLimits.from_settings(settings)
 
         self.schema_id = self._schema_id(settings, spec.schema_file, registry_timeout_s)
-        self.codec = usage_event.codec(self.schema_id)
+        self.codec = codec_with_id(spec.schema_file, self.schema_id)
         self._key_prefix = f"{customer_id}:"
 
         self.produced = 0  # queued to Kafka

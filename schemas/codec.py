@@ -46,13 +46,6 @@ def schema_json(file_name: str) -> dict:
     return json.loads(schema_text(file_name))
 
 
-def registered_codec(registry, spec, cached_fields: tuple[str, ...] = ()) -> AvroCodec:
-    """The codec of `spec`'s schema, registered (idempotently) under its subject in `registry`,
-    which also resolves the ids of other writers' schemas when decoding."""
-    text = schema_text(spec.schema_file)
-    return AvroCodec(text, registry.register(spec.subject, text), registry, cached_fields=cached_fields)
-
-
 class AvroCodec:
     """Encodes records with one of our schemas (registered as `schema_id`) and decodes records
     written with any registered schema into it.

@@ -7,7 +7,7 @@ says what each topic is for (the raw stream is kept long because it is the repla
 balances topic is compacted because readers only need the latest balance per wallet).
 
 Every topic carries Avro (`schema_file` in schemas/avro/) except the internal billing catalog,
-which carries JSON (`schema_file` empty; its codec is openmonetize/catalog.py): it is small,
+which carries JSON (`schema_file` empty; its codec is openmonetize/catalog/json_codec.py): it is small,
 read whole by every process, and written and read only by this project.
 """
 

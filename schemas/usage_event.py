@@ -5,10 +5,9 @@ through `UsageEventIn` → `to_record`, so an event means the same thing whichev
 Decoding is msgspec (compiled, and it names the field of a type error); the rules that need the
 settings or the clock (bounds, time window, required fields per event type) follow in Python.
 
-Token semantics: `input_tokens` counts ALL input tokens, cached ones included (OpenAI's
-`prompt_tokens`); `cached_input_tokens` is the part of them served from the provider's cache
-(so it can't exceed `input_tokens`). Rating bills `input_tokens - cached_input_tokens` at the
-input rate and the cached part at the cached rate. Unknown fields are refused rather than
+The units (tokens, images, quantities) and their checks are schemas/usage_units.py's, shared
+with every other path that accepts units. Rating bills `input_tokens - cached_input_tokens` at
+the input rate and the cached part at the cached rate. Unknown fields are refused rather than
 ignored: a typo such as `input_token` would otherwise bill nothing.
 """
 
@@ -18,11 +17,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING
+
 import msgspec
 
 from schemas import storable
-from schemas.codec import AvroCodec, SchemaResolver, schema_text
+from schemas.usage_units import QUANTITY_SCALE, UnitBounds, UnitsError, check_units
 
 if TYPE_CHECKING:  # a caller passes the settings in: schemas/ sits below openmonetize/ (docs/development/layers.md)
     from openmonetize.settings import Settings
@@ -34,7 +35,6 @@ LOW_CARDINALITY_FIELDS = (
     "customer_id", "team_id", "event_type", "feature_id", "provider", "model",
     "image_size", "quality", "unit_type", "source",
 )
-QUANTITY_SCALE = 12  # matches the Avro decimal(38, 12) of `quantity`
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 1024
 
@@ -64,11 +64,6 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Decimal | None = None
     reservation_id: Id | None = None
     metadata: dict[str, str] | None = None
-
-
-def codec(schema_id: int, resolver: SchemaResolver | None = None) -> AvroCodec:
-    """The usage.events codec, with the schema id the registry gave our schema."""
-    return AvroCodec(schema_text(SCHEMA_FILE), schema_id, resolver, cached_fields=LOW_CARDINALITY_FIELDS)
 
 
 class EventError(ValueError):
@@ -104,6 +99,12 @@ class EventLimits:
     max_images: int
     max_quantity: Decimal
     max_metadata_entries: int
+
+    @cached_property
+    def units(self) -> UnitBounds:
+        """The bounds of an event's units (an event reports at least one image, if any)."""
+        return UnitBounds(self.max_tokens, self.max_images, self.max_quantity, min_images=1,
+                          quantity_scale=QUANTITY_SCALE)
 
     @classmethod
     def from_settings(cls, s: Settings) -> EventLimits:
@@ -186,13 +187,10 @@ def to_record(
         missing = "unit_type" if event.unit_type is None else "quantity"
         raise EventError(missing, "quantity and unit_type go together")
 
-    for name in ("input_tokens", "output_tokens", "cached_input_tokens"):
-        _check_range(name, getattr(event, name), 0, limits.max_tokens, "EVENT_MAX_TOKENS")
-    if event.cached_input_tokens is not None and event.cached_input_tokens > (event.input_tokens or 0):
-        raise EventError("cached_input_tokens", "cannot exceed input_tokens (cached tokens are part of the input)")
-    _check_range("image_count", event.image_count, 1, limits.max_images, "EVENT_MAX_IMAGES")
-    if event.quantity is not None:
-        _check_quantity(event.quantity, limits.max_quantity)
+    try:
+        check_units(event, limits.units)
+    except UnitsError as exc:
+        raise EventError(exc.field, exc.reason) from None
     if event.metadata is not None:
         _check_metadata(event.metadata, limits.max_metadata_entries)
 
@@ -220,26 +218,6 @@ def to_record(
         "received_at": received_at,
         "source": source,
     }
-
-
-def _check_range(name: str, value: int | None, low: int, high: int, setting: str) -> None:
-    if value is None:
-        return
-    if value < low:
-        raise EventError(name, f"must be >= {low}, got {value}")
-    if value > high:
-        raise EventError(name, f"must be <= {high} ({setting}), got {value}")
-
-
-def _check_quantity(quantity: Decimal, maximum: Decimal) -> None:
-    if not quantity.is_finite():
-        raise EventError("quantity", f"must be a finite number, got {quantity}")
-    if quantity < 0:
-        raise EventError("quantity", f"must be >= 0, got {quantity}")
-    if quantity > maximum:
-        raise EventError("quantity", f"must be <= {maximum} (EVENT_MAX_QUANTITY), got {quantity}")
-    if quantity.as_tuple().exponent < -QUANTITY_SCALE:  # type: ignore[operator]
-        raise EventError("quantity", f"at most {QUANTITY_SCALE} decimal places, got {quantity}")
 
 
 def _check_metadata(metadata: dict[str, str], max_entries: int) -> None:

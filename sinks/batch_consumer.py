@@ -318,7 +318,7 @@ def reader_codec_with_retry(settings, spec, store_name: str, max_backoff_s: floa
     registry at SCHEMA_REGISTRY_URL) answers."""
     import psycopg
 
-    from openmonetize.dlq import reader_codec
+    from schemas.topic_codecs import reader_codec
     from schemas.registry import RegistryError
     from schemas.registry_client import RegistryUnreachable, open_registry
 

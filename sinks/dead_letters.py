@@ -20,12 +20,13 @@ from typing import NamedTuple
 from confluent_kafka import Producer
 
 from openmonetize.logs import get_logger
-from schemas.codec import AvroCodec, registered_codec
+from schemas.codec import AvroCodec
+from schemas.dlq_reasons import Reason
+from schemas.topic_codecs import writer_codec
 from schemas.topics import topics
 
 log = get_logger(__name__)
 
-REASON = "unstorable"
 
 
 class Source(NamedTuple):
@@ -70,7 +71,7 @@ class DeadLetters:
             return
         spec = topics(self.settings).usage_dlq
         if self._producer is None:
-            self._codec = registered_codec(self.registry, spec)
+            self._codec = writer_codec(self.registry, spec)
             self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap, "enable.idempotence": True})
         failures: list[str] = []
 
@@ -84,7 +85,7 @@ class DeadLetters:
             log.error(f"{self.stage}_unstorable", partition=source.partition, offset=source.offset,
                       event_id=source.event_id, customer_id=source.customer_id, error=detail)
             value = self._codec.encode({
-                "reason": REASON, "detail": detail, "stage": self.stage, "source_topic": self.source_topic,
+                "reason": Reason.UNSTORABLE, "detail": detail, "stage": self.stage, "source_topic": self.source_topic,
                 "source_partition": source.partition, "source_offset": source.offset, "key": source.key,
                 "value": source.value, "event_id": source.event_id, "customer_id": source.customer_id,
                 "failed_at": now,

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from openmonetize import clickhouse_client
+from openmonetize.analytics.usage_events import COLUMNS, TABLE
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas.avro_container import ContainerWriter
@@ -49,14 +50,6 @@ from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_re
 
 log = get_logger(__name__)
 
-TABLE = "usage_events"
-COLUMNS = (
-    "customer_id", "event_id", "user_id", "team_id", "wallet_id", "event_type", "feature_id", "provider", "model",
-    "input_tokens", "output_tokens", "cached_input_tokens", "image_count", "image_size", "quality", "unit_type",
-    "quantity", "reservation_id", "source", "metadata", "timestamp", "received_at", "rated_at", "credits",
-    "usd_cost", "revenue_usd", "margin_usd", "burn_table_id", "burn_table_version", "price_version", "revision",
-    "kafka_topic", "kafka_partition", "kafka_offset",
-)
 # The Kafka position appended to each body (ContainerWriter's extra fields).
 POSITION_FIELDS = [{"name": "kafka_topic", "type": "string"}, {"name": "kafka_partition", "type": "int"},
                    {"name": "kafka_offset", "type": "long"}]

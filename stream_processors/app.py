@@ -20,7 +20,7 @@ import socket
 import faust
 
 from openmonetize import metrics, wallet_directory
-from openmonetize.catalog import Catalog
+from openmonetize.catalog.view import Catalog
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.settings import Settings, get_settings
 from schemas.registry_client import open_registry

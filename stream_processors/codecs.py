@@ -8,10 +8,10 @@ import struct
 from dataclasses import dataclass
 
 from schemas.avro_encoder import compile_encoder
-from schemas.codec import AvroCodec, AvroProjection, registered_codec, schema_text
+from schemas.codec import AvroCodec, AvroProjection, schema_text
 from schemas.registry_client import CodecRegistry
-from schemas.topics import TopicSpec, Topics
-from schemas.usage_event import LOW_CARDINALITY_FIELDS
+from schemas.topic_codecs import writer_codec
+from schemas.topics import Topics
 from stream_processors.wallet_step import DEBIT_FIELDS
 
 
@@ -58,19 +58,18 @@ class Codecs:
 
 
 def register(registry: CodecRegistry, registry_topics: Topics) -> Codecs:
-    def codec(spec: TopicSpec, cached: tuple[str, ...] = ()) -> AvroCodec:
-        return registered_codec(registry, spec, cached)
+    def codec(spec) -> AvroCodec:
+        return writer_codec(registry, spec)
 
-    rated_cached = (*LOW_CARDINALITY_FIELDS, "wallet_id", "burn_table_id", "price_version")
-    usage_event = codec(registry_topics.usage_events, LOW_CARDINALITY_FIELDS)
-    rated = codec(registry_topics.usage_rated, rated_cached)
+    usage_event = codec(registry_topics.usage_events)
+    rated = codec(registry_topics.usage_rated)
     return Codecs(
         usage_event=usage_event,
         rated=rated,
         debit=rated.projection(DEBIT_FIELDS),
-        ledger_entry=codec(registry_topics.ledger_entries, ("customer_id", "wallet_id", "kind")),
+        ledger_entry=codec(registry_topics.ledger_entries),
         wallet_command=codec(registry_topics.wallet_commands),
-        wallet_balance=codec(registry_topics.wallet_balances, ("customer_id",)),
+        wallet_balance=codec(registry_topics.wallet_balances),
         dlq=codec(registry_topics.usage_dlq),
-        rated_from_event=RatedFromEvent(usage_event, rated, ("wallet_id", "burn_table_id", "price_version")),
+        rated_from_event=RatedFromEvent(usage_event, rated, rated.cached_fields),
     )

@@ -34,11 +34,12 @@ from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from openmonetize import metrics
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from openmonetize.usage_step import DUPLICATE, RATED, Decision, Inputs, Window, usage_step
+from schemas.dlq_reasons import Reason
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key
 from stream_processors.batch_source import BatchSource
@@ -136,7 +137,7 @@ class UsageAgent:
             if outcome == RATED:
                 debits.append(self._debit(message, decision, now))
             elif outcome != DUPLICATE:
-                if outcome == "processing_error":
+                if outcome == Reason.PROCESSING_ERROR:
                     log.error("usage event could not be processed; sent to the DLQ", partition=message.partition,
                               offset=message.offset, exc_info=decision.error)
                 dlq.append(dlq_record(self.codecs, message, outcome, decision.stage, decision.detail,

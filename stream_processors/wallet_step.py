@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from openmonetize.billing.wallet import Grant, InsufficientCredits, LedgerEntry, OpenWallet, WalletError, WalletState
+from schemas.dlq_reasons import Reason
 
 # What the wallet agent reads of a rated usage record (here and in wallets.py): it decodes
 # only these (codecs.Codecs.debit) and forwards the record's bytes unchanged.
@@ -78,12 +79,12 @@ def apply_records(
             if position:
                 opened.at_position(*position, source_id, refused=False)
         except InsufficientCredits as exc:
-            result.rejected.append((record, Rejected("insufficient_credits", str(exc), source_id)))
+            result.rejected.append((record, Rejected(Reason.INSUFFICIENT_CREDITS, str(exc), source_id)))
             if position:
                 opened.at_position(*position, source_id, refused=True)
                 result.changed = True
         except WalletError as exc:
-            result.rejected.append((record, Rejected("invalid_command", str(exc), source_id)))
+            result.rejected.append((record, Rejected(Reason.INVALID_COMMAND, str(exc), source_id)))
     result.state = opened.close()
     return result
 

@@ -34,6 +34,7 @@ from openmonetize import metrics
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
 from schemas.codec import DecodeError
+from schemas.dlq_reasons import Reason, Stage
 from schemas.topics import Topics
 from stream_processors import wallet_state_codec
 from stream_processors.applied_offsets import AppliedOffsets
@@ -117,8 +118,8 @@ class WalletAgent:
             try:
                 record = codec.decode(message.value)
             except DecodeError as exc:
-                REFUSED.labels("decode_error").inc()
-                dlq.append(self._dlq(message, "decode_error", str(exc), None, now))
+                REFUSED.labels(Reason.DECODE_ERROR).inc()
+                dlq.append(self._dlq(message, Reason.DECODE_ERROR, str(exc), None, now))
                 continue
             per_wallet.setdefault(record["wallet_id"], []).append((kind, record))
             partition_of[record["wallet_id"]] = message.partition
@@ -140,9 +141,9 @@ class WalletAgent:
             except Exception as exc:  # a bug must not stop the partition: park the wallet's records, say why
                 log.exception("wallet records could not be applied; sent to the DLQ", wallet_id=wallet_id)
                 for kind, record in records:
-                    REFUSED.labels("processing_error").inc()
+                    REFUSED.labels(Reason.PROCESSING_ERROR).inc()
                     source_id = record["command_id"] if kind == "command" else record["event_id"]
-                    dlq.append(self._dlq(origin[source_id], "processing_error", f"{type(exc).__name__}: {exc}",
+                    dlq.append(self._dlq(origin[source_id], Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}",
                                          record, now))
                 continue
             DUPLICATES.inc(result.duplicates)
@@ -186,4 +187,4 @@ class WalletAgent:
         self.applied.save_local(advanced, written)
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
-        return dlq_record(self.codecs, message, reason, "debit", detail, record, now)
+        return dlq_record(self.codecs, message, reason, Stage.DEBIT, detail, record, now)

@@ -29,9 +29,9 @@ from api.dashboard import internal, reads
 from api.dashboard.sessions import Session
 from api.wallet_access import balances_of, wallet_exists
 from openmonetize import wallet_ids
-from openmonetize.catalog import decimal_text
-from openmonetize.dlq import reader_codec
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.wallet_balances import Watch
+from schemas.topic_codecs import reader_codec
 from schemas.topics import topics
 
 STAGES = ("edge", "kafka", "rated", "wallet", "clickhouse", "ledger")

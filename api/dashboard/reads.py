@@ -15,7 +15,7 @@ from api.catalog_state import catalog_of, in_db
 from api.wallet_access import balances_of
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.money import ZERO
-from openmonetize.billing.rating import NoRate, RateParams, rate
+from openmonetize.billing.rating import NoRate, RateParams
 from openmonetize.stores import replay_runs as runs
 from openmonetize.wallet_balances import Balance
 
@@ -95,7 +95,7 @@ async def preview(request: Request, customer_id: str, proposed: BurnTable, now: 
         except NoRate:
             bad_current += 1
         try:
-            proposed_total += rate(usage, proposed, None, ZERO).credits
+            proposed_total += catalog.rate_event(customer_id, usage, lambda _in_force: proposed).result.credits
         except NoRate:
             bad_proposed += 1
     return Preview(start, end, len(rows), current, proposed_total, bad_current, bad_proposed, truncated)

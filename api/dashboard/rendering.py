@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.dashboard import internal, money_filters
 from api.dashboard.sessions import Session
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 money_filters.install(templates.env)

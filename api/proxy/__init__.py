@@ -3,5 +3,5 @@ billed to the user its `X-OM-*` headers name, with an entitlement check before t
 
 Its own process (`openmonetize proxy`), reusing the API's parts in-process: the API-key cache
 (api/auth.py), the ingest step (api/intake.py: one usage event per call, source `proxy`), the
-billing catalog and wallet balances views, and the entitlement decision (api/routes/entitlements.py).
+billing catalog and wallet balances views, and the entitlement decision (api/entitlement_decisions.py).
 """

@@ -17,6 +17,7 @@ from api.proxy.calls import Call, Usage
 from api.proxy.identity import Identity
 from openmonetize.logs import get_logger
 from schemas.usage_event import UsageEventIn
+from schemas.usage_units import units_of
 
 log = get_logger(__name__)
 
@@ -34,9 +35,8 @@ def usage_event(who: Identity, call: Call, usage: Usage, started_at: datetime, u
         metadata["upstream_request_id"] = upstream_request_id[:256]
     return UsageEventIn(
         event_id="px_" + uuid.uuid4().hex, user_id=who.user_id, event_type=usage.event_type, feature_id=who.feature_id,
-        timestamp=started_at, team_id=who.team_id, provider=call.provider, model=call.model,
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cached_input_tokens=usage.cached_input_tokens,
-        image_count=usage.image_count, image_size=usage.image_size, quality=usage.quality, metadata=metadata,
+        timestamp=started_at, team_id=who.team_id, provider=call.provider, model=call.model, metadata=metadata,
+        **units_of(usage),
     )
 
 

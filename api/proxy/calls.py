@@ -27,8 +27,8 @@ class Refusal(Exception):
 
 @dataclass
 class Usage:
-    """What the provider reported for one call, in the usage event's terms: `input_tokens`
-    counts every input token, cached ones included."""
+    """What the provider reported for one call, in the usage event's units (schemas/usage_units.py:
+    `input_tokens` counts every input token, cached ones included)."""
 
     event_type: str
     input_tokens: int | None = None

@@ -1,5 +1,5 @@
 """The entitlement check before a proxied call: the entitlement route's own decision
-(api/routes/entitlements.py `price` and `assess`), in this process, from its in-memory views of
+(api/entitlement_decisions.py `price` and `assess`), in this process, from its in-memory views of
 the billing catalog and wallet.balances: no network round trip, no hold written (a hold would
 cost a Kafka write per call; the call's usage event is charged when it completes)."""
 
@@ -14,9 +14,9 @@ from api.errors import ApiError
 from api.holds import Holds
 from api.proxy.calls import Call, Refusal
 from api.proxy.identity import Identity
-from api.routes import entitlements
+from api import entitlement_decisions as decisions
 from openmonetize import wallet_directory
-from openmonetize.catalog import Catalog
+from openmonetize.catalog.view import Catalog
 from openmonetize.settings import Settings
 from openmonetize.wallet_balances import WalletBalances
 from openmonetize.wallet_directory import WalletDirectory
@@ -39,14 +39,14 @@ def require(settings: Settings, catalog: Catalog | None, balances: WalletBalance
     except RequestError as exc:
         raise Refusal(400, "invalid_request", f"OpenMonetize proxy: the call cannot be estimated ({exc})") from None
     check = Check(who.customer_id, who.user_id, who.team_id, who.feature_id, None, usage, False, 0, None)
-    out = entitlements.new_answer(catalog, who.customer_id, check)
-    if not entitlements.gate(catalog, who.customer_id, check, out):
+    out = decisions.new_answer(catalog, who.customer_id, check)
+    if not decisions.gate(catalog, who.customer_id, check, out):
         raise Refusal(403, "permission", f"OpenMonetize: {out.actions[0]['message']} ({out.reason})")
     try:
-        required = entitlements.price(catalog, who.customer_id, check, now, out)
+        required = decisions.price(catalog, who.customer_id, check, now, out)
     except ApiError as exc:  # no_rate: nothing in force prices this model
         raise Refusal(403, "permission", f"OpenMonetize proxy: this call cannot be priced: {exc.message}") from None
-    entitlements.assess(catalog, balances, wallet_directory.exists(directory, balances.get), _NO_HOLDS, who.customer_id,
+    decisions.assess(catalog, balances, wallet_directory.exists(directory, balances.get), _NO_HOLDS, who.customer_id,
                         check, None, required, now, out)
     if not out.allowed:
         raise Refusal(402, "insufficient_credits",

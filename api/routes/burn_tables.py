@@ -21,7 +21,8 @@ from api.catalog_state import in_db, publish
 from api.errors import ApiError
 from openmonetize.billing import burn_tables
 from openmonetize.billing.burn_tables import RulesError, parse_rules
-from openmonetize.catalog import BurnTableRecord, rules_json
+from openmonetize.catalog.json_codec import rules_json
+from openmonetize.catalog.records import BurnTableRecord
 from openmonetize.stores import catalog as catalog_store
 from schemas import storable
 

@@ -30,7 +30,7 @@ from api.errors import ApiError
 from api.idempotency import Outcome
 from api.wallet_access import Codecs, balances_of, codecs_of, open_wallet
 from openmonetize import wallet_ids
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.logs import get_logger
 from openmonetize.wallet_balances import Balance, WalletBalances
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from api import dlq_access, json_bodies
 from api.auth import tenant
 from api.errors import ApiError
-from openmonetize.dlq import KNOWN_REASONS
+from schemas.dlq_reasons import KNOWN_REASONS
 
 router = APIRouter(tags=["dlq"])
 MAX_IDS = 500

@@ -22,20 +22,17 @@ went below zero: a hold written by another API process at the same moment got th
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import Histogram
 
+from api import entitlement_decisions as decisions
 from api import entitlement_requests as requests_
-from api import idempotency, json_bodies
+from api import hold_expiry, idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import catalog_of, in_db
 from api.entitlement_requests import ACTION_TYPES, Check, CheckIn, ForeignCustomer, ReleaseIn, RequestError
@@ -44,10 +41,8 @@ from api.holds import Hold, Holds
 from api.idempotency import Outcome
 from api.wallet_access import Codecs, balances_of, codecs_of, wallet_exists
 from openmonetize import wallet_ids
-from openmonetize.billing.rating import NoRate
-from openmonetize.catalog import Catalog, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.logs import get_logger
-from openmonetize.wallet_balances import Balance, WalletBalances
 from schemas.usage_event import EVENT_TYPES, EventLimits
 
 log = get_logger(__name__)
@@ -58,52 +53,8 @@ CHECK_SECONDS = Histogram(
     ["outcome"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-HOLDS = Counter(
-    "openmonetize_entitlement_holds_total",
-    "Holds by what became of them in this process: written, contended (released: ?wait found them over-committed), "
-    "released (by the release route), expired (a release sent at their expiry)",
-    ["event"],
-)
-SWEEP_INTERVAL_S = 1.0
-EXPIRY_GRACE = timedelta(milliseconds=500)  # the agent lapses a hold strictly after its expiry
 
-
-@asynccontextmanager
-async def lifespan(app):
-    app.state.entitlement_holds = Holds()
-    sweeping = asyncio.create_task(_sweep(app))
-    try:
-        yield
-    finally:
-        sweeping.cancel()
-
-
-router = APIRouter(tags=["entitlements"], lifespan=lifespan)
-
-
-class CheckOut(msgspec.Struct, omit_defaults=True):
-    allowed: bool
-    wallet_id: str  # the wallet the usage event will be charged to
-    required: str  # credits the estimate rates to
-    # The wallet as this check saw it, before its own hold: `available` is the view's, less the
-    # holds this process wrote that the view does not show yet.
-    available: str
-    balance: str
-    reserved: str
-    policy: str  # the tenant's unfunded policy: allow_overdraft (a call made anyway is charged) or reject
-    estimated_credits: str  # = required (the seed's name)
-    # null when allowed; else insufficient_credits, contended, feature_disabled or feature_not_in_plan
-    reason: str | None
-    # what the caller can do about a denial: top_up (with the credits missing), retry, upgrade (with
-    # the plans that include the feature), contact_admin (a feature switched off for the tenant)
-    actions: list[dict]
-    reservation_id: str | None = None  # `"reserve": true` and allowed: name it in the usage event
-    reservation_expires_at: datetime | None = None
-    reservation_status: str | None = None  # accepted (Kafka has it), applied (`?wait=true`), pending (the wait timed out)
-    feature_id: str | None = None
-    rule_key: str | None = None  # a usage estimate: the burn-table rule and version that rated it
-    burn_table_id: str | None = None
-    burn_table_version: int | None = None
+router = APIRouter(tags=["entitlements"], lifespan=hold_expiry.lifespan)
 
 
 class ReleaseOut(msgspec.Struct, omit_defaults=True):
@@ -167,7 +118,7 @@ _KEY = Header(None, alias="Idempotency-Key",
             "`reason` when denied: insufficient_credits, contended, feature_disabled (the tenant switched the feature "
             "off), feature_not_in_plan (none of the user's or team's plans includes it; `actions` names the plans that "
             "do: upgrade)",
-            json_bodies.schema(CheckOut)),
+            json_bodies.schema(decisions.CheckOut)),
         **json_bodies.errors(400, 401, 403, 409, 413, 422, 503, descriptions={
             400: "The body is not JSON (`malformed_json`)",
             409: "The idempotency key was used for a different request (`idempotency_conflict`)",
@@ -206,10 +157,10 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
         raise ApiError(422, code, str(exc), exc.field) from None
 
     catalog = catalog_of(request)
-    out = new_answer(catalog, customer_id, check_)
-    if not gate(catalog, customer_id, check_, out):
+    out = decisions.new_answer(catalog, customer_id, check_)
+    if not decisions.gate(catalog, customer_id, check_, out):
         return json_bodies.respond(out), "denied"  # before pricing: a switched-off feature needs no estimate
-    required = price(catalog, customer_id, check_, now, out)
+    required = decisions.price(catalog, customer_id, check_, now, out)
 
     balances = balances_of(request)
     codecs = codecs_of(request) if check_.reserve else None  # 503 before anything is claimed or written
@@ -223,7 +174,7 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
     # From here to registering the hold nothing awaits: two checks of this process see each other's holds.
     holds: Holds = request.app.state.entitlement_holds
     reservation_id = check_.reservation_id() if check_.reserve else None
-    assess(catalog, balances, wallet_exists(request, balances), holds, customer_id, check_, reservation_id, required,
+    decisions.assess(catalog, balances, wallet_exists(request, balances), holds, customer_id, check_, reservation_id, required,
            now, out)
     wallet_id = out.wallet_id
     if not out.allowed:
@@ -243,7 +194,7 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
     waiting = balances.watch(wallet_id, reservation_id) if wait else None  # before the write, like `hold`'s watch
     try:
         await _produce(request, codecs, wallet_id, record, "the hold")
-        HOLDS.labels("written").inc()
+        hold_expiry.HOLDS.labels("written").inc()
         applied = await waiting.applied(settings.credits_wait_timeout_s) if waiting is not None else None
     except ApiError:
         holds.discard(reservation_id)
@@ -260,7 +211,7 @@ async def _check_one(request: Request, customer_id: str, header_key: str | None,
             # Over-committed once applied: another process's hold (or usage) took the credits first.
             await _release(request, codecs, customer_id, wallet_id, reservation_id, "contended entitlement hold")
             holds.discard(reservation_id)
-            HOLDS.labels("contended").inc()
+            hold_expiry.HOLDS.labels("contended").inc()
             out.allowed, out.reason, outcome = False, "contended", "contended"
             out.actions = [{"type": "retry", "message": "another hold took the credits first: check again"}]
             out.available = decimal_text(applied.available + required)
@@ -327,7 +278,7 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
     try:
         await _produce(request, codecs, wallet_id, codecs.command.encode(command), "the release")
         holds.discard(wanted.reservation_id)
-        HOLDS.labels("released").inc()
+        hold_expiry.HOLDS.labels("released").inc()
         if watch is None:
             return json_bodies.respond(ReleaseOut(wanted.reservation_id, wallet_id, "accepted"), 202)
         applied = await watch.applied(request.app.state.settings.credits_wait_timeout_s)
@@ -340,84 +291,6 @@ async def release(request: Request, wait: bool = _WAIT_RELEASE, customer_id: str
         wanted.reservation_id, wallet_id, "applied", decimal_text(applied.balance), decimal_text(applied.reserved),
         decimal_text(applied.available), applied.version,
     ))
-
-
-def new_answer(catalog: Catalog, customer_id: str, check_: Check) -> CheckOut:
-    """A check's answer before it is decided: denied, nothing known yet."""
-    policy = catalog.tenant(customer_id).unfunded_policy
-    return CheckOut(False, "", "0", "0", "0", "0", policy, "0", None, [], feature_id=check_.feature_id)
-
-
-def gate(catalog: Catalog, customer_id: str, check_: Check, out: CheckOut) -> bool:
-    """Feature gating, from the catalog in memory: False (and `out` denied with its reason and
-    actions) when the check names a feature the tenant switched off (`feature_disabled`), or
-    one that none of the plans of the user's and the team's active subscriptions includes
-    (`feature_not_in_plan`; without subscriptions no plan gates). Usage events of such a feature
-    are still billed: this answers "may", the usage that happened is charged."""
-    feature = check_.feature_id
-    if feature is None:
-        return True
-    if feature in catalog.tenant(customer_id).disabled_features:
-        out.reason = "feature_disabled"
-        out.actions = [{"type": "contact_admin", "feature_id": feature,
-                        "message": f"the feature {feature!r} is switched off for this account "
-                                   "(settings: disabled_features)"}]
-        return False
-    plans = catalog.active_plans(customer_id, check_.user_id, check_.team_id)
-    if plans and not any(plan.includes(feature) for plan in plans):
-        out.reason = "feature_not_in_plan"
-        upgrades = catalog.plans_including(customer_id, feature)
-        out.actions = [{"type": "upgrade", "feature_id": feature, "plans": upgrades,
-                        "message": f"the feature {feature!r} is not in the plan"
-                                   + (f"; these plans include it: {', '.join(upgrades)}" if upgrades else "")}]
-        return False
-    return True
-
-
-def price(catalog: Catalog, customer_id: str, check_: Check, now: datetime, out: CheckOut) -> Decimal:
-    """The credits the estimate requires (a usage estimate rated with the tenant's burn table in
-    force now), written into `out`; 422 `no_rate` when nothing prices it."""
-    if check_.credits is not None:
-        out.required = out.estimated_credits = decimal_text(check_.credits)
-        return check_.credits
-    try:
-        rated = catalog.rate_event(customer_id, check_.usage).result
-    except NoRate as exc:
-        raise ApiError(422, "no_rate", str(exc), "estimate") from None
-    out.required = out.estimated_credits = decimal_text(rated.credits)
-    out.rule_key, out.burn_table_id, out.burn_table_version = rated.rule_key, rated.burn_table_id, rated.burn_table_version
-    return rated.credits
-
-
-def assess(catalog: Catalog, balances: WalletBalances, exists: Callable[[str], bool], holds: Holds, customer_id: str,
-           check_: Check, reservation_id: str | None, required: Decimal, now: datetime, out: CheckOut) -> None:
-    """Decide `out.allowed` on the wallet the usage event will be charged to (routed with
-    `exists`, wallet_access.wallet_exists): its available in the view, less this process's
-    pending holds (a retry of `reservation_id` not counted twice).
-    Pure and synchronous: the route and the AI proxy (api/proxy/) call it between awaits."""
-    wallet_id = wallet_ids.route(customer_id, check_.user_id, check_.team_id, catalog.tenant(customer_id).routing_order,
-                                 exists)
-    wallet = _balance(balances, wallet_id, customer_id, now)
-    own = holds.get(reservation_id) if reservation_id else None
-    pending = holds.pending(wallet_id, now)
-    if own is not None and own.wallet_id == wallet_id and not own.applied() and own.expires_at > now:
-        pending -= own.amount  # a retry of a hold this process is writing: not held twice
-    available = wallet.available - pending
-    out.wallet_id, out.balance, out.reserved = wallet_id, decimal_text(wallet.balance), decimal_text(wallet.reserved)
-    out.available = decimal_text(available)
-    out.allowed = available >= required
-    if not out.allowed:
-        out.reason = "insufficient_credits"
-        out.actions = [{"type": "top_up", "credits": decimal_text(required - available),
-                        "message": f"buy at least {decimal_text(required - available)} credits "
-                                   "(POST /v1/credits/purchase) for this wallet"}]
-
-
-def _balance(balances: WalletBalances, wallet_id: str, customer_id: str, now: datetime) -> Balance:
-    found = balances.get(wallet_id)
-    if found is None or found.customer_id != customer_id:
-        return Balance.empty(wallet_id, customer_id)
-    return found.as_of(now)  # lots past their expiry do not count, though the agent lapses them lazily
 
 
 async def _claim(request: Request, check_: Check) -> idempotency.Claim:
@@ -452,37 +325,3 @@ async def _release(request: Request, codecs: Codecs, customer_id: str, wallet_id
                    reason: str) -> None:
     command = requests_.release_command(customer_id, wallet_id, reservation_id, datetime.now(timezone.utc), reason)
     await _produce(request, codecs, wallet_id, codecs.command.encode(command), "the release")
-
-
-async def _sweep(app) -> None:
-    """Every second: send a release for each hold of this process past its expiry while its
-    wallet still shows credits reserved, so the agent lapses it now rather than when the wallet
-    is next touched (a no-op if the hold was settled)."""
-    while True:
-        await asyncio.sleep(SWEEP_INTERVAL_S)
-        try:
-            await _sweep_once(app)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Kafka down: the agent still lapses the hold lazily
-            log.warning("entitlement_sweep_failed", error=str(exc))
-
-
-async def _sweep_once(app) -> None:
-    holds: Holds = app.state.entitlement_holds
-    due = holds.due(datetime.now(timezone.utc) - EXPIRY_GRACE)
-    balances, codecs = app.state.wallet_balances, app.state.wallet_codecs
-    if not due or balances is None or codecs is None:
-        return
-    now = datetime.now(timezone.utc)
-    records = []
-    for hold in due:
-        found = balances.get(hold.wallet_id)
-        if found is not None and found.reserved > 0:
-            command = requests_.release_command(hold.customer_id, hold.wallet_id, hold.reservation_id, now, "hold expired")
-            records.append((hold.wallet_id.encode(), codecs.command.encode(command)))
-    if records:
-        delivery = await app.state.intake.producer.produce(codecs.commands_topic, records, len(records))
-        if delivery.error is not None:
-            log.warning("entitlement_expiry_release_failed", holds=len(records), error=delivery.error)
-        HOLDS.labels("expired").inc(len(records))

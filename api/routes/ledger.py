@@ -19,7 +19,7 @@ from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
 from openmonetize import wallet_ids
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.stores import ledger_reads
 from openmonetize.stores.ledger_reads import KINDS, LedgerFilter
 

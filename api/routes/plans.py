@@ -21,8 +21,6 @@ entitlement checks gate features from memory. Every POST takes an `Idempotency-K
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any
@@ -31,12 +29,13 @@ import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api import cursors, idempotency, json_bodies
+from api import cursors, idempotency, json_bodies, plan_scheduling
 from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.credit_requests import RequestError, parse_amount
 from api.errors import ApiError
-from openmonetize.catalog import PlanRecord, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
+from openmonetize.catalog.records import PlanRecord
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods, scheduler
 from openmonetize.stores import catalog as catalog_store
@@ -53,19 +52,7 @@ Name = storable.text(200)
 MAX_START_SKEW = timedelta(days=400)
 
 
-@asynccontextmanager
-async def lifespan(app):
-    app.state.plan_sender = None
-    scheduling = asyncio.create_task(_schedule(app))
-    try:
-        yield
-    finally:
-        scheduling.cancel()
-        if app.state.plan_sender is not None:
-            await asyncio.to_thread(app.state.plan_sender.close)
-
-
-router = APIRouter(tags=["plans and subscriptions"], lifespan=lifespan)
+router = APIRouter(tags=["plans and subscriptions"], lifespan=plan_scheduling.lifespan)
 
 
 # --- bodies --------------------------------------------------------------------------------
@@ -294,7 +281,7 @@ async def subscribe(request: Request, key: str | None = _KEY, caller: str = Depe
         return response
     await publish(request, [found.record], f"subscription {found.record.subscription_id}")
     if starts_at <= now:
-        granted = await _grant_due_now(request, found)
+        granted = await plan_scheduling.grant_due_now(request, found)
         if granted is not None:
             body_ = orjson.dumps(msgspec.to_builtins(_subscription_out(granted)))
             if key is not None:  # a replay answers what this answer says
@@ -411,57 +398,3 @@ def _subscription_out(found: Subscription) -> SubscriptionOut:
         s.subscription_id, s.customer_id, s.plan_id, s.user_id, s.team_id, s.wallet_id, s.status, s.starts_at,
         s.cancelled_at, s.created_at, found.periods_granted, found.next_period_at if s.status == "active" else None,
     )
-
-
-# --- the scheduler in the API process ------------------------------------------------------
-def _sender(app) -> scheduler.KafkaSender | None:
-    if app.state.plan_sender is None:
-        codecs = getattr(app.state, "wallet_codecs", None)
-        if codecs is None:
-            return None  # the wallet command schema is not registered yet
-        settings = app.state.settings
-        app.state.plan_sender = scheduler.KafkaSender(settings.kafka_bootstrap, codecs.commands_topic,
-                                                      codecs.command.encode, codecs.directory_topic,
-                                                      codecs.directory_entry.encode,
-                                                      settings.kafka_producer_timeout_ms / 1000)
-    return app.state.plan_sender
-
-
-async def _grant_due_now(request: Request, found: Subscription) -> Subscription | None:
-    """Issue the periods of a new subscription that have started; best effort (the scheduler
-    catches up on what fails here). The subscription as it is now, or None."""
-    send = _sender(request.app)
-    if send is None:
-        return None
-    sid, caller = found.record.subscription_id, found.record.customer_id
-
-    def work(conn):
-        now = datetime.now(timezone.utc)
-        while scheduler.deal_with_one(conn, sid, send, now, scheduler.Summary()):
-            pass
-        return store.subscription(conn, caller, sid)
-
-    try:
-        return await in_db(request, work)
-    except Exception as exc:  # noqa: BLE001 - Kafka did not acknowledge: the scheduler issues it later
-        log.warning("plan_first_grant_failed", subscription_id=sid, error=str(exc))
-        return None
-
-
-async def _schedule(app) -> None:
-    """Every PLANS_SCHEDULER_INTERVAL_S: the scheduler, in one API process at a time (advisory lock)."""
-    settings = app.state.settings
-    interval = settings.plans_scheduler_interval_s
-    if interval <= 0:
-        return
-    while True:
-        await asyncio.sleep(interval)
-        send = _sender(app)
-        if send is None:
-            continue
-        try:
-            await asyncio.to_thread(scheduler.run_locked, settings.database_url, send, datetime.now(timezone.utc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Postgres or Kafka down: the next round catches up
-            log.warning("plans_scheduler_failed", error=str(exc))

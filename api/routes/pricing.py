@@ -24,7 +24,8 @@ from api.catalog_state import catalog_of, in_db, publish
 from api.errors import ApiError
 from openmonetize.billing import model_names
 from openmonetize.billing.money import MAX_DIGITS, SCALE
-from openmonetize.catalog import PRICE_FIELDS, PriceRecord, decimal_text
+from openmonetize.catalog.json_codec import decimal_text
+from openmonetize.catalog.records import PRICE_FIELDS, PriceRecord
 from openmonetize.stores import catalog as catalog_store
 
 router = APIRouter(tags=["provider prices"])

@@ -22,6 +22,7 @@ from api.catalog_state import catalog_of
 from api.errors import ApiError
 from openmonetize.billing.rating import NoRate, RateParams
 from schemas.usage_event import EVENT_TYPES, Id, Label
+from schemas.usage_units import RATING_WORDING, TOKEN_FIELDS, UnitBounds, UnitsError, check_units
 
 router = APIRouter(tags=["rating"])
 
@@ -69,11 +70,12 @@ class RatingOut(msgspec.Struct):
 _rating = json_bodies.decoder(RatingIn)
 # Without event_type: the one kind of units given decides it.
 INFERENCE = (
-    ("TOKEN_USAGE", ("input_tokens", "output_tokens", "cached_input_tokens")),
+    ("TOKEN_USAGE", TOKEN_FIELDS),
     ("IMAGE_GENERATION", ("image_count",)),
     ("CUSTOM", ("unit_type", "quantity")),
 )
 UNITS = tuple(name for _, names in INFERENCE for name in names)
+UNBOUNDED = UnitBounds()
 INFERENCE_DOC = (
     "Without event_type, the event type is inferred from the units given: input_tokens, output_tokens or "
     "cached_input_tokens → TOKEN_USAGE; image_count → IMAGE_GENERATION; unit_type or quantity → CUSTOM. Units of "
@@ -139,18 +141,9 @@ def event_type_of(body: RatingIn) -> str:
 
 def _params(body: RatingIn) -> RateParams:
     event_type = event_type_of(body)
-    for name in ("input_tokens", "output_tokens", "cached_input_tokens", "image_count"):
-        if (value := getattr(body, name)) is not None and value < 0:
-            raise ApiError(422, "invalid_request", f"must be >= 0, got {value}", name)
-    if (body.cached_input_tokens or 0) > (body.input_tokens or 0):
-        raise ApiError(422, "invalid_request", "cannot exceed input_tokens (cached tokens are part of the input)",
-                       "cached_input_tokens")
-    if body.quantity is not None and (not body.quantity.is_finite() or body.quantity < 0):
-        raise ApiError(422, "invalid_request", f"must be a finite number >= 0, got {body.quantity}", "quantity")
+    try:
+        check_units(body, UNBOUNDED, RATING_WORDING)  # a preview: the event bounds do not apply
+    except UnitsError as exc:
+        raise ApiError(422, "invalid_request", exc.reason, exc.field) from None
     timestamp = json_bodies.effective_from(body.timestamp, "timestamp").astimezone(timezone.utc)
-    return RateParams(
-        event_type=event_type, timestamp=timestamp, provider=body.provider, model=body.model,
-        input_tokens=body.input_tokens, output_tokens=body.output_tokens,
-        cached_input_tokens=body.cached_input_tokens, image_count=body.image_count, image_size=body.image_size,
-        quality=body.quality, unit_type=body.unit_type, quantity=body.quantity,
-    )
+    return RateParams.from_units(event_type, timestamp, body)

@@ -23,7 +23,7 @@ from api import idempotency, json_bodies
 from api.auth import tenant
 from api.catalog_state import in_db
 from api.errors import ApiError
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.rebilling.replay import ReplayRequest
 from openmonetize.stores import replay_runs as runs
 from schemas import storable

@@ -18,7 +18,7 @@ from api.auth import tenant
 from api.catalog_state import in_db, publish
 from api.errors import ApiError
 from openmonetize.billing.money import quantize
-from openmonetize.catalog import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
+from openmonetize.catalog.records import ROUTING_LEVELS, UNFUNDED_POLICIES, TenantSettings
 from openmonetize.stores import catalog as catalog_store
 from openmonetize.stores.users_and_teams import feature_ids
 

@@ -30,12 +30,15 @@ from deploy.bench.pipeline import RULES
 from openmonetize.billing import prices
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.rating import RateParams
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, PriceRecord, TenantSettings, key_of
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord, PriceRecord, TenantSettings
 from openmonetize.settings import get_settings
 from openmonetize.usage_step import Inputs, Window, dedupe_key, seen_value, usage_step
 from producers.loadgen import EventGenerator
-from schemas.codec import AvroCodec, schema_text
-from schemas.usage_event import LOW_CARDINALITY_FIELDS, EventLimits, convert_event, to_record
+from schemas.codec import AvroCodec
+from schemas.topic_codecs import codec_with_id
+from schemas.usage_event import EventLimits, convert_event, to_record
 from stream_processors import wallet_state_codec
 from stream_processors.codecs import RatedFromEvent
 from stream_processors.wallet_step import DEBIT_FIELDS, apply_records, balance_record, ledger_record
@@ -44,12 +47,11 @@ TENANTS = ["cus_bench_a", "cus_bench_b", "cus_bench_c"]
 
 
 def codecs() -> dict[str, AvroCodec]:
-    rated_cached = (*LOW_CARDINALITY_FIELDS, "wallet_id", "burn_table_id", "price_version")
     return {
-        "usage": AvroCodec(schema_text("usage_event.avsc"), 1, cached_fields=LOW_CARDINALITY_FIELDS),
-        "rated": AvroCodec(schema_text("rated_usage.avsc"), 2, cached_fields=rated_cached),
-        "ledger": AvroCodec(schema_text("ledger_entry.avsc"), 3, cached_fields=("customer_id", "wallet_id", "kind")),
-        "balance": AvroCodec(schema_text("wallet_balance.avsc"), 4, cached_fields=("customer_id",)),
+        "usage": codec_with_id("usage_event.avsc", 1),
+        "rated": codec_with_id("rated_usage.avsc", 2),
+        "ledger": codec_with_id("ledger_entry.avsc", 3),
+        "balance": codec_with_id("wallet_balance.avsc", 4),
     }
 
 
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 for wallet_id, records in per_wallet.items()]
 
     results = apply_all()
-    rated_from_event = RatedFromEvent(c["usage"], c["rated"], ("wallet_id", "burn_table_id", "price_version"))
+    rated_from_event = RatedFromEvent(c["usage"], c["rated"], c["rated"].cached_fields)
     entries = [e for result in results for e in result.ledger]
 
     stages: list[tuple[str, Callable[[], int]]] = [

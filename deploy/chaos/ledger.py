@@ -47,7 +47,7 @@ class Ledger:
 
     def double_charged(self) -> int:
         """Events with more than one usage_debit entry id, or an entry id with two balances."""
-        from openmonetize.dlq import reader_codec
+        from schemas.topic_codecs import reader_codec
         from openmonetize.topic_reader import read_to_end
         from schemas.registry_client import registry_session
         from schemas.topics import topics

@@ -11,7 +11,7 @@ by default. A stream is a sequence of blocks, each
 
 The checksum's two 64-bit halves are written high half first, each little-endian: the order the
 JDBC driver's `ClickHouseCityHash.cityHash128` returns them and ClickHouse's CompressedReadBuffer
-reads them (tests/unit/deploy/test_clickhouse_blocks.py pins vectors taken from the driver).
+reads them (tests/unit/deploy/clickhouse_http/test_blocks.py pins vectors taken from the driver).
 """
 
 from __future__ import annotations

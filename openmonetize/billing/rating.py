@@ -59,6 +59,13 @@ class RateParams:
         """From a usage.events record (the Avro dict)."""
         return cls(*map(record.get, _PARAMS))
 
+    @classmethod
+    def from_units(cls, event_type: str, timestamp: datetime, units: object, **given) -> RateParams:
+        """From anything with the provider, the model and the unit attributes (a request body),
+        `given` replacing some of them."""
+        return cls(event_type, timestamp, **{name: given[name] if name in given else getattr(units, name)
+                                             for name in _PARAMS[2:]})
+
 
 _PARAMS = tuple(RateParams.__dataclass_fields__)
 

@@ -1,5 +1,5 @@
 """`openmonetize dlq list|show|retry`: inspect and re-drive the dead-letter queue. The reading and
-re-driving are in openmonetize/dlq.py; here are the options, the tables and the JSON lines. The
+re-driving are in openmonetize/dlq/; here are the options, the tables and the JSON lines. The
 bodies return the process exit code: 0 ok, 1 some records failed or were not found (bad usage,
 2, is refused by click before)."""
 
@@ -17,26 +17,16 @@ import orjson
 
 from openmonetize.cli.root import Group
 from openmonetize.cli.times import TIME_HELP, TimeType
-from openmonetize.dlq import (
-    KNOWN_REASONS,
-    KNOWN_STAGES,
-    RETRY,
-    RETRY_OF_HEADER,
-    DlqEntry,
-    DlqError,
-    DlqId,
-    DlqReader,
-    Earliest,
-    OriginalDecoder,
-    Redriver,
-    Selection,
-    parse_ids,
-    plan,
-    retry_count,
-)
+from openmonetize.dlq.entries import DlqEntry, Earliest, Selection
+from openmonetize.dlq.ids import DlqId, parse_ids
+from openmonetize.dlq.kafka_access import DlqError
+from openmonetize.dlq.reader import DlqReader, OriginalDecoder
+from openmonetize.dlq.redrive import Redriver, plan
+from openmonetize.dlq.retry_rules import RETRY, RETRY_OF_HEADER, retry_count
 from openmonetize.dlq_views import entry_json, retry_outcome, session, utf8_or_none
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings, get_settings
+from schemas.dlq_reasons import KNOWN_REASONS, KNOWN_STAGES
 
 log = get_logger(__name__)
 

@@ -39,7 +39,7 @@ class Group(click.Group):
         from pydantic import ValidationError
 
         from deploy.local_stack.processes import StackError
-        from openmonetize.catalog import CatalogPublishError
+        from openmonetize.catalog.publisher import CatalogPublishError
 
         from schemas.registry import RegistryError
         from schemas.registry_client import RegistryUnreachable

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import click
 
-from openmonetize.dlq import parse_time
+from openmonetize.dlq.ids import parse_time
 
 TIME_HELP = "RFC 3339 (2026-11-26T12:00:00Z; a date is its midnight UTC) or an age (30m, 2h, 7d)."
 

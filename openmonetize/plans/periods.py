@@ -1,5 +1,5 @@
 """The pure rules of plans: when a subscription's periods start, what a period grants, and the
-ids of its grant commands. No I/O, unit tested (tests/unit/openmonetize/test_plan_periods.py).
+ids of its grant commands. No I/O, unit tested (tests/unit/openmonetize/plans/test_periods.py).
 
 Periods are anchored on the subscription's `starts_at`: period k starts at starts_at + k
 periods (months and years computed from the anchor each time, the day clamped to the month's

@@ -35,6 +35,7 @@ from openmonetize.kafka_clients import KEYED
 from openmonetize.logs import get_logger
 from openmonetize.plans import periods
 from openmonetize.stores import plans as store
+from schemas.wallet_command import wallet_command
 
 log = get_logger(__name__)
 SCHEDULER_LOCK_ID = 7_402_113_008  # the API processes' periodic run: one at a time
@@ -98,30 +99,25 @@ class KafkaSender:
 def sender_for(settings) -> KafkaSender:
     """A sender with the wallet.commands codec registered in the codecs' registry, as the tools do."""
     from openmonetize.rebilling.codecs import ProcessRegistry
-    from schemas.codec import AvroCodec, registered_codec
+    from schemas.topic_codecs import writer_codec
     from schemas.topics import topics
 
     registry = ProcessRegistry(settings)
-
-    def codec(spec) -> AvroCodec:
-        return registered_codec(registry, spec)
-
     specs = topics(settings)
-    return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name, codec(specs.wallet_commands).encode,
-                       specs.wallet_directory.name, codec(specs.wallet_directory).encode,
+    return KafkaSender(settings.kafka_bootstrap, specs.wallet_commands.name,
+                       writer_codec(registry, specs.wallet_commands).encode,
+                       specs.wallet_directory.name, writer_codec(registry, specs.wallet_directory).encode,
                        settings.kafka_producer_timeout_ms / 1000)
 
 
 def grant_command(due: dict, k: int, lot: periods.Lot, requested_at: datetime) -> dict:
     """The wallet.commands record of one lot (schemas/avro/wallet_command.avsc)."""
-    return {
-        "command_id": lot.command_id, "customer_id": due["customer_id"], "wallet_id": due["wallet_id"], "kind": "grant",
-        "amount": lot.amount, "expires_at": lot.expires_at, "priority": due["priority"], "event_id": None,
-        "run_id": None, "reservation_id": None, "reason": f"plan {due['plan_id']} period {k}",
-        "requested_at": requested_at,
-        "metadata": {"source": "plan", "plan_id": due["plan_id"], "subscription_id": due["subscription_id"],
-                     "period": str(k)},
-    }
+    return wallet_command(
+        lot.command_id, due["customer_id"], due["wallet_id"], "grant", lot.amount, requested_at,
+        expires_at=lot.expires_at, priority=due["priority"], reason=f"plan {due['plan_id']} period {k}",
+        metadata={"source": "plan", "plan_id": due["plan_id"], "subscription_id": due["subscription_id"],
+                  "period": str(k)},
+    )
 
 
 def period_of(due: dict, k: int) -> tuple[datetime, datetime, datetime]:

@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from openmonetize.kafka_clients import KEYED
 from openmonetize.rebilling.rerate import Adjustment
+from schemas.wallet_command import wallet_command
 
 PENDING_SQL = """
 SELECT r.run_id, r.command_id, r.entry_id
@@ -60,12 +61,8 @@ def record(conn: psycopg.Connection, adjustments: Sequence[Adjustment]) -> None:
 
 def command(adjustment: Adjustment, now: datetime) -> dict:
     a = adjustment
-    return {
-        "command_id": a.command_id, "customer_id": a.customer_id, "wallet_id": a.wallet_id, "kind": a.kind,
-        "amount": abs(a.amount), "expires_at": None, "priority": None, "event_id": a.event_id, "run_id": a.run_id,
-        "reservation_id": None, "reason": f"rebilling run {a.run_id}", "requested_at": now,
-        "metadata": {"user_id": a.user_id},
-    }
+    return wallet_command(a.command_id, a.customer_id, a.wallet_id, a.kind, abs(a.amount), now, event_id=a.event_id,
+                          run_id=a.run_id, reason=f"rebilling run {a.run_id}", metadata={"user_id": a.user_id})
 
 
 def send(bootstrap: str, topic: str, encode: Callable[[dict], bytes], adjustments: Sequence[Adjustment],

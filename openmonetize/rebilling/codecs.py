@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from schemas.codec import AvroCodec, registered_codec
+from schemas.codec import AvroCodec
+from schemas.topic_codecs import writer_codec
 from schemas.registry_client import CodecRegistry, OneConnection, open_registry
 from schemas.topics import Topics
-from schemas.usage_event import LOW_CARDINALITY_FIELDS
 
 
 class ProcessRegistry:
@@ -56,8 +56,6 @@ class ReplayCodecs:
 def replay_codecs(settings, registry_topics: Topics) -> ReplayCodecs:
     registry = ProcessRegistry(settings)
 
-    def codec(spec, cached=()) -> AvroCodec:
-        return registered_codec(registry, spec, cached)
-
-    return ReplayCodecs(codec(registry_topics.usage_events, LOW_CARDINALITY_FIELDS),
-                        codec(registry_topics.wallet_commands), codec(registry_topics.ledger_entries))
+    return ReplayCodecs(writer_codec(registry, registry_topics.usage_events),
+                        writer_codec(registry, registry_topics.wallet_commands),
+                        writer_codec(registry, registry_topics.ledger_entries))

@@ -14,8 +14,11 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from openmonetize.analytics import rollups
 from openmonetize.billing.burn_tables import BurnTable
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, decode as decode_catalog
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import decode as decode_catalog
+from openmonetize.catalog.records import BurnTableRecord
 from openmonetize.rebilling import analytics, booking, ledger_state, source
 from openmonetize.rebilling.codecs import replay_codecs
 from openmonetize.rebilling.rerate import Adjustment, PartitionOutcome, Rates, Rerater, Selection, UserTotals
@@ -241,7 +244,7 @@ def rebuild_analytics(settings: Settings, run: runs.Run, ratings: dict) -> int:
         written = analytics.rewrite_events(client, settings.clickhouse_database, run.customer_id, run.range_from,
                                            run.range_to, ratings, datetime.now(timezone.utc))
         # Always: a run resumed after writing its rows but before this finds nothing left to write.
-        analytics.rebuild_rollups(client, settings.clickhouse_database, run.customer_id, run.range_from, run.range_to)
+        rollups.rebuild(client, settings.clickhouse_database, run.customer_id, run.range_from, run.range_to)
         return written
     finally:
         client.close()

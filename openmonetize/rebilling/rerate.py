@@ -9,9 +9,8 @@ before the time range: a copy whose own timestamp falls in the range is still a 
 first record's does not (a conflicting body may carry another time). The body hash is only
 computed when a copy turns up, from the first record's bytes, kept for that purpose.
 
-Rating is `openmonetize.billing.rating.rate_fast` (`rate`'s figures, in integers), with the
-burn table and price the catalog has in force NOW at the event's timestamp (or version V of
-that burn table): the pipeline's function.
+Rating is the pipeline's own entry point, `CatalogIndex.rate_event`, with the burn table and
+price the catalog has in force NOW at the event's timestamp (or version V of that burn table).
 
 The charge to compare with is the ledger's (`Charged`, by event id): the usage_debit plus every
 adjustment booked since for that event. An event the ledger never charged (refused to the
@@ -31,10 +30,9 @@ from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.default_burn_table import DEFAULT_BURN_TABLE_ID
 from openmonetize.billing.money import ZERO
-from openmonetize.billing.prices import ProviderPrice
-from openmonetize.billing.rating import NoRate, RateParams, RateResult, rate_fast
+from openmonetize.billing.rating import NoRate, RateParams, RateResult
 from openmonetize.billing.wallet import entry_id
-from openmonetize.catalog import CatalogIndex
+from openmonetize.catalog.index import CatalogIndex
 from openmonetize.usage_step import DUPLICATE, body_hash, copy_outcome
 
 ALL_LEVELS = ("user", "team", "customer")
@@ -126,7 +124,8 @@ class Selection:
 
 
 class Rates:
-    """The burn table and price for an event: in force now at its time, or version V of the table."""
+    """An event rated as the pipeline rates it (`CatalogIndex.rate_event`): with the burn table in
+    force now at its time, or version V of that table."""
 
     def __init__(self, index: CatalogIndex, customer_id: str, versions: Mapping[tuple[str, int], BurnTable],
                  version: int | None):
@@ -134,17 +133,17 @@ class Rates:
         self.customer_id = customer_id
         self.versions = versions
         self.version = version
-        self.credit_price = index.tenant(customer_id).credit_price_usd
+        self._choose = None if version is None else self._version_v
 
-    def burn_table(self, at: datetime, price: ProviderPrice | None) -> BurnTable | None:
-        """The tenant's table in force (or the default derived from `price`), or version V of it."""
-        table = self.index.burn_table_for(self.customer_id, at, price)
-        if table is None or self.version is None or table.burn_table_id == DEFAULT_BURN_TABLE_ID:
+    def rate(self, record: Mapping) -> RateResult:
+        """Raises NoRate."""
+        return self.index.rate_event(self.customer_id, RateParams.from_record(record), self._choose).result
+
+    def _version_v(self, table: BurnTable | None) -> BurnTable | None:
+        """Version V of the tenant's table in force (the default one has no versions)."""
+        if table is None or table.burn_table_id == DEFAULT_BURN_TABLE_ID:
             return table
         return self.versions.get((table.burn_table_id, self.version))
-
-    def price(self, provider: str | None, model: str | None, at: datetime) -> ProviderPrice | None:
-        return self.index.price_at(self.customer_id, provider, model, at)
 
 
 class Rerater:
@@ -207,11 +206,8 @@ class Rerater:
         if charged is None:
             totals.uncharged += 1
             return
-        at = record["timestamp"]
         try:
-            price = self.rates.price(record["provider"], record["model"], at)
-            result = rate_fast(RateParams.from_record(record), self.rates.burn_table(at, price), price,
-                               self.rates.credit_price)
+            result = self.rates.rate(record)
         except NoRate:
             totals.unrateable += 1
             return

@@ -18,7 +18,8 @@ from psycopg.types.json import Jsonb
 
 from openmonetize.billing.burn_tables import BurnTable, RateRule, parse_rules
 from openmonetize.billing.prices import ProviderPrice
-from openmonetize.catalog import PRICE_FIELDS, BurnTableRecord, PriceRecord, Record, TenantSettings, rules_json
+from openmonetize.catalog.json_codec import rules_json
+from openmonetize.catalog.records import PRICE_FIELDS, BurnTableRecord, PriceRecord, Record, TenantSettings
 
 _BURN_COLUMNS = "burn_table_id, customer_id, name, version, effective_from, rules, created_at, " \
     "min(created_at) OVER (PARTITION BY burn_table_id) AS table_created_at"

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from openmonetize import wallet_ids
-from openmonetize.catalog import PlanRecord, SubscriptionRecord
+from openmonetize.catalog.records import PlanRecord, SubscriptionRecord
 
 _PLAN_COLUMNS = ("plan_id, customer_id, name, credits, period, period_count, rollover, rollover_cap, features, "
                  "excluded_features, priority, created_at")

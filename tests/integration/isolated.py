@@ -20,7 +20,8 @@ from psycopg_pool import ConnectionPool
 
 from deploy.local_stack.processes import free_port
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
-from openmonetize.catalog import BurnTableRecord, CatalogPublisher
+from openmonetize.catalog.publisher import CatalogPublisher
+from openmonetize.catalog.records import BurnTableRecord
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings
 from schemas.registry_client import open_registry

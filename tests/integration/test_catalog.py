@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import psycopg
 
-from openmonetize.catalog import Catalog
+from openmonetize.catalog.view import Catalog
 
 RULES = {"default": {"input_tokens": "1", "per_unit": 1000}}
 

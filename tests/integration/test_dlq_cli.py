@@ -22,7 +22,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from psycopg_pool import ConnectionPool
 
-from openmonetize.dlq import RETRY_COUNT_HEADER, RETRY_OF_HEADER, DlqId
+from openmonetize.dlq.ids import DlqId
+from openmonetize.dlq.retry_rules import RETRY_COUNT_HEADER, RETRY_OF_HEADER
 from openmonetize.kafka_topics import ensure_topics
 from openmonetize.settings import Settings
 from schemas.registry import SchemaRegistry

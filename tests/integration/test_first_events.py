@@ -1,4 +1,4 @@
-"""What a new user meets first (issue 17): a tenant charged from its first event, a burn table
+"""What a new user meets first: a tenant charged from its first event, a burn table
 that rates the events reported a little late, and usage charged to the wallet a purchase
 acknowledged a moment before opened, however far behind the wallet agent is.
 

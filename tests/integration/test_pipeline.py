@@ -112,7 +112,7 @@ def raw_event(customer_id: str, **fields) -> dict:
 
 
 def test_200_events_and_20_client_retries_debit_the_wallet_exactly_200_times(stack, tenant, settings):
-    """The stream-processor issue's "done when", through the public routes only."""
+    """The whole pipeline's promise, through the public routes only."""
     stack.burn_table(tenant)
     bought = stack.api(tenant, "POST", "/v1/credits/purchase", params={"wait": "true"},
                        json={"customer_id": tenant.customer_id, "user_id": "user-1", "amount": "1000"})

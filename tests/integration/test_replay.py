@@ -100,7 +100,7 @@ def funded_tenant(stack: Stack, events: int, amount: str = "1000"):
     return tenant, table_id, wallet, batch
 
 
-def test_done_when_100_events_at_7_5_rebilled_at_10_end_250_lower_and_again_unchanged(stack, settings):
+def test_100_events_at_7_5_rebilled_at_10_end_250_lower_and_again_unchanged(stack, settings):
     tenant, table_id, wallet, _ = funded_tenant(stack, 100)
     assert stack.balance(wallet) == Decimal("250")
     retroactive(stack, tenant, table_id, V2)

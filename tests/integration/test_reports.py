@@ -22,7 +22,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from openmonetize import clickhouse_client
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 from openmonetize.wallet_ids import customer_wallet, team_wallet, user_wallet
 from tests.conftest import unique
 from tests.integration.support import new_tenant

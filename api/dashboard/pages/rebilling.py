@@ -12,7 +12,7 @@ from api.dashboard import internal, reads
 from api.dashboard.guard import form_session, session
 from api.dashboard.rendering import field_error, render
 from api.dashboard.sessions import Session
-from openmonetize.catalog import decimal_text
+from openmonetize.catalog.json_codec import decimal_text
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 

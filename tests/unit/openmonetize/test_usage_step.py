@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, TenantSettings, key_of
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord, TenantSettings
 from openmonetize.usage_step import (
     REASONS,
     Inputs,

@@ -3,11 +3,8 @@ from decimal import Decimal
 
 import pytest
 from genai_prices import Usage, calc_price
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
-from openmonetize.billing.money import total
 from openmonetize.billing.prices import ProviderPrice, in_force, snapshot
 from openmonetize.billing.rating import NoRate, RateParams, rate
 
@@ -94,16 +91,3 @@ def test_genai_snapshot_prices_current_models():
     gpt = in_force([p for p in prices if (p.provider, p.model) == ("openai", "gpt-4o")], AT)
     assert gpt is not None and gpt.input_mtok == Decimal("2.5") and gpt.output_mtok == Decimal("10")
     assert len({p.provider for p in prices}) > 10
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 100)), min_size=1, max_size=40),
-       st.integers(0, 40))
-def test_rating_a_stream_in_one_pass_equals_rating_it_in_split_passes(units, cut):
-    """What makes replay safe: each event's figure depends on that event alone."""
-    events = [tokens(input_tokens=i, output_tokens=o, cached_input_tokens=min(c, i)) for i, o, c in units]
-    whole = total(rate(e, TABLE, GPT4O, CREDIT_PRICE).credits for e in events)
-    split = total(rate(e, TABLE, GPT4O, CREDIT_PRICE).credits for e in events[:cut]) + total(
-        rate(e, TABLE, GPT4O, CREDIT_PRICE).credits for e in events[cut:]
-    )
-    assert whole == split

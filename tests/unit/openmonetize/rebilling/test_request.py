@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from openmonetize.rebilling.analytics import whole_days
+from openmonetize.analytics.rollups import whole_days
 from openmonetize.rebilling.replay import ReplayRefused, ReplayRequest
 from openmonetize.settings import Settings
 

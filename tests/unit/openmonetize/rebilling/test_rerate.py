@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable, parse_rules
-from openmonetize.catalog import BurnTableRecord, CatalogIndex, key_of
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord
 from openmonetize.rebilling.rerate import Adjustment, Charged, Rates, Rerater, Selection
 from schemas.codec import AvroCodec, schema_text
 

@@ -1,4 +1,4 @@
-"""Issue 7's "Done when", through HTTP only: a tenant creates a burn table (the seed's body),
+"""The control plane end to end, through HTTP only: a tenant creates a burn table (the seed's body),
 buys 100 credits for a user, and `entitlements/check` allows a 7.5-credit call and denies a
 750-credit one with a reason; another tenant's key cannot read that wallet."""
 
@@ -19,7 +19,7 @@ def usage(input_tokens: int, output_tokens: int) -> dict:
             "max_output_tokens": output_tokens}
 
 
-def test_done_when_burn_table_100_credits_7_5_allowed_750_denied_and_no_other_tenant_reads_the_wallet(settings):
+def test_burn_table_100_credits_7_5_allowed_750_denied_and_no_other_tenant_reads_the_wallet(settings):
     tenant, other = new_tenant(settings), new_tenant(settings)
     me = tenant.customer_id
     with httpx.Client(base_url=settings.api_url, headers={"X-OM-Api-Key": tenant.api_key}, timeout=30) as api:

@@ -1,60 +1,19 @@
-"""The catalog's JSON codec and its lookup indexes (pure: fed record by record, no Kafka)."""
+"""The catalog's lookup indexes and rate_event (pure: fed record by record, no Kafka)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from openmonetize.billing.burn_tables import BurnTable, parse_rules
 from openmonetize.billing.prices import ProviderPrice
-from openmonetize.catalog import (
-    BurnTableRecord,
-    CatalogIndex,
-    PriceRecord,
-    TenantSettings,
-    decode,
-    encode,
-    key_of,
-    rules_json,
-)
-
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-RULES = {"gpt-4o": {"input_tokens": Decimal("2.5"), "output_tokens": "10.000", "per_unit": 1000},
-         "dall-e-3": {"images": {"1024x1024:hd": "0.000000000001"}, "image": "4"}}
-
-
-def table(table_id: str, version: int, effective: datetime, created: datetime, rate: str = "1") -> BurnTableRecord:
-    rules = parse_rules({"default": {"input_tokens": rate}})
-    return BurnTableRecord(BurnTable(table_id, "cus_a", "std", version, effective, rules), created, created)
-
-
-def price(version: str, effective: datetime, customer_id: str | None = None, input_mtok: str = "1") -> PriceRecord:
-    return PriceRecord(ProviderPrice("openai", "gpt-4o", effective, version, input_mtok=Decimal(input_mtok)), customer_id)
-
-
-def test_records_round_trip_exactly():
-    records = [
-        TenantSettings("cus_a", Decimal("0.012345678901"), ("team", "user"), "reject"),
-        BurnTableRecord(BurnTable("bt_1", "cus_a", "std", 3, T0, parse_rules(RULES)), T0 + timedelta(days=1), T0),
-        price("genai-1", T0, None, "2.500000000000"),
-        price("override-2", T0 + timedelta(hours=1, microseconds=5), "cus_a", "123456789012345678901234.5"),
-    ]
-    for record in records:
-        assert decode(encode(record)) == record
-    assert key_of(records[1]) == "burn_table:cus_a:bt_1:3"
-    assert key_of(records[2]) == "price:openai:gpt-4o:genai-1"
-    assert key_of(records[3]) == "price_override:cus_a:openai:gpt-4o:override-2"
-
-
-def test_amounts_are_plain_decimal_strings_and_times_rfc3339():
-    assert rules_json(parse_rules(RULES)) == {
-        "gpt-4o": {"per_unit": "1000", "input_tokens": "2.5", "output_tokens": "10"},
-        "dall-e-3": {"per_unit": "1", "image": "4", "images": {"1024x1024:hd": "0.000000000001"}},
-    }
-    assert b'"input_mtok":"2.5"' in encode(price("v", T0, None, "2.500000000000"))
-    assert b'"effective_from":"2026-01-01T00:00:00+00:00"' in encode(price("v", T0))
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import key_of
+from openmonetize.catalog.records import BurnTableRecord, PriceRecord, TenantSettings
+from tests.unit.openmonetize.catalog.records import T0, price, table
 
 
 def test_a_tenant_without_settings_gets_the_defaults():
@@ -181,3 +140,66 @@ def test_a_price_is_found_under_every_spelling_of_its_names(provider, model, sou
         index.apply(key_of(record), record)
     found = index.price_record_at("cus_a", provider, model, T0 + timedelta(days=1))
     assert (found.source if found else None) == source
+
+
+# Versions in force at different times over 30 days: the burn table (three versions, then a
+# newer table), the dataset's price (two) and the tenant's override (one).
+STREAM_CATALOG = (
+    TenantSettings("cus_a", Decimal("0.02")),
+    table("bt_1", 1, T0, T0, rate="1"), table("bt_1", 2, T0 + timedelta(days=6), T0, rate="2"),
+    table("bt_1", 3, T0 + timedelta(days=12), T0, rate="3.5"),
+    table("bt_2", 1, T0 + timedelta(days=20), T0 + timedelta(days=1), rate="0.25"),
+    price("genai-1", T0), price("genai-2", T0 + timedelta(days=9), input_mtok="2"),
+    price("own-1", T0 + timedelta(days=15), "cus_a", input_mtok="3"),
+)
+
+
+# Any minute of the 30 days, often right at a version change or a minute either side of one.
+_CHANGES = [d * 24 * 60 + step for d in (6, 9, 12, 15, 20) for step in (-1, 0, 1)]
+MINUTES = st.one_of(st.integers(0, 30 * 24 * 60), st.sampled_from(_CHANGES))
+
+
+def stream_index() -> CatalogIndex:
+    index = CatalogIndex()
+    for record in STREAM_CATALOG:
+        index.apply(key_of(record), record)
+    return index
+
+
+def in_force_rating(usage):
+    """The reference: `rate` with the versions picked from the records, not from the index."""
+    from openmonetize.billing import burn_tables, prices
+    from openmonetize.billing.rating import rate
+
+    tables = {}
+    for record in STREAM_CATALOG:
+        if isinstance(record, BurnTableRecord):
+            tables.setdefault((record.table_created_at, record.table.burn_table_id), []).append(record.table)
+    newest_first = [tables[key] for key in sorted(tables, reverse=True)]
+    table_ = next(filter(None, (burn_tables.in_force(v, usage.timestamp) for v in newest_first)), None)
+    overrides = [r.price for r in STREAM_CATALOG if isinstance(r, PriceRecord) and r.customer_id == "cus_a"]
+    dataset = [r.price for r in STREAM_CATALOG if isinstance(r, PriceRecord) and r.customer_id is None]
+    price_ = prices.in_force(overrides, usage.timestamp) or prices.in_force(dataset, usage.timestamp)
+    return rate(usage, table_, price_, Decimal("0.02"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(MINUTES, st.integers(0, 10**6), st.integers(0, 10**5)),
+                min_size=1, max_size=40),
+       st.integers(0, 40))
+def test_rating_a_stream_in_one_pass_equals_rating_it_in_split_passes(events, cut):
+    """What makes a replay safe to split or resume: an event's rating depends on that event and
+    the versions in force at its own time, never on the events rated before it by the same
+    process. `rate_event` remembers its lookups between events (`_rating_inputs`); events out of
+    time order over many version changes, rated by one index in one pass, by fresh indexes in
+    two passes, and by `rate` with the versions picked from the records, must all agree."""
+    from openmonetize.billing.rating import RateParams
+
+    usages = [RateParams("TOKEN_USAGE", T0 + timedelta(minutes=minute), "openai", "gpt-4o", input_tokens=i,
+                         output_tokens=0, cached_input_tokens=min(c, i)) for minute, i, c in events]
+    whole_index = stream_index()
+    whole = [whole_index.rate_event("cus_a", u).result for u in usages]
+    first, second = stream_index(), stream_index()
+    split = [first.rate_event("cus_a", u).result for u in usages[:cut]] + [
+        second.rate_event("cus_a", u).result for u in usages[cut:]]
+    assert whole == split == [in_force_rating(u) for u in usages]

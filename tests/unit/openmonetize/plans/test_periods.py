@@ -7,7 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from openmonetize.catalog import CatalogIndex, PlanRecord, SubscriptionRecord, decode, encode, key_of
+from openmonetize.catalog.index import CatalogIndex
+from openmonetize.catalog.json_codec import decode, encode, key_of
+from openmonetize.catalog.records import PlanRecord, SubscriptionRecord
 from openmonetize.plans import periods
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
