@@ -249,7 +249,9 @@ class BatchConsumer:
                     break
                 except self.retried as exc:
                     self._failed(batch, attempts, exc, backoff)
-                    if final and attempts >= 3:
+                    if (final and attempts >= 3) or (self.stopping and not final):
+                        # Stopping while the store is away: the batch stays uncommitted, and the
+                        # next run (or the partitions' next owner) reads it again.
                         log.warning(self._event("exit_uncommitted"), rows=len(batch.rows))
                         return
                     if not paused and not final:

@@ -243,3 +243,13 @@ def test_stopping_finishes_the_batch_in_hand_and_commits_it(monkeypatch):
     with Running(monkeypatch, consumer, store, batch_rows=100) as sink:
         eventually(lambda: store.rows or sink._batch.positions, timeout_s=5, what="the batch read")
     assert consumer.commits == [{0: 2}] and store.rows == [(0, 0), (0, 1)]
+
+
+def test_stopping_while_the_store_is_down_gives_the_batch_up_uncommitted(monkeypatch):
+    """SIGTERM during an outage must not wait for the store to come back: the batch is read again
+    after the restart."""
+    consumer, store = FakeConsumer([records(0, 0, 1)]), Store(down=True)
+    with Running(monkeypatch, consumer, store) as sink:
+        eventually(lambda: store.attempts >= 2, timeout_s=5, what="the batch retried")
+    assert sink.stopping  # and Running joined the sink's thread: it stopped while the store was down
+    assert consumer.commits == [] and store.rows == []
