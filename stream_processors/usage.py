@@ -84,7 +84,7 @@ class UsageAgent:
         self.wallets_catch_up = wallets_catch_up
         self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
         self.window = Window(timedelta(seconds=settings.event_max_age_s), timedelta(seconds=settings.event_max_future_s))
-        self.inputs = Inputs(catalog, wallet_exists, None)
+        self.inputs = Inputs(catalog, wallet_exists, None)  # `seen`: the batch's partitions' stores, set per batch
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
         retention_s = settings.event_max_age_s + 86_400  # an entry outlives the events it can refuse by a day
