@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import NamedTuple
 
 from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from faust.streams import _current_event
 from faust.types import TP
 
 from openmonetize.logs import get_logger
+from stream_processors.stores import PartitionStores
 
 log = get_logger(__name__)
 
@@ -52,27 +49,6 @@ def marker_key(topic: str, partition: int, partitions: int) -> bytes:
 
 def plain_marker_key(topic: str, partition: int, partitions: int) -> bytes:
     return PREFIX + f"{topic}\x1f{partition}".encode()
-
-
-class _InPartition:
-    """What Faust's stores read of the current event: `message.partition`."""
-
-    __slots__ = ("message", "__weakref__")
-
-    def __init__(self, partition: int):
-        self.message = SimpleNamespace(partition=partition)
-
-
-@contextmanager
-def in_partition(partition: int) -> Iterator[None]:
-    """Local-store writes inside land in `partition`'s store: Faust's RocksDB store picks its
-    database from the current event, and a batch read outside Faust has none (faust #497)."""
-    event = _InPartition(partition)
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def encode(next_offset: int) -> bytes:
@@ -144,6 +120,7 @@ class AppliedOffsets:
     ):
         self.app = app
         self.table = table
+        self.stores = PartitionStores(table)
         self.topics = topics
         self.partitions = partitions
         self.key_for = key_for
@@ -190,13 +167,11 @@ class AppliedOffsets:
         record that offset on each send), so they record it: a RocksDB store then recovers from
         there after a restart instead of reading the whole changelog again (a memory store
         ignores it). Recorded last, so the store never claims a record it does not hold."""
-        store = self.table.data
-        for (topic, partition), offset in advanced.items():
-            with in_partition(partition):
-                store[self.key_for(topic, partition, self.partitions)] = encode(offset)
+        for partition, markers in self.entries(advanced).items():
+            self.stores.write(partition, markers)
         changelog = self.table.changelog_topic.get_topic_name()
         for partition, offset in changelog_offsets.items():
-            store.set_persisted_offset(TP(changelog, partition), offset)
+            self.table.data.set_persisted_offset(TP(changelog, partition), offset)
 
     def install(self, consumer, start_reading: Callable[[dict[tuple[str, int], int]], Awaitable[None]]) -> None:
         """Wrap `consumer.seek_to_committed`, which Faust's `perform_seek` calls after every

@@ -4,7 +4,6 @@ so records carry a registered id and readers resolve any writer schema by id."""
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 
 from schemas.avro_encoder import compile_encoder
@@ -33,8 +32,7 @@ class RatedFromEvent:
         tail = {"type": "record", "name": "RatedTail", "namespace": rated_schema["namespace"],
                 "fields": rated_schema["fields"][len(event_fields):]}
         self._tail = compile_encoder(tail, cached_fields)
-        self._event_header = struct.pack(">bI", 0, usage_event.schema_id)
-        self._rated_header = struct.pack(">bI", 0, rated.schema_id)
+        self._event_header, self._rated_header = usage_event.header, rated.header
         self._rated = rated
 
     def encode(self, event_value: bytes, record: dict) -> bytes:

@@ -25,64 +25,68 @@ def test_offsets_round_trip_and_absent_is_none():
 
 
 class _Table:
-    """What AppliedOffsets uses of a Faust table: `get`, its local store `data`, its changelog."""
+    """What AppliedOffsets uses of a Faust table: `get` (Faust's search of every partition's
+    database), its local store `data`, its changelog."""
 
-    def __init__(self):
+    def __init__(self, root):
         from types import SimpleNamespace
 
-        self.data = _PartitionedStore()
+        self.data = _PartitionedStore(root)
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "wallets-changelog")
 
     def get(self, key):
-        return self.data.values.get(key)
+        return next((value for db in self.data.dbs.values() if (value := db.get(key)) is not None), None)
 
 
 class _PartitionedStore:
-    """Like Faust's RocksDB store: each write goes to the current event's partition."""
+    """Like Faust's RocksDB store: one RocksDB database per partition."""
 
-    def __init__(self):
-        self.values, self.partition_of, self.persisted = {}, {}, {}
+    def __init__(self, root):
+        self.root, self.dbs, self.persisted = root, {}, {}
 
-    def __setitem__(self, key, value):
-        from faust.streams import current_event
+    def _db_for_partition(self, partition):
+        from stream_processors.stores import SharedMemory, SharedMemoryOptions, table_options
 
-        self.partition_of[key] = current_event().message.partition  # None outside an event: AttributeError
-        self.values[key] = value
+        if partition not in self.dbs:
+            options = SharedMemoryOptions(SharedMemory(cache_mb=8, memtables_mb=4), **table_options(), use_rocksdict=True)
+            self.dbs[partition] = options.open(self.root / f"wallets-{partition}.db")
+        return self.dbs[partition]
 
     def set_persisted_offset(self, tp, offset):
         self.persisted[tp] = offset
 
 
-def _applied(partitions=3):
+def _applied(root, partitions=3):
     from types import SimpleNamespace
 
     from stream_processors.applied_offsets import AppliedOffsets
 
     app = SimpleNamespace(in_recovery=False)
-    return AppliedOffsets(app, _Table(), {"wallet.debits", "wallet.commands"}, partitions, "127.0.0.1:1")
+    return AppliedOffsets(app, _Table(root), {"wallet.debits", "wallet.commands"}, partitions, "127.0.0.1:1")
 
 
-def test_a_batchs_markers_go_to_their_own_partition_then_into_the_local_store_there():
-    applied = _applied()
+def test_a_batchs_markers_go_to_their_own_partition_then_into_the_local_store_there(tmp_path):
+    applied = _applied(tmp_path)
     advanced = {("wallet.debits", 2): 41, ("wallet.commands", 2): 7, ("wallet.debits", 0): 3}
     entries = applied.entries(advanced)
     assert sorted(entries) == [0, 2] and len(entries[2]) == 2
     assert (marker_key("wallet.debits", 2, 3), encode(41)) in entries[2]
     applied.save_local(advanced, {2: 1204, 0: 77})
     assert applied.stored("wallet.debits", 2) == 41 and applied.stored("wallet.commands", 2) == 7
-    assert applied.table.data.partition_of[marker_key("wallet.debits", 0, 3)] == 0
+    assert applied.table.data.dbs[0].get(marker_key("wallet.debits", 0, 3)) == encode(3)  # in partition 0's store
+    assert applied.table.data.dbs[2].get(marker_key("wallet.debits", 0, 3)) is None
     # The store remembers how far into the changelog it holds, per changelog partition: a
     # RocksDB store recovers from there after a restart.
     assert applied.table.data.persisted == {TP("wallets-changelog", 2): 1204, TP("wallets-changelog", 0): 77}
 
 
-def test_after_recovery_the_source_starts_at_the_markers_or_else_the_beginning():
+def test_after_recovery_the_source_starts_at_the_markers_or_else_the_beginning(tmp_path):
     import asyncio
     from types import SimpleNamespace
 
     from confluent_kafka import OFFSET_BEGINNING
 
-    applied = _applied()
+    applied = _applied(tmp_path)
     applied.save_local({("wallet.debits", 0): 40}, {})
     from faust.types import TP as tp
     committed = {tp("wallet.debits", 0): 55, tp("wallet.debits", 1): 12, tp("wallet.commands", 0): None,
