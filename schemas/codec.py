@@ -69,16 +69,16 @@ class AvroCodec:
         self.schema = parse_schema(raw)
         self.schema_id = schema_id
         self.resolver = resolver
-        self._header = _HEADER.pack(MAGIC, schema_id)
+        self.header = _HEADER.pack(MAGIC, schema_id)  # what a record written with our schema starts with
         self._fast = compile_encoder(raw, cached_fields)
         self._fast_decode = compile_decoder(raw, cached_fields)
         self._writers: dict[int, Any] = {schema_id: None}  # None: written with our schema, no resolution
 
     def encode(self, record: dict) -> bytes:
         if self._fast is not None:
-            return self._header + self._fast(record)
+            return self.header + self._fast(record)
         out = io.BytesIO()
-        out.write(self._header)
+        out.write(self.header)
         schemaless_writer(out, self.schema, record)
         return out.getvalue()
 
@@ -141,11 +141,10 @@ class AvroProjection:
     def __init__(self, codec: AvroCodec, fields: tuple[str, ...]):
         self.codec = codec
         self.fields = fields
-        self._header = codec._header
         self._fast = compile_decoder(codec.raw_schema, codec.cached_fields, only=fields)
 
     def decode(self, data: bytes) -> dict:
-        if self._fast is not None and data[:_HEADER.size] == self._header:
+        if self._fast is not None and data[:_HEADER.size] == self.codec.header:
             try:
                 record, end = self._fast(data, _HEADER.size)
                 if end == len(data):

@@ -32,7 +32,6 @@ usage.rated has a memory (`PartitionMemory`) for both:
 from __future__ import annotations
 
 import re
-import struct
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
@@ -44,7 +43,6 @@ from openmonetize.analytics.usage_events import COLUMNS, TABLE
 from openmonetize.logs import get_logger
 from openmonetize.settings import Settings
 from schemas.avro_container import ContainerWriter
-from schemas.avro_decoder import compile_decoder
 from schemas.avro_encoder import zigzag_long
 from sinks.batch_consumer import BatchConsumer, SinkConfig, reader_codec_with_retry
 
@@ -74,27 +72,23 @@ def error_code(exc: BaseException) -> int | None:
 
 
 class RowReader:
-    """Rows from usage.rated record values: the memory's three fields read from the body, which
-    is kept as it is when written with our schema (the usual case), else re-encoded into ours."""
+    """Rows from usage.rated record values: the memory's three fields (a projection that steps
+    over the others) and the body as it came, when written with our schema (the usual case);
+    else the record decoded whole and encoded again in ours."""
 
     def __init__(self, codec):
         self.codec = codec  # decodes any registered writer schema into ours, and encodes ours
-        self.header = struct.pack(">bI", 0, codec.schema_id)
-        self._memory_fields = compile_decoder(codec.raw_schema, only=MEMORY_FIELDS)
+        self._memory_fields = codec.projection(MEMORY_FIELDS)
 
-    def row(self, value: bytes, partition: int, offset: int) -> tuple[tuple, dict]:
+    def row(self, value: bytes, partition: int, offset: int) -> tuple[tuple, Mapping]:
         """(row, the fields read) of one record value. Raises for a record that does not decode."""
-        if self._memory_fields is not None and value[:5] == self.header:
-            try:
-                fields, end = self._memory_fields(value, 5)
-                if end == len(value):
-                    return (fields["customer_id"], fields["event_id"], fields["revision"], partition, offset,
-                            value[5:]), fields
-            except Exception:  # noqa: BLE001 - odd input: the whole decode below says why
-                pass
-        record = self.codec.decode(value)
-        return (record["customer_id"], record["event_id"], record["revision"], partition, offset,
-                self.codec.encode(record)[5:]), record
+        if value[:5] == self.codec.header:
+            fields = self._memory_fields.decode(value)
+            body = value[5:]
+        else:
+            fields = self.codec.decode(value)
+            body = self.codec.encode(fields)[5:]
+        return (fields["customer_id"], fields["event_id"], fields["revision"], partition, offset, body), fields
 
 
 class RecentEvents:
