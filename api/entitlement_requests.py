@@ -143,7 +143,7 @@ class Check:
         for another request is a conflict."""
         usage = None
         if self.usage is not None:
-            usage = {name: getattr(self.usage, name) for name in RateParams.__dataclass_fields__ if name != "timestamp"}
+            usage = {name: getattr(self.usage, name) for name in RateParams._fields if name != "timestamp"}
             usage["quantity"] = None if self.usage.quantity is None else str(self.usage.quantity)
         canonical = {
             "kind": "entitlement_reserve",

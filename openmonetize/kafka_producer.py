@@ -104,16 +104,18 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class AckedProducer:
-    def __init__(self, settings: Settings, client_id: str, timeout_ms: int | None = None):
+    def __init__(self, settings: Settings, client_id: str, timeout_ms: int | None = None,
+                 linger_ms: float | None = None):
         """`timeout_ms`: how long a record may wait for its acknowledgement (message.timeout.ms),
-        KAFKA_PRODUCER_TIMEOUT_MS unless given."""
+        KAFKA_PRODUCER_TIMEOUT_MS unless given; `linger_ms`: linger.ms, KAFKA_PRODUCER_LINGER_MS
+        unless given."""
         self.settings = settings
         self.config = {
             "bootstrap.servers": settings.kafka_bootstrap,
             "client.id": client_id,
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": settings.kafka_producer_linger_ms,
+            "linger.ms": settings.kafka_producer_linger_ms if linger_ms is None else linger_ms,
             "compression.type": settings.kafka_producer_compression,
             "message.timeout.ms": timeout_ms or settings.kafka_producer_timeout_ms,
             **KEYED,

@@ -222,6 +222,16 @@ class Settings(BaseSettings):
         30.0, ge=0, description="How often the worker hands the free memory inside its malloc arenas back to the "
                                 "kernel (malloc_trim; stream_processors/allocator.py); 0: never."
     )
+    worker_linger_ms: float = Field(
+        1.0, ge=0, description="The worker producer's linger.ms. It sends a whole batch's outputs at once and waits for "
+                               "them, so a longer linger only delays each batch (KAFKA_PRODUCER_LINGER_MS, for the API, "
+                               "batches concurrent requests)."
+    )
+    worker_gc_threshold: int = Field(
+        100_000, ge=700, description="Container objects allocated (less those freed) before the worker runs Python's "
+                                     "cycle collector (gc.set_threshold; Python's default 700 cost ~14 µs per event: "
+                                     "stream_processors/allocator.py)."
+    )
     worker_memory_probe_s: float = Field(
         0.0, ge=0, description="Debugging: log where the worker's memory goes every so many seconds "
                                "(stream_processors/memory_probe.py; docs/operations/soak.md); 0: off."

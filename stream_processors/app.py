@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     registry_topics = topics(settings)
     codecs = worker_codecs.register(open_registry(settings), registry_topics)
-    producer = AckedProducer(settings, client_id=f"{app_id}-worker", timeout_ms=settings.worker_output_timeout_ms)
+    producer = AckedProducer(settings, client_id=f"{app_id}-worker", timeout_ms=settings.worker_output_timeout_ms,
+                             linger_ms=settings.worker_linger_ms)
     producer.start()
 
     catalog = Catalog(settings).start()

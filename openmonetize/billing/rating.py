@@ -13,10 +13,10 @@ revenue minus cost of the already-rounded figures, so the three always add up.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from openmonetize.billing.burn_tables import BurnTable, RateRule
 from openmonetize.billing.money import (
@@ -37,9 +37,9 @@ class NoRate(Exception):
     """Nothing in the burn table prices this event (DLQ reason `no_rate`); the message says what."""
 
 
-@dataclass(frozen=True)
-class RateParams:
-    """The units of one usage event that rating looks at."""
+class RateParams(NamedTuple):
+    """The units of one usage event that rating looks at. (A named tuple: the usage agent makes
+    one per event, and a frozen dataclass's __init__ cost more than the integer rating.)"""
 
     event_type: str
     timestamp: datetime
@@ -67,11 +67,10 @@ class RateParams:
                                              for name in _PARAMS[2:]})
 
 
-_PARAMS = tuple(RateParams.__dataclass_fields__)
+_PARAMS = RateParams._fields
 
 
-@dataclass(frozen=True)
-class RateResult:
+class RateResult(NamedTuple):
     credits: Decimal
     usd_cost: Decimal
     revenue_usd: Decimal

@@ -73,7 +73,7 @@ real_prices = st.one_of(st.none(), st.builds(
 ))
 real_counts = st.one_of(st.none(), st.integers(0, 10**5), st.integers(0, 2**63 - 1))
 real_usages = st.builds(
-    lambda usage, cached: RateParams(**{**vars(usage), "cached_input_tokens": min(cached, usage.input_tokens or 0)}),
+    lambda usage, cached: usage._replace(cached_input_tokens=min(cached, usage.input_tokens or 0)),
     st.builds(RateParams, event_type=st.just("TOKEN_USAGE"), timestamp=st.just(AT), input_tokens=real_counts,
               output_tokens=real_counts, image_count=real_counts, image_size=st.sampled_from([None, *SIZES]),
               quantity=st.one_of(st.none(), decimals(20, 12))),
