@@ -227,10 +227,10 @@ class Settings(BaseSettings):
                                "them, so a longer linger only delays each batch (KAFKA_PRODUCER_LINGER_MS, for the API, "
                                "batches concurrent requests)."
     )
-    worker_gc_threshold: int = Field(
-        100_000, ge=700, description="Container objects allocated (less those freed) before the worker runs Python's "
-                                     "cycle collector (gc.set_threshold; Python's default 700 cost ~14 µs per event: "
-                                     "stream_processors/allocator.py)."
+    gc_threshold: int = Field(
+        100_000, ge=700, description="Container objects allocated (less those freed) before the stream worker and the "
+                                     "sinks run Python's cycle collector (gc.set_threshold; Python's default 700 cost the "
+                                     "worker ~14 µs per event: openmonetize/cycle_collector.py)."
     )
     worker_memory_probe_s: float = Field(
         0.0, ge=0, description="Debugging: log where the worker's memory goes every so many seconds "

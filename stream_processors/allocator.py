@@ -1,6 +1,5 @@
-"""Memory management in the worker: glibc malloc's arenas, fewer (WORKER_MALLOC_ARENAS), their
-free memory handed back to the kernel every so often (WORKER_MALLOC_TRIM_S); and how often
-Python's cycle collector runs (WORKER_GC_THRESHOLD).
+"""glibc malloc in the worker: fewer arenas (WORKER_MALLOC_ARENAS), their free memory handed
+back to the kernel every so often (WORKER_MALLOC_TRIM_S).
 
 glibc gives threads that contend for malloc arenas of their own, up to 8 per core, and an
 arena's freed memory is reused by that arena only. The worker's ~50 threads (librdkafka's per
@@ -15,7 +14,6 @@ until `malloc_trim` releases its pages (a few milliseconds for a few hundred MB)
 from __future__ import annotations
 
 import ctypes
-import gc
 import threading
 import time
 
@@ -50,16 +48,3 @@ def trim_every(interval_s: float) -> None:
 
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
 
-
-def collect_cycles_after(allocations: int) -> None:
-    """Run the cycle collector's youngest generation after `allocations` more container objects
-    are alive than were freed (Python's default: 700; the older generations keep their ratios).
-
-    A batch of 2,000 records holds tens of thousands of dicts, tuples and Decimals alive at once,
-    so at 700 the collector ran after every few hundred events, and every tenth and hundredth time
-    walked every object of the process (Faust's, the catalog's): 3.0 s of a 21 s backlog drain,
-    ~14 µs per event, measured with `gc.callbacks`. Above a batch's own allocations it runs only
-    when garbage really builds up. Nearly everything the agents make is freed by reference
-    counting; the collector is only for cycles."""
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(allocations, 1), older, oldest)

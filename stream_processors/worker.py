@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from openmonetize.cycle_collector import collect_cycles_after
 from openmonetize.settings import get_settings
 from stream_processors import allocator
 from stream_processors.app import create_app
@@ -14,7 +15,7 @@ def run() -> None:
     settings = get_settings()
     allocator.limit_arenas(settings.worker_malloc_arenas)  # before the clients start their threads
     allocator.trim_every(settings.worker_malloc_trim_s)
-    allocator.collect_cycles_after(settings.worker_gc_threshold)
+    collect_cycles_after(settings.gc_threshold)
     app = create_app(settings)
     create_changelogs(app, settings.kafka_bootstrap)
     # Faust installs its own logging unless given a dictConfig; hand it ours.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.prices import ProviderPrice
@@ -89,9 +90,9 @@ class SubscriptionRecord:
 Record = TenantSettings | BurnTableRecord | PriceRecord | PlanRecord | SubscriptionRecord
 
 
-@dataclass(frozen=True)
-class Rated:
-    """An event's rating, with the price record and the credit price that went into it."""
+class Rated(NamedTuple):
+    """An event's rating, with the price record and the credit price that went into it (a named
+    tuple: one per event rated)."""
 
     result: RateResult
     price: PriceRecord | None

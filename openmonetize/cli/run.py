@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from openmonetize.cli.root import Group, configure_process_logs
+from openmonetize.cycle_collector import collect_cycles_after
 from openmonetize.settings import get_settings
 
 
@@ -54,6 +55,7 @@ def run_worker() -> None:
 def run_sink_ledger() -> None:
     """The Postgres ledger sink: ledger.entries → ledger_entries; /metrics on LEDGER_SINK_METRICS_PORT."""
     configure_process_logs("sink-ledger")
+    collect_cycles_after(get_settings().gc_threshold)
     from sinks.ledger_postgres import run as serve
 
     serve(get_settings())
@@ -63,6 +65,7 @@ def run_sink_ledger() -> None:
 def run_sink_clickhouse() -> None:
     """The ClickHouse sink: usage.rated → usage_events; /metrics on CLICKHOUSE_SINK_METRICS_PORT."""
     configure_process_logs("sink-clickhouse")
+    collect_cycles_after(get_settings().gc_threshold)
     from sinks.usage_clickhouse import run as serve
 
     serve(get_settings())

@@ -18,13 +18,3 @@ def test_trimming_runs_in_a_daemon_thread_unless_off():
     trims = [t for t in threading.enumerate() if t.name == "malloc-trim"]
     assert trims and all(t.daemon for t in trims)
 
-
-def test_the_cycle_collector_waits_for_many_allocations_and_keeps_the_older_generations_ratios():
-    import gc
-
-    before = gc.get_threshold()
-    try:
-        allocator.collect_cycles_after(100_000)
-        assert gc.get_threshold() == (100_000, before[1], before[2])
-    finally:
-        gc.set_threshold(*before)
