@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timezone
-from decimal import Context, Decimal
+from decimal import Context, Decimal, Rounded
 from typing import Any, Callable
 
 from fastavro import parse_schema, schemaless_writer
@@ -113,15 +113,22 @@ def _timestamp_micros(value: Any) -> bytes:
 
 
 def _decimal_bytes(precision: int, scale: int) -> Callable[[Any], bytes]:
-    exact = Context(prec=max(precision, 1))  # the coefficient's digits, checked to fit, never rounded
+    # The unscaled integer is the value moved `scale` places: in a context of `precision` digits
+    # that traps rounding, so a value with more digits than the column holds never passes as a
+    # rounded one; then it must be a whole number (no more than `scale` places) within range.
+    exact = Context(prec=max(precision, 1), traps=[Rounded])
+    limit = 10**precision
 
     def encode(value: Any) -> bytes:
         if type(value) is not Decimal:
             raise _Fallback
-        _sign, digits, exp = value.as_tuple()
-        if not isinstance(exp, int) or len(digits) > precision or exp + scale < 0:
-            raise _Fallback  # NaN/Infinity, too precise: fastavro raises its own error
-        unscaled = int(value.scaleb(scale, exact))
+        try:
+            scaled = value.scaleb(scale, exact)
+            unscaled = int(scaled)
+        except (ArithmeticError, ValueError):  # rounded, NaN, Infinity: fastavro decides
+            raise _Fallback from None
+        if unscaled != scaled or not -limit < unscaled < limit:
+            raise _Fallback  # too precise, too large
         size = (unscaled.bit_length() + 8) // 8
         data = unscaled.to_bytes(size, "big", signed=True)
         return _TABLE[size] + data if size < _SMALL else zigzag_long(size) + data

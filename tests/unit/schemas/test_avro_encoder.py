@@ -154,6 +154,23 @@ def test_values_fastavro_refuses_are_refused_the_same_way(encode, field, value):
         encode(record)
 
 
+@pytest.mark.parametrize("quantity", [
+    "0", "-0", "0E+5", "1E+25", "-1E+25", "99999999999999999999999999.999999999999", "1.000000000000",
+    "5.0000000000000000000000000000000000000001", "0.1234567890123", "1E-12", "-1E-12", "sNaN", "-Infinity",
+    "1E+26", "123456789012345678901234567890123456789", "7.10000000000000000000000000000000000000000000000",
+])
+def test_decimal_edges_are_byte_identical_or_refused_the_same_way(encode, quantity):
+    record = random_record(random.Random(4))
+    record["quantity"] = Decimal(quantity)
+    try:
+        expected = reference(record)
+    except Exception as exc:  # noqa: BLE001 - whatever fastavro raises, the encoder raises too
+        with pytest.raises(type(exc)):
+            encode(record)
+    else:
+        assert encode(record) == expected
+
+
 def test_odd_but_valid_values_fall_back_to_fastavro(encode):
     record = random_record(random.Random(3))
     record["timestamp"] = datetime(2026, 1, 1, 12, 0)  # naive: fastavro uses local time
