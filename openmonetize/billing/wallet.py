@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
+from typing import NamedTuple
 
 from openmonetize.billing.money import CONTEXT, ZERO, quantize
 
@@ -66,9 +67,9 @@ class Reservation:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One money movement; `amount` is signed (negative takes credits away)."""
+class LedgerEntry(NamedTuple):
+    """One money movement; `amount` is signed (negative takes credits away). A named tuple: the
+    wallet agent makes one per debit."""
 
     entry_id: str
     customer_id: str
