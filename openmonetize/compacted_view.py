@@ -26,6 +26,7 @@ from openmonetize.logs import get_logger
 
 log = get_logger(__name__)
 V = TypeVar("V")
+REOPEN_AFTER_S = 10.0
 
 
 class CompactedView(Generic[V]):
@@ -47,13 +48,10 @@ class CompactedView(Generic[V]):
         self._lock = threading.RLock()  # re-entrant: on_update runs holding it and may call items()
         self._progress = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"view-{topic}",  # required by the client; never joined (assign, no commit)
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            **RECONNECT,
-        })
+        self._reopen = threading.Event()  # set by a reader that saw the view stuck; the view's thread acts
+        self.reopened = 0
+        self._stalled_since: float | None = None
+        self._consumer = self._new_consumer()
         self._partitions = self._discover()
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self._partitions])
         self._thread = threading.Thread(target=self._run, name=f"view-{topic}", daemon=True)
@@ -94,16 +92,57 @@ class CompactedView(Generic[V]):
                 p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
                 for p in self._partitions
             }
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
+        deadline = began + timeout_s
         with self._progress:
+            started_at = dict(self._positions)
             while not all(self._positions.get(p, 0) >= end for p, end in ends.items()):
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._note_stalled(began, moved=self._positions != started_at)
                     return False
                 self._progress.wait(left)
+        self._stalled_since = None
         return True
 
+    def _note_stalled(self, began: float, moved: bool) -> None:
+        """A wait ended with the view behind ends that Kafka gave: behind and not moving for
+        REOPEN_AFTER_S in a row, it asks its thread for a new consumer (`_reopen_consumer`)."""
+        if moved:
+            self._stalled_since = None
+            return
+        self._stalled_since = self._stalled_since or began
+        if time.monotonic() - self._stalled_since >= REOPEN_AFTER_S:
+            self._stalled_since = None
+            self._reopen.set()
+
     # --- internals ---------------------------------------------------------------------------
+    def _new_consumer(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self._bootstrap,
+            "group.id": f"view-{self.topic}",  # required by the client; never joined (assign, no commit)
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            **RECONNECT,
+        })
+
+    def _reopen_consumer(self) -> None:
+        """A new consumer, assigned where this one had read to.
+
+        After a broker restart, an assign()ed librdkafka consumer was seen to stop fetching for
+        good while the broker answered everything else (`make chaos`: the worker's catalog view
+        stayed behind for 60 s, until the worker gave up and restarted; librdkafka issue #5153,
+        open, whose workaround is a new consumer). A reader whose wait found the view behind and
+        not moving asks for this; the records already read are not read again."""
+        with self._lock:
+            positions = dict(self._positions)
+        old, self._consumer = self._consumer, self._new_consumer()
+        old.close()
+        self._consumer.assign([TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING))
+                               for p in self._partitions])
+        self.reopened += 1
+        log.warning("compacted_view_reopened", topic=self.topic, positions=positions)
+
     def _discover(self) -> list[int]:
         metadata = self._consumer.list_topics(self.topic, timeout=10)
         topic = metadata.topics.get(self.topic)
@@ -121,6 +160,9 @@ class CompactedView(Generic[V]):
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self._reopen_consumer()
             try:
                 messages = self._next_messages()
             except KafkaException as exc:

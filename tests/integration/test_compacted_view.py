@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Producer
+import threading
+import time
+
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from openmonetize import compacted_view
 from openmonetize.compacted_view import CompactedView
 from tests.conftest import unique
 
@@ -47,3 +51,62 @@ def test_wait_until_current_on_an_empty_topic_returns_at_once(settings):
         assert view.wait_until_current(10) and len(view) == 0
     finally:
         view.close()
+
+
+def test_a_view_that_stopped_fetching_gets_a_new_consumer_and_reads_on_from_where_it_was(settings, monkeypatch):
+    """librdkafka #5153: an assign()ed consumer may stop fetching after a broker restart. A first
+    consumer that returns nothing stands in for it here: the view falls behind, does not move,
+    and after REOPEN_AFTER_S of waits that found it so, its thread opens a new consumer at its
+    positions."""
+    monkeypatch.setattr(compacted_view, "REOPEN_AFTER_S", 1.0)
+    topic = unique("test_view_stuck")
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1, config={"cleanup.policy": "compact"})])[topic].result()
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for i in range(20):
+        producer.produce(topic, key=f"k{i}", value=str(i).encode())
+    producer.flush(10)
+    updates: list[str] = []
+    view = CompactedView(settings.kafka_bootstrap, topic, lambda b: int(b), on_update=lambda k, v: updates.append(k))
+    view.start()
+    try:
+        assert current(view, 30) and len(updates) == 20
+        fetching, stuck = view._next_messages, threading.Event()
+
+        def first_consumer_stuck() -> list:
+            if view.reopened:
+                return fetching()
+            stuck.set()
+            return []
+
+        view._next_messages = first_consumer_stuck
+        assert stuck.wait(10)
+        stuck.clear()
+        assert stuck.wait(10)  # a whole call began after the swap: no read of the old kind is in flight
+        for i in range(20, 30):
+            producer.produce(topic, key=f"k{i}", value=str(i).encode())
+        producer.flush(10)
+
+        deadline = time.monotonic() + 30
+        waits_behind = 0
+        while not view.wait_until_current(0.5):
+            waits_behind += 1
+            assert time.monotonic() < deadline, "the view never caught up"
+        assert waits_behind >= 2  # it was stuck before it was reopened
+        assert view.reopened == 1
+        assert all(view.get(f"k{i}") == i for i in range(30))
+        assert sorted(updates) == sorted(f"k{i}" for i in range(30))  # nothing read twice
+    finally:
+        view.close()
+
+
+def current(view: CompactedView, timeout_s: float) -> bool:
+    """`wait_until_current`, asked again while a topic just created has no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return view.wait_until_current(timeout_s)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # poll interval while the new topic's leader is elected
