@@ -128,8 +128,16 @@ def _read_sized(indent: str) -> list[str]:
     ]
 
 
+# The microseconds from the epoch that `_EPOCH + timedelta(microseconds=n)` can represent: a
+# timestamp read raw (`raw_timestamps`) or checked (`check_skipped`) is refused outside them, as
+# the whole decode refuses it.
+MIN_MICROS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
+MAX_MICROS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1)
+
+
 def compile_decoder(
-    schema: dict | str, cached_fields: tuple[str, ...] = (), only: Collection[str] | None = None
+    schema: dict | str, cached_fields: tuple[str, ...] = (), only: Collection[str] | None = None,
+    row: Callable[..., Any] | None = None, raw_timestamps: bool = False, check_skipped: bool = False,
 ) -> Callable[[bytes, int], tuple] | None:
     """A function (buffer, start) -> (record, end) equal to fastavro's reading of a body written
     with `schema`, or None if the schema has a shape this module does not handle. It raises on
@@ -138,13 +146,21 @@ def compile_decoder(
 
     With `only`, the record has just those fields: the others are stepped over (their lengths
     read and bounds checked, their bytes neither decoded nor checked as UTF-8),
-    which is most of the work saved."""
+    which is most of the work saved.
+
+    With `row` (and `only`, a sequence), the record is `row(*values)`, the values in `only`'s
+    order, instead of a dict: a named tuple, say. `raw_timestamps` keeps a timestamp as the
+    integer of microseconds it is written as (no datetime built; refused where the whole
+    decode's datetime would fail). `check_skipped` checks the skipped fields as the whole decode
+    does (UTF-8 of strings and of map keys and values, an int's range, a timestamp's range)
+    without keeping their values: the body is then accepted exactly when the whole decode
+    accepts it."""
     raw = json.loads(schema) if isinstance(schema, str) else schema
     if not isinstance(raw, dict) or raw.get("type") != "record":
         return None
     namespace: dict[str, Any] = {
         "_Corrupt": _Corrupt, "_varint": _varint, "_map": _map_of_strings, "_skip_map": _skip_map,
-        "_EPOCH": _EPOCH, "_td": timedelta, "_len": len,
+        "_EPOCH": _EPOCH, "_td": timedelta, "_len": len, "_row": row, "_lo": MIN_MICROS, "_hi": MAX_MICROS,
     }
     lines = ["def _fast(buf, pos):", "    L = _len(buf)"]
     names = []
@@ -161,7 +177,12 @@ def compile_decoder(
         kind, parameter = found
         out, indent = f"v{i}", "    "
         skipped = only is not None and name not in only
-        if not skipped:
+        if skipped and check_skipped and kind == "decimal":
+            skipped = False  # built (its checks are the Decimal's), not returned
+            kept = False
+        else:
+            kept = not skipped
+        if kept:
             names.append((name, out))
         if nullable:
             lines += [
@@ -174,7 +195,19 @@ def compile_decoder(
                 "    else:",
             ]
             indent = "        "
-        if skipped and kind in ("string", "bytes", "decimal"):
+        if skipped and check_skipped and kind == "string":
+            lines += [*_read_sized(indent), f"{indent}s.decode()"]
+        elif skipped and check_skipped and kind == "int":
+            lines += [*_read_long("n", indent),
+                      f"{indent}if not -2147483648 <= n <= 2147483647:",
+                      f"{indent}    raise _Corrupt('int out of range')"]
+        elif skipped and check_skipped and kind == "timestamp":
+            lines += [*_read_long("n", indent),
+                      f"{indent}if not _lo <= n <= _hi:",
+                      f"{indent}    raise _Corrupt('timestamp out of range')"]
+        elif skipped and check_skipped and kind == "map":
+            lines += [f"{indent}_, pos = _map(buf, pos)"]
+        elif skipped and kind in ("string", "bytes", "decimal"):
             lines += [*_read_long("n", indent),
                       f"{indent}pos += n",
                       f"{indent}if n < 0 or pos > L:",
@@ -201,6 +234,10 @@ def compile_decoder(
             if kind == "int":
                 lines += [f"{indent}if not -2147483648 <= {out} <= 2147483647:",
                           f"{indent}    raise _Corrupt('int out of range')"]
+        elif kind == "timestamp" and raw_timestamps:
+            lines += [*_read_long(out, indent),
+                      f"{indent}if not _lo <= {out} <= _hi:",
+                      f"{indent}    raise _Corrupt('timestamp out of range')"]
         elif kind == "timestamp":
             # a batch shares its received_at and rated_at: remember the last value
             namespace[f"_t{i}"] = [(None, None)]
@@ -226,7 +263,11 @@ def compile_decoder(
                       f"{indent}    _d{i}[s] = {out}"]
         elif kind == "map":
             lines += [f"{indent}{out}, pos = _map(buf, pos)"]
-    items = ", ".join(f"{name!r}: {out}" for name, out in names)
-    lines.append(f"    return {{{items}}}, pos")
+    if row is not None:
+        by_name = dict(names)
+        lines.append(f"    return _row({', '.join(by_name[name] for name in only)}), pos")
+    else:
+        items = ", ".join(f"{name!r}: {out}" for name, out in names)
+        lines.append(f"    return {{{items}}}, pos")
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
     return namespace["_fast"]

@@ -14,6 +14,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from schemas.avro_decoder import compile_decoder
 from schemas.codec import AvroCodec, DecodeError, schema_json
+from schemas.avro_encoder import zigzag_long
 from tests.unit.schemas.test_avro_encoder import rand_int, rand_long, rand_str
 
 COMPILED = ["usage_event.avsc", "rated_usage.avsc", "ledger_entry.avsc", "wallet_command.avsc", "dlq_record.avsc"]
@@ -152,3 +153,63 @@ def test_a_projection_of_another_writer_schema_or_a_corrupt_record_decodes_it_wh
                                                                       "source_offset": None}
     with pytest.raises(DecodeError):
         projection.decode(AvroCodec(schema, 1).encode(record)[:-3])
+
+
+ROW_FIELDS = ("event_id", "customer_id", "team_id", "image_count", "quantity", "timestamp")  # not: metadata, source...
+
+
+def row(*values):
+    return values
+
+
+def micros(at):
+    return None if at is None else (at - EPOCH) // timedelta(microseconds=1)
+
+
+def test_rows_hold_the_fields_as_the_whole_record_has_them_timestamps_in_microseconds():
+    codec = AvroCodec(schema_json("usage_event.avsc"), 7, cached_fields=("customer_id",))
+    rows = codec.rows(ROW_FIELDS, row)
+    for record in records("usage_event.avsc", 1500, seed=12):
+        assert rows.decode(codec.encode(record)) == tuple(
+            micros(record[name]) if name == "timestamp" else record[name] for name in ROW_FIELDS)
+
+
+def outcome(decode, data):
+    try:
+        return decode(data)
+    except DecodeError:
+        return DecodeError
+
+
+def test_rows_refuse_exactly_what_the_whole_decode_refuses():
+    codec = AvroCodec(schema_json("usage_event.avsc"), 7)
+    rows = codec.rows(ROW_FIELDS, row)
+    rng = random.Random(9)
+    for record in records("usage_event.avsc", 400, seed=5):
+        good = codec.encode(record)
+        for mutated in (good[: rng.randrange(5, len(good))], good + b"\x00",
+                        bytes(b ^ (1 << rng.randrange(8)) if i == rng.randrange(5, len(good)) else b
+                              for i, b in enumerate(good))):
+            whole = outcome(codec.decode, mutated)
+            expected = whole if whole is DecodeError else tuple(
+                micros(whole[name]) if name == "timestamp" else whole[name] for name in ROW_FIELDS)
+            assert outcome(rows.decode, mutated) == expected
+
+
+@pytest.mark.parametrize("tail", [
+    zigzag_long(123_456_789) + zigzag_long(3) + b"\xffrc",  # `source`, skipped by the row: not UTF-8
+    zigzag_long(2**62) + zigzag_long(len(b"src")) + b"src",  # `received_at`, skipped: past datetime.max
+])
+def test_a_row_refuses_a_record_whose_skipped_fields_the_whole_decode_refuses(tail):
+    codec = AvroCodec(schema_json("usage_event.avsc"), 7)
+    record = {**next(records("usage_event.avsc", 1, seed=3)), "source": "src",
+              "received_at": EPOCH + timedelta(microseconds=123_456_789)}
+    good = codec.encode(record)
+    end = zigzag_long(123_456_789) + zigzag_long(3) + b"src"
+    assert good.endswith(end)
+    bad = good[: -len(end)] + tail
+    with pytest.raises(DecodeError):
+        codec.decode(bad)
+    with pytest.raises(DecodeError):
+        codec.rows(ROW_FIELDS, row).decode(bad)
+    assert codec.projection(ROW_FIELDS).decode(bad)  # which the plain projection does not check
