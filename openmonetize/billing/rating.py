@@ -142,19 +142,36 @@ def rate_fast(
     found = burn_table.rule_for(usage.event_type, usage.model, usage.unit_type) if burn_table is not None else None
     if found is not None:
         key, rule = found
-        image = _image_weight(rule, usage) if usage.image_count else "image"
-        credits = _scaled_sum(usage, rule.scaled, image, required=True)
-        usd = _scaled_sum(usage, price.scaled, "image", required=False) if price is not None else 0
-        price_units = _units(credit_price_usd)
-        if credits is not None and usd is not None and price_units is not None and price_units >= 0:
-            revenue = round_half_even(credits * price_units, SCALE)
-            if max(credits, usd, revenue) < _UNITS_LIMIT:
-                usd_cost = from_units(usd) if price is not None else ZERO
-                revenue_usd = from_units(revenue)
-                return RateResult(from_units(credits), usd_cost, revenue_usd, revenue_usd - usd_cost, key,
-                                  burn_table.burn_table_id, burn_table.version,
-                                  price.version if price is not None else None)
+        units = fast_units(usage, rule, price, _units(credit_price_usd))
+        if units is not None:
+            credits, _usd, revenue = units
+            usd_cost = from_units(_usd) if price is not None else ZERO
+            revenue_usd = from_units(revenue)
+            return RateResult(from_units(credits), usd_cost, revenue_usd, revenue_usd - usd_cost, key,
+                              burn_table.burn_table_id, burn_table.version,
+                              price.version if price is not None else None)
     return rate(usage, burn_table, price, credit_price_usd)
+
+
+def fast_units(usage, rule: RateRule, price: ProviderPrice | None, price_units: int | None
+               ) -> tuple[int, int, int] | None:
+    """(credits, USD cost, revenue) in units of 10^-12 as `rate_fast` computes them with `rule`
+    (the burn table's rule for the usage) and `price_units` (the credit price in units, from
+    `credit_price_units`), or None where `rate_fast` leaves the event to `rate`. `usage` is
+    anything with RateParams' unit attributes (a replay's decoded row)."""
+    image = _image_weight(rule, usage) if usage.image_count else "image"
+    credits = _scaled_sum(usage, rule.scaled, image, required=True)
+    usd = _scaled_sum(usage, price.scaled, "image", required=False) if price is not None else 0
+    if credits is not None and usd is not None and price_units is not None and price_units >= 0:
+        revenue = round_half_even(credits * price_units, SCALE)
+        if max(credits, usd, revenue) < _UNITS_LIMIT:
+            return credits, usd, revenue
+    return None
+
+
+def credit_price_units(credit_price_usd: Decimal) -> int | None:
+    """A credit price in units of 10^-12 (None: finer than that), remembered."""
+    return _units(credit_price_usd)
 
 
 _UNITS_LIMIT = 10**MAX_DIGITS  # 10^26 in units of 10^-12: what does not fit decimal(38, 12)

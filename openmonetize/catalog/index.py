@@ -49,7 +49,7 @@ class CatalogIndex:
         self._by_subject: dict[tuple[str, str], dict[str, SubscriptionRecord]] = {}  # (customer, user:/team: id) → key → it
         self._subscribed: dict[tuple[str, str], tuple[str, ...]] = {}  # (customer, user:/team: id) → active plan ids
         self._listing = threading.Lock()
-        self._in_force: dict[tuple, tuple] = {}  # rate_event's lookups, remembered (_rating_inputs)
+        self._in_force: dict[tuple, tuple] = {}  # rate_event's lookups, remembered (_rating_span)
 
     def apply(self, key: str, record: Record | None) -> None:
         """A record published under `key`, or None (a tombstone) to forget the key."""
@@ -80,7 +80,7 @@ class CatalogIndex:
                 self._apply_subscription(group, key, record)
             else:
                 self._apply_price(group, key, record)
-            self._in_force = {}  # after the indexes changed: see _rating_inputs
+            self._in_force = {}  # after the indexes changed: see _rating_span
 
     def _apply_tenant(self, customer_id, record) -> None:
         if record is None:
@@ -186,7 +186,7 @@ class CatalogIndex:
         `choose_table`, when given, picks the burn table to rate with from the one in force (None
         when there is none): a replay's version V of it, the dashboard's proposed rules. The
         price and the credit price are still the ones in force."""
-        found, table, credit_price = self._rating_inputs(customer_id, usage.provider, usage.model, usage.timestamp)
+        found, table, credit_price = self._rating_span(customer_id, usage.provider, usage.model, usage.timestamp)[2]
         if choose_table is not None:
             table = choose_table(table)  # None: `rate` raises NoRate naming the event's time
         elif table is None:
@@ -195,18 +195,28 @@ class CatalogIndex:
         price = found.price if found is not None else None
         return Rated(rate_fast(usage, table, price, credit_price), found, credit_price)
 
-    def _rating_inputs(
+    def rating_inputs(
         self, customer_id: str, provider: str | None, model: str | None, at: datetime
-    ) -> tuple[PriceRecord | None, BurnTable | None, Decimal]:
-        """The price record, burn table and credit price in force at `at`, remembered per tenant
-        and model for the stretch of time between two versions' `effective_from`, over which the
-        choice cannot change. Every `apply` starts a new memory after changing the indexes, so a
-        reader fills the memory it took before reading them and never keeps a stale answer."""
+    ) -> tuple[tuple[PriceRecord | None, BurnTable | None, Decimal], datetime, datetime]:
+        """What `rate_event` rates an event of `at` with, (price record, burn table in force,
+        credit price), and the stretch [since, until) of event times over which it stays the
+        same: a reader rating many events (a replay's pass) keeps it for that stretch."""
+        since, until, inputs = self._rating_span(customer_id, provider, model, at)
+        return inputs, since, until
+
+    def _rating_span(
+        self, customer_id: str, provider: str | None, model: str | None, at: datetime
+    ) -> tuple[datetime, datetime, tuple[PriceRecord | None, BurnTable | None, Decimal]]:
+        """(since, until, (price record, burn table, credit price)): what is in force at `at`,
+        remembered per tenant and model for the stretch of time between two versions'
+        `effective_from`, over which the choice cannot change. Every `apply` starts a new memory
+        after changing the indexes, so a reader fills the memory it took before reading them and
+        never keeps a stale answer."""
         remembered = self._in_force
         key = (customer_id, provider, model)
         hit = remembered.get(key)
         if hit is not None and hit[0] <= at < hit[1]:
-            return hit[2]
+            return hit
         found = self.price_record_at(customer_id, provider, model, at)
         table = self.burn_table_for(customer_id, at, found.price if found is not None else None)
         inputs = (found, table, self.tenant(customer_id).credit_price_usd)
@@ -216,9 +226,9 @@ class CatalogIndex:
                         price_keys(provider, model) for p in self._prices.get((owner, provider_id, model_id), ())]
         if len(remembered) >= _REMEMBERED:
             remembered.clear()
-        remembered[key] = (max((t for t in changes if t <= at), default=_ALWAYS[0]),
-                           min((t for t in changes if t > at), default=_ALWAYS[1]), inputs)
-        return inputs
+        span = remembered[key] = (max((t for t in changes if t <= at), default=_ALWAYS[0]),
+                                  min((t for t in changes if t > at), default=_ALWAYS[1]), inputs)
+        return span
 
     def price_at(self, customer_id: str, provider: str | None, model: str | None, at: datetime) -> ProviderPrice | None:
         found = self.price_record_at(customer_id, provider, model, at)

@@ -190,7 +190,7 @@ def in_force_rating(usage):
 def test_rating_a_stream_in_one_pass_equals_rating_it_in_split_passes(events, cut):
     """What makes a replay safe to split or resume: an event's rating depends on that event and
     the versions in force at its own time, never on the events rated before it by the same
-    process. `rate_event` remembers its lookups between events (`_rating_inputs`); events out of
+    process. `rate_event` remembers its lookups between events (`_rating_span`); events out of
     time order over many version changes, rated by one index in one pass, by fresh indexes in
     two passes, and by `rate` with the versions picked from the records, must all agree."""
     from openmonetize.billing.rating import RateParams
