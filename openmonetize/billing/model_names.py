@@ -22,6 +22,12 @@ MODEL_OWNERS = ("openai", "anthropic", "google", "mistral", "cohere")
 _CACHE = 8192
 
 
+def warm() -> None:
+    """Load the dataset now (its first use costs ~0.2 s): before a replay forks its readers,
+    so that they share it instead of each loading its own."""
+    _providers()
+
+
 def _providers() -> list:
     from genai_prices.data_snapshot import get_snapshot
 

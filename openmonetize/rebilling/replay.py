@@ -8,6 +8,7 @@ tenant lock).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from openmonetize.analytics import rollups
+from openmonetize.billing import model_names
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.catalog.index import CatalogIndex
 from openmonetize.catalog.json_codec import decode as decode_catalog
@@ -139,12 +141,12 @@ def _steps(settings: Settings, conn: psycopg.Connection, run: runs.Run, request:
            progress: Progress) -> None:
     spec = topics(settings)
     codecs = replay_codecs(settings, spec)
-    progress.phase("catalog")
-    index, versions = load_catalog(settings)
-    if request.burn_table_version is not None and not any(
-            t.customer_id == run.customer_id and v == request.burn_table_version for (_, v), t in versions.items()):
-        raise ReplayRefused([("burn_table_version", f"tenant {run.customer_id} has no burn table version "
-                                                    f"{request.burn_table_version}")])
+    # The catalog is read while the ledger is (one waits on Kafka and Python, the other on
+    # Postgres); a run that books waits for it first: a version it refuses must settle nothing.
+    catalog = _Background(lambda: (load_catalog(settings), model_names.warm()))
+    if request.apply:
+        progress.phase("catalog")
+        index, versions = _checked_catalog(catalog, run, request)
     parts = source.plan(settings.kafka_bootstrap, spec.usage_events.name, run.range_from, run.range_to,
                         timedelta(seconds=settings.event_max_age_s), timedelta(seconds=settings.event_max_future_s),
                         source.topic_retention_ms(settings.kafka_bootstrap, spec.usage_events.name,
@@ -160,20 +162,23 @@ def _steps(settings: Settings, conn: psycopg.Connection, run: runs.Run, request:
     progress.phase("reading the ledger")
     charged = ledger_state.charged(conn, run.run_id, run.customer_id, run.range_from, run.range_to)
     conn.commit()
+    if not request.apply:
+        progress.phase("catalog")
+        index, versions = _checked_catalog(catalog, run, request)
 
     selection = Selection(run.customer_id, run.range_from, run.range_to, frozenset(run.user_ids))
     rates = Rates(index, run.customer_id, versions, request.burn_table_version)
 
     def read_partition(part: source.PartitionRange, counter) -> PartitionOutcome:
-        rerater = Rerater(part.partition, selection, codecs.usage_event.decode, rates, charged, run.run_id,
+        rerater = Rerater(part.partition, selection, codecs.usage_event, rates, charged, run.run_id,
                           keep_adjustments=request.apply, keep_ratings=request.rebuild_analytics)
 
         def advanced(n: int) -> None:
             with counter.get_lock():
                 counter.value += n
 
-        for key, value in source.records(settings.kafka_bootstrap, spec.usage_events.name, part, advanced):
-            rerater.feed(key, value)
+        for batch in source.batches(settings.kafka_bootstrap, spec.usage_events.name, part, advanced):
+            rerater.feed_many(batch)
         return rerater.outcome
 
     total = sum(part.size for part in parts)
@@ -196,6 +201,38 @@ def _steps(settings: Settings, conn: psycopg.Connection, run: runs.Run, request:
         for outcome in outcomes:
             ratings.update(outcome.rerated)
         run.rewritten_events = rebuild_analytics(settings, run, ratings)
+
+
+class _Background:
+    """`work()` in a thread of its own; `result()` waits for it and returns or raises what it did."""
+
+    def __init__(self, work):
+        self._outcome: tuple = (None, None)
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work) -> None:
+        try:
+            self._outcome = (work(), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._outcome = (None, exc)
+
+    def result(self):
+        self._thread.join()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value
+
+
+def _checked_catalog(catalog: _Background, run: runs.Run, request: ReplayRequest
+                     ) -> tuple[CatalogIndex, dict[tuple[str, int], BurnTable]]:
+    (index, versions), _ = catalog.result()
+    if request.burn_table_version is not None and not any(
+            t.customer_id == run.customer_id and v == request.burn_table_version for (_, v), t in versions.items()):
+        raise ReplayRefused([("burn_table_version", f"tenant {run.customer_id} has no burn table version "
+                                                    f"{request.burn_table_version}")])
+    return index, versions
 
 
 def summarise(run: runs.Run, outcomes: list[PartitionOutcome]) -> list[Adjustment]:

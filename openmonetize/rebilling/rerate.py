@@ -15,27 +15,71 @@ price the catalog has in force NOW at the event's timestamp (or version V of tha
 The charge to compare with is the ledger's (`Charged`, by event id): the usage_debit plus every
 adjustment booked since for that event. An event the ledger never charged (refused to the
 DLQ, or not yet processed) is counted `uncharged` and left alone: `dlq retry` re-drives it.
+
+The pass is the replay's hot loop (every record of the tenant), so it reads only the fields it
+needs into a `Row` (`AvroCodec.rows`: refuses what the full decode refuses), keeps what rating
+needs per (provider, model, event type, unit) for the stretch of time it holds
+(`CatalogIndex.rating_inputs`), computes credits in integers of 10^-12 (`rating.fast_units`, the
+arithmetic of `rate_fast`) and sums in integers; `rate_event` rates whatever that path leaves to
+`rate`. tests/unit/openmonetize/rebilling/test_rerate.py checks it against the per-event
+reference (full decode, `rate_event`, Decimal sums) on random streams.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
 from openmonetize import wallet_ids
 from openmonetize.billing.burn_tables import BurnTable
 from openmonetize.billing.default_burn_table import DEFAULT_BURN_TABLE_ID
-from openmonetize.billing.money import ZERO
-from openmonetize.billing.rating import NoRate, RateParams, RateResult
+from openmonetize.billing.money import ZERO, from_units, to_units
+from openmonetize.billing.rating import NoRate, RateParams, RateResult, credit_price_units, fast_units
 from openmonetize.billing.wallet import entry_id
 from openmonetize.catalog.index import CatalogIndex
 from openmonetize.usage_step import DUPLICATE, body_hash, copy_outcome
+from schemas.codec import AvroCodec
 
 ALL_LEVELS = ("user", "team", "customer")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class Row(NamedTuple):
+    """What a replay reads of a usage event (`AvroCodec.rows`): the dedupe key, the selection,
+    the routing candidates and RateParams' units; the timestamp in microseconds from the epoch."""
+
+    event_id: str
+    customer_id: str
+    user_id: str
+    team_id: str | None
+    event_type: str
+    provider: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    image_count: int | None
+    image_size: str | None
+    quality: str | None
+    unit_type: str | None
+    quantity: Decimal | None
+    timestamp: int
+
+    def params(self) -> RateParams:
+        return RateParams(self.event_type, micros_time(self.timestamp), *self[5:15])
+
+
+def micros(at: datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def micros_time(n: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=n)
 
 
 class Charged(NamedTuple):
@@ -46,6 +90,46 @@ class Charged(NamedTuple):
     before: Decimal  # usage_debit and adjustments booked by other runs
     booked: Decimal = ZERO  # adjustments this run already booked (a resumed run)
     booked_count: int = 0
+
+
+class LedgerCharges:
+    """What the ledger charged, by event id, as the pass looks it up once per event: the common
+    case (one usage debit, on one wallet, never adjusted) in two plain dicts, the debit in units
+    of 10^-12; an event id adjusted since or charged on several wallets as its `Charged` (a
+    tuple of them for several wallets) in `others`."""
+
+    def __init__(self, units: dict[str, int], wallets: dict[str, str],
+                 others: dict[str, Charged | tuple[Charged, ...]]):
+        self.units = units
+        self.wallets = wallets
+        self.others = others
+
+    @classmethod
+    def of(cls, charged: Mapping[str, Charged | tuple[Charged, ...]]) -> LedgerCharges:
+        units, wallets, others = {}, {}, {}
+        for event_id, found in charged.items():
+            if isinstance(found, Charged) and not found.booked and not found.booked_count:
+                units[event_id], wallets[event_id] = _units(found.before), found.wallet_id
+            else:
+                others[event_id] = found
+        return cls(units, wallets, others)
+
+    def __len__(self) -> int:
+        return len(self.units) + len(self.others)
+
+    def get(self, event_id: str) -> Charged | tuple[Charged, ...] | None:
+        """As a `Charged` mapping would answer (tests, tools); the pass reads the dicts."""
+        found = self.others.get(event_id)
+        if found is None and event_id in self.units:
+            return Charged(self.wallets[event_id], from_units(self.units[event_id]))
+        return found
+
+
+def _units(amount: Decimal) -> int:
+    units = to_units(amount)
+    if units is None:
+        raise ValueError(f"{amount} has more than 12 decimal places: not a ledger amount")
+    return units
 
 
 @dataclass(frozen=True)
@@ -125,7 +209,12 @@ class Selection:
 
 class Rates:
     """An event rated as the pipeline rates it (`CatalogIndex.rate_event`): with the burn table in
-    force now at its time, or version V of that table."""
+    force now at its time, or version V of that table.
+
+    `credits` is the pass's entry point: per (provider, model, event type, unit), the inputs
+    `rate_event` would take (`CatalogIndex.rating_inputs`, the table chosen, the rule, the
+    price) are looked up once for the stretch of event times they hold, then each event costs
+    `fast_units`; an event that path leaves to `rate` is rated by `rate_event` itself."""
 
     def __init__(self, index: CatalogIndex, customer_id: str, versions: Mapping[tuple[str, int], BurnTable],
                  version: int | None):
@@ -134,10 +223,47 @@ class Rates:
         self.versions = versions
         self.version = version
         self._choose = None if version is None else self._version_v
+        self._plans: dict[tuple, list[tuple[int, int, tuple | None]]] = {}
 
-    def rate(self, record: Mapping) -> RateResult:
+    def rate(self, params: RateParams) -> RateResult:
         """Raises NoRate."""
-        return self.index.rate_event(self.customer_id, RateParams.from_record(record), self._choose).result
+        return self.index.rate_event(self.customer_id, params, self._choose).result
+
+    def credits(self, row: Row) -> int:
+        """The event's credits in units of 10^-12, as `rate(row.params()).credits`; raises NoRate."""
+        at = row.timestamp
+        spans = self._plans.get((row.provider, row.model, row.event_type, row.unit_type))
+        plan = None
+        if spans is not None:
+            for since, until, found in spans:
+                if since <= at < until:
+                    plan = found
+                    break
+            else:
+                spans = None
+        if spans is None:
+            plan = self._plan(row)
+        if plan is None:
+            raise NoRate(f"no burn table or rule for {row.event_type} {row.provider}/{row.model}")
+        units = fast_units(row, *plan)
+        if units is None:  # what rate_fast leaves to `rate`
+            units = (_units(self.rate(row.params()).credits),)
+        return units[0]
+
+    def _plan(self, row: Row) -> tuple | None:
+        """(rule, price, credit price in units) for the row's stretch of time, remembered; None
+        when there is no table or no rule (`rate_event` raises NoRate)."""
+        at = micros_time(row.timestamp)
+        (found, table, credit_price), since, until = self.index.rating_inputs(self.customer_id, row.provider,
+                                                                               row.model, at)
+        if self._choose is not None:
+            table = self._choose(table)
+        rule = table.rule_for(row.event_type, row.model, row.unit_type) if table is not None else None
+        plan = None if rule is None else (rule[1], found.price if found is not None else None,
+                                          credit_price_units(credit_price))
+        key = (row.provider, row.model, row.event_type, row.unit_type)
+        self._plans.setdefault(key, []).append((micros(since), micros(until), plan))
+        return plan
 
     def _version_v(self, table: BurnTable | None) -> BurnTable | None:
         """Version V of the tenant's table in force (the default one has no versions)."""
@@ -146,88 +272,119 @@ class Rates:
         return self.versions.get((table.burn_table_id, self.version))
 
 
-class Rerater:
-    """Feed one partition's records in offset order (`feed`), then read `outcome`."""
+# A user's totals while the pass runs: counts, then the charged and re-rated credits in units.
+EVENTS, DUPLICATES, CONFLICTS, UNCHARGED, UNRATEABLE, ADJUSTED, CHARGED, RERATED = range(8)
 
-    def __init__(self, partition: int, selection: Selection, decode: Callable[[bytes], dict], rates: Rates,
-                 charged: Mapping[str, Charged | tuple[Charged, ...]], run_id: str, keep_adjustments: bool = True,
-                 keep_ratings: bool = False):
-        """`keep_adjustments`: list what to book (a dry run only needs the totals);
+
+class Rerater:
+    """Feed one partition's records in offset order (`feed_many`, `feed`), then read `outcome`."""
+
+    def __init__(self, partition: int, selection: Selection, codec: AvroCodec, rates: Rates,
+                 charged: LedgerCharges | Mapping[str, Charged | tuple[Charged, ...]], run_id: str,
+                 keep_adjustments: bool = True, keep_ratings: bool = False):
+        """`codec`: usage.events' (rows for every record, whole records for a copy's body hash);
+        `keep_adjustments`: list what to book (a dry run only needs the totals);
         `keep_ratings`: keep every new rating, for --rebuild-analytics."""
         self.selection = selection
         self.wanted = selection.key_filter()
-        self.decode = decode
+        self.codec = codec
+        self.row = codec.rows(Row._fields, Row).decode
         self.rates = rates
-        self.charged = charged
+        self.charged = charged if isinstance(charged, LedgerCharges) else LedgerCharges.of(charged)
         self.run_id = run_id
         self.keep_adjustments = keep_adjustments
         self.keep_ratings = keep_ratings
+        self.start, self.end = micros(selection.start), micros(selection.end)
         # event id -> the bytes of its first record, and whether that record's time is in the range
         self.first: dict[str, tuple[bytes, bool]] = {}
-        self.outcome = PartitionOutcome(partition)
+        self._users: dict[str, list] = {}
+        self._outcome = PartitionOutcome(partition)
+
+    @property
+    def outcome(self) -> PartitionOutcome:
+        """The partition's outcome so far (the totals as UserTotals, amounts in Decimal)."""
+        self._outcome.users = {user_id: UserTotals(*t[:CHARGED], from_units(t[CHARGED]), from_units(t[RERATED]))
+                               for user_id, t in self._users.items()}
+        return self._outcome
 
     def feed(self, key: bytes | None, value: bytes) -> None:
-        self.outcome.read += 1
-        if not self.wanted(key):
-            return
-        try:
-            record = self.decode(value)
-        except ValueError:
-            return  # the pipeline sent it to the DLQ as decode_error: never charged
-        s = self.selection
-        if record["customer_id"] != s.customer_id or (s.user_ids and record["user_id"] not in s.user_ids):
-            return
-        event_id = record["event_id"]
-        first = self.first.get(event_id)
-        if first is not None:  # a copy: of an event in the range, it is counted
-            first_value, in_range = first
+        self.feed_many(((key, value),))
+
+    def feed_many(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """(key, value) of records in offset order."""
+        wanted, decode, first, users, outcome = self.wanted, self.row, self.first, self._users, self._outcome
+        customer_id, user_ids, start, end = self.selection.customer_id, self.selection.user_ids, self.start, self.end
+        read = 0
+        for key, value in records:
+            read += 1
+            if not wanted(key):
+                continue
+            try:
+                row = decode(value)
+            except ValueError:
+                continue  # the pipeline sent it to the DLQ as decode_error: never charged
+            if row.customer_id != customer_id or (user_ids and row.user_id not in user_ids):
+                continue
+            event_id = row.event_id
+            seen = first.get(event_id)
+            if seen is not None:  # a copy: of an event in the range, it is counted
+                if seen[1]:
+                    totals = users.get(row.user_id) or users.setdefault(row.user_id, [0, 0, 0, 0, 0, 0, 0, 0])
+                    record = self.codec.decode(value)
+                    if copy_outcome(body_hash(self.codec.decode(seen[0])), record) == DUPLICATE:
+                        totals[DUPLICATES] += 1
+                    else:
+                        totals[CONFLICTS] += 1
+                continue
+            in_range = start <= row.timestamp < end
+            first[event_id] = (value, in_range)
             if in_range:
-                totals = self._totals(record["user_id"])
-                if copy_outcome(body_hash(self.decode(first_value)), record) == DUPLICATE:
-                    totals.duplicates += 1
-                else:
-                    totals.conflicts += 1
-            return
-        in_range = s.start <= record["timestamp"] < s.end
-        self.first[event_id] = (value, in_range)
-        if in_range:
-            totals = self._totals(record["user_id"])
-            totals.events += 1
-            self._compare(record, totals)
+                totals = users.get(row.user_id) or users.setdefault(row.user_id, [0, 0, 0, 0, 0, 0, 0, 0])
+                totals[EVENTS] += 1
+                self._compare(row, totals)
+        outcome.read += read
 
-    def _totals(self, user_id: str) -> UserTotals:
-        totals = self.outcome.users.get(user_id)
-        if totals is None:
-            totals = self.outcome.users[user_id] = UserTotals()
-        return totals
-
-    def _compare(self, record: dict, totals: UserTotals) -> None:
-        charged = self._charged(record)
-        if charged is None:
-            totals.uncharged += 1
-            return
+    def _compare(self, row: Row, totals: list) -> None:
+        charged = self.charged
+        other = charged.others.get(row.event_id) if charged.others else None
+        if other is None:
+            before = charged.units.get(row.event_id)
+            if before is None:
+                totals[UNCHARGED] += 1
+                return
+            booked = booked_count = 0
+        else:
+            found = self._pick(other, row)
+            if found is None:
+                totals[UNCHARGED] += 1
+                return
+            before, booked, booked_count = _units(found.before), _units(found.booked), found.booked_count
         try:
-            result = self.rates.rate(record)
+            if self.keep_ratings:
+                result = self.rates.rate(row.params())
+                self._outcome.rerated[row.event_id] = result
+                credits = _units(result.credits)
+            else:
+                credits = self.rates.credits(row)
         except NoRate:
-            totals.unrateable += 1
+            totals[UNRATEABLE] += 1
             return
-        totals.charged += charged.before
-        totals.rerated += result.credits
-        if self.keep_ratings:
-            self.outcome.rerated[record["event_id"]] = result
-        if result.credits != charged.before:
-            totals.adjusted += 1
-        to_book = result.credits - charged.before - charged.booked
+        totals[CHARGED] += before
+        totals[RERATED] += credits
+        if credits != before:
+            totals[ADJUSTED] += 1
+        to_book = credits - before - booked
         if to_book and self.keep_adjustments:
-            self.outcome.adjustments.append(Adjustment(
-                self.run_id, record["customer_id"], record["event_id"], charged.wallet_id, record["user_id"], -to_book,
-                charged.booked_count))
+            wallet_id = charged.wallets[row.event_id] if other is None else found.wallet_id
+            self._outcome.adjustments.append(Adjustment(
+                self.run_id, row.customer_id, row.event_id, wallet_id, row.user_id, from_units(-to_book),
+                booked_count))
 
-    def _charged(self, record: dict) -> Charged | None:
-        found = self.charged.get(record["event_id"])
-        if found is None or isinstance(found, Charged):
+    @staticmethod
+    def _pick(found: Charged | tuple[Charged, ...], row: Row) -> Charged | None:
+        if isinstance(found, Charged):
             return found
         # The same event id charged on several wallets (reused by another user): this record's
         # is among the wallets it could have been routed to.
-        candidates = wallet_ids.candidates(record["customer_id"], record["user_id"], record["team_id"], ALL_LEVELS)
+        candidates = wallet_ids.candidates(row.customer_id, row.user_id, row.team_id, ALL_LEVELS)
         return next((c for c in found if c.wallet_id in candidates), None)

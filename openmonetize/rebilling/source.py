@@ -17,10 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
+from operator import is_not
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+_IS_ERROR = partial(is_not, None)
 SEEK_MARGIN = timedelta(minutes=1)  # producer clocks and linger: record time is a little after the edge's
 BATCH = 10_000
 
@@ -120,12 +123,14 @@ def _record_time(consumer: Consumer, topic: str, partition: int, offset: int, ti
         consumer.unassign()
 
 
-def records(bootstrap: str, topic: str, part: PartitionRange, progress: Callable[[int], None] | None = None
-            ) -> Iterator[tuple[bytes | None, bytes]]:
-    """(key, value) of every record of the partition range, in offset order, in large batches."""
+def batches(bootstrap: str, topic: str, part: PartitionRange, progress: Callable[[int], None] | None = None
+            ) -> Iterator[list[tuple[bytes | None, bytes]]]:
+    """The (key, value) of every record of the partition range, in offset order, a consumed
+    batch at a time (a list: the caller's loop, not a generator, steps through the records)."""
     if part.size == 0:
         return
     consumer = _consumer(bootstrap)
+    key, value = Message.key, Message.value
     try:
         consumer.assign([TopicPartition(topic, part.partition, part.start)])
         position = part.start
@@ -138,19 +143,17 @@ def records(bootstrap: str, topic: str, part: PartitionRange, progress: Callable
                     raise KafkaException(f"{topic}[{part.partition}]: no record at offset {position} for 30 s")
                 continue
             idle_since = time.monotonic()
-            done = 0
-            for message in batch:
-                if message.error() is not None:
-                    raise KafkaException(message.error())
-                offset = message.offset()
-                if offset >= part.end:
-                    position = part.end
-                    break
-                position = offset + 1
-                done += 1
-                yield message.key(), message.value()
+            for error in filter(_IS_ERROR, map(Message.error, batch)):
+                raise KafkaException(error)
+            last = batch[-1].offset()
+            if last >= part.end:  # the range ends inside this batch
+                batch = [m for m in batch if m.offset() < part.end]
+                last = part.end - 1
+            position = last + 1
+            if batch:
+                yield list(zip(map(key, batch), map(value, batch)))
             if progress is not None:
-                progress(done)
+                progress(len(batch))
     finally:
         consumer.close()
 
