@@ -105,14 +105,38 @@ def _kind(schema: Any) -> tuple[str, Any] | None:
 
 
 def _read_long(target: str, indent: str) -> list[str]:
-    """Lines that read a zig-zag long at `pos` into `target`: one-byte values inline."""
+    """Lines that read a zig-zag long at `pos` into `target`: one- and two-byte values (lengths,
+    token counts) inline."""
     return [
         f"{indent}c = buf[pos]",
         f"{indent}if c < 128:",
         f"{indent}    {target} = (c >> 1) ^ -(c & 1)",
         f"{indent}    pos += 1",
+        f"{indent}elif buf[pos + 1] < 128:",
+        f"{indent}    c = (c & 127) | (buf[pos + 1] << 7)",
+        f"{indent}    {target} = (c >> 1) ^ -(c & 1)",
+        f"{indent}    pos += 2",
         f"{indent}else:",
         f"{indent}    {target}, pos = _varint(buf, pos)",
+    ]
+
+
+# An 8-byte varint (a timestamp of these decades in microseconds): the continuation bit set in
+# the first seven bytes and clear in the eighth; its seven 7-bit groups gathered in one expression.
+_EIGHT_MASK, _EIGHT_FORM = 0x8080808080808080, 0x0080808080808080
+_EIGHT_GATHER = " | ".join(f"((x >> {i}) & {0x7F << (7 * i)})" for i in range(8))
+
+
+def _read_timestamp(target: str, indent: str) -> list[str]:
+    """`_read_long` for a timestamp: an 8-byte value read without a loop."""
+    return [
+        f"{indent}x = int_from(buf[pos:pos + 8], 'little')",
+        f"{indent}if x & {_EIGHT_MASK} == {_EIGHT_FORM} and pos + 8 <= L:",
+        f"{indent}    c = {_EIGHT_GATHER}",
+        f"{indent}    {target} = (c >> 1) ^ -(c & 1)",
+        f"{indent}    pos += 8",
+        f"{indent}else:",
+        *_read_long(target, indent + "    "),
     ]
 
 
@@ -138,6 +162,7 @@ MAX_MICROS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(m
 def compile_decoder(
     schema: dict | str, cached_fields: tuple[str, ...] = (), only: Collection[str] | None = None,
     row: Callable[..., Any] | None = None, raw_timestamps: bool = False, check_skipped: bool = False,
+    offset_of: str | None = None,
 ) -> Callable[[bytes, int], tuple] | None:
     """A function (buffer, start) -> (record, end) equal to fastavro's reading of a body written
     with `schema`, or None if the schema has a shape this module does not handle. It raises on
@@ -154,13 +179,15 @@ def compile_decoder(
     decode's datetime would fail). `check_skipped` checks the skipped fields as the whole decode
     does (UTF-8 of strings and of map keys and values, an int's range, a timestamp's range)
     without keeping their values: the body is then accepted exactly when the whole decode
-    accepts it."""
+    accepts it. `offset_of` names a field whose position in the buffer is the row's last value:
+    the bytes before it hold every field before it, which a reader may compare as bytes."""
     raw = json.loads(schema) if isinstance(schema, str) else schema
     if not isinstance(raw, dict) or raw.get("type") != "record":
         return None
     namespace: dict[str, Any] = {
         "_Corrupt": _Corrupt, "_varint": _varint, "_map": _map_of_strings, "_skip_map": _skip_map,
         "_EPOCH": _EPOCH, "_td": timedelta, "_len": len, "_row": row, "_lo": MIN_MICROS, "_hi": MAX_MICROS,
+        "int_from": int.from_bytes,
     }
     lines = ["def _fast(buf, pos):", "    L = _len(buf)"]
     names = []
@@ -176,6 +203,8 @@ def compile_decoder(
             return None
         kind, parameter = found
         out, indent = f"v{i}", "    "
+        if name == offset_of:
+            lines.append("    offset = pos")
         skipped = only is not None and name not in only
         if skipped and check_skipped and kind == "decimal":
             skipped = False  # built (its checks are the Decimal's), not returned
@@ -202,7 +231,7 @@ def compile_decoder(
                       f"{indent}if not -2147483648 <= n <= 2147483647:",
                       f"{indent}    raise _Corrupt('int out of range')"]
         elif skipped and check_skipped and kind == "timestamp":
-            lines += [*_read_long("n", indent),
+            lines += [*_read_timestamp("n", indent),
                       f"{indent}if not _lo <= n <= _hi:",
                       f"{indent}    raise _Corrupt('timestamp out of range')"]
         elif skipped and check_skipped and kind == "map":
@@ -212,7 +241,9 @@ def compile_decoder(
                       f"{indent}pos += n",
                       f"{indent}if n < 0 or pos > L:",
                       f"{indent}    raise _Corrupt('past the end')"]
-        elif skipped and kind in ("int", "long", "timestamp"):
+        elif skipped and kind == "timestamp":
+            lines += _read_timestamp("n", indent)
+        elif skipped and kind in ("int", "long"):
             lines += _read_long("n", indent)
         elif skipped and kind == "map":
             lines += [f"{indent}pos = _skip_map(buf, pos)"]
@@ -235,13 +266,13 @@ def compile_decoder(
                 lines += [f"{indent}if not -2147483648 <= {out} <= 2147483647:",
                           f"{indent}    raise _Corrupt('int out of range')"]
         elif kind == "timestamp" and raw_timestamps:
-            lines += [*_read_long(out, indent),
+            lines += [*_read_timestamp(out, indent),
                       f"{indent}if not _lo <= {out} <= _hi:",
                       f"{indent}    raise _Corrupt('timestamp out of range')"]
         elif kind == "timestamp":
             # a batch shares its received_at and rated_at: remember the last value
             namespace[f"_t{i}"] = [(None, None)]
-            lines += [*_read_long("n", indent),
+            lines += [*_read_timestamp("n", indent),
                       f"{indent}last = _t{i}[0]",
                       f"{indent}if n == last[0]:",
                       f"{indent}    {out} = last[1]",
@@ -265,7 +296,12 @@ def compile_decoder(
             lines += [f"{indent}{out}, pos = _map(buf, pos)"]
     if row is not None:
         by_name = dict(names)
-        lines.append(f"    return _row({', '.join(by_name[name] for name in only)}), pos")
+        values = ", ".join([*(by_name[name] for name in only), *(("offset",) if offset_of is not None else ())])
+        if isinstance(row, type) and issubclass(row, tuple) and hasattr(row, "_fields"):  # a named tuple:
+            namespace["_tnew"] = tuple.__new__  # built as its own __new__ does, without that call
+            lines.append(f"    return _tnew(_row, ({values},)), pos")
+        else:
+            lines.append(f"    return _row({values}), pos")
     else:
         items = ", ".join(f"{name!r}: {out}" for name, out in names)
         lines.append(f"    return {{{items}}}, pos")

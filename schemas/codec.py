@@ -115,10 +115,10 @@ class AvroCodec:
         """A decoder of this topic's records that returns only `fields` (see AvroProjection)."""
         return AvroProjection(self, fields)
 
-    def rows(self, fields: tuple[str, ...], row: Callable[..., Any]) -> RowProjection:
+    def rows(self, fields: tuple[str, ...], row: Callable[..., Any], offset_of: str | None = None) -> RowProjection:
         """A decoder of this topic's records into `row(*values of fields)`, that refuses exactly
         what `decode` refuses (see RowProjection)."""
-        return RowProjection(self, fields, row)
+        return RowProjection(self, fields, row, offset_of)
 
     def _writer_schema(self, schema_id: int) -> Any:
         if schema_id in self._writers:
@@ -174,17 +174,21 @@ class RowProjection:
     Unlike AvroProjection it checks the fields it steps over as `decode` would (UTF-8, ranges),
     so a record is refused (DecodeError) exactly when `decode` refuses it: usable on records
     anyone wrote. A record of another writer schema, or one the fast path does not read, is
-    decoded whole by the codec and the row taken from it.
+    decoded whole by the codec and the row taken from it. With `offset_of`, the row has one more
+    value, last: where that field starts in the record (the header included), or None for a
+    record decoded whole (another writer schema: its bytes do not compare with ours).
     """
 
-    def __init__(self, codec: AvroCodec, fields: tuple[str, ...], row: Callable[..., Any]):
+    def __init__(self, codec: AvroCodec, fields: tuple[str, ...], row: Callable[..., Any],
+                 offset_of: str | None = None):
         self.codec = codec
         self.fields = fields
         self.row = row
+        self._extra = (None,) if offset_of is not None else ()
         kinds = {f["name"]: f["type"] for f in codec.raw_schema["fields"]}
         self._timestamps = frozenset(name for name in fields if _is_timestamp(kinds[name]))
         self._fast = compile_decoder(codec.raw_schema, codec.cached_fields, only=fields, row=row,
-                                     raw_timestamps=True, check_skipped=True)
+                                     raw_timestamps=True, check_skipped=True, offset_of=offset_of)
 
     def decode(self, data: bytes) -> Any:
         if self._fast is not None and data[:_HEADER.size] == self.codec.header:
@@ -195,7 +199,8 @@ class RowProjection:
             except Exception:  # noqa: BLE001 - corrupt or odd input: the whole decode says why
                 pass
         whole = self.codec.decode(data)
-        return self.row(*(_micros(whole[name]) if name in self._timestamps else whole[name] for name in self.fields))
+        return self.row(*(_micros(whole[name]) if name in self._timestamps else whole[name] for name in self.fields),
+                        *self._extra)
 
 
 def _is_timestamp(schema: Any) -> bool:

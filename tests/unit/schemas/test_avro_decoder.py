@@ -28,7 +28,8 @@ def rand_value(rng: random.Random, schema):
         schema = {"type": schema}
     kind, logical = schema["type"], schema.get("logicalType")
     if logical == "timestamp-micros":
-        return EPOCH + timedelta(microseconds=rng.choice((0, 1, rng.randrange(0, 2**52), 1_795_000_000_000_000)))
+        return EPOCH + timedelta(microseconds=rng.choice((0, 1, -1, rng.randrange(0, 2**52), 1_795_000_000_000_000,
+                                                          2**55, 2**56, -(2**55), 200 * 2**40)))
     if logical == "decimal":
         digits = rng.randrange(0, schema["precision"] - schema["scale"])
         return Decimal(rng.randrange(-(10**digits), 10**digits + 1)).scaleb(-rng.randrange(0, schema["scale"] + 1))

@@ -20,7 +20,17 @@ from deploy.bench.pipeline import RULES
 from openmonetize.billing.prices import ProviderPrice
 from openmonetize.billing.rating import NoRate, RateParams
 from openmonetize.catalog.records import BurnTableRecord, PriceRecord
-from openmonetize.rebilling.rerate import Adjustment, Charged, LedgerCharges, Rates, Rerater, Selection, UserTotals
+from openmonetize.rebilling.rerate import (
+    Adjustment,
+    Charged,
+    LedgerCharges,
+    Rates,
+    Rerater,
+    Selection,
+    UserTotals,
+    row_decoder,
+)
+from openmonetize.usage_step import body_hash, copy_outcome
 from producers.loadgen import EventGenerator
 from schemas.codec import AvroCodec, schema_text
 from schemas.usage_event import EventLimits, convert_event, to_record
@@ -202,7 +212,6 @@ class Reference:
         if first is not None:
             if first[1]:
                 totals = self.users.setdefault(record["user_id"], UserTotals())
-                from openmonetize.usage_step import body_hash, copy_outcome
                 if copy_outcome(body_hash(CODEC.decode(first[0])), record) == "duplicate":
                     totals.duplicates += 1
                 else:
@@ -374,3 +383,16 @@ def test_ledger_charges_answer_as_the_mapping_they_were_made_of():
     assert ledger.units == {"e1": 7_500_000_000_000} and set(ledger.others) == {"e2", "e3"}
     with pytest.raises(ValueError, match="12 decimal places"):
         LedgerCharges.of({"e4": Charged(wallet(), Decimal("1E-13"))})
+
+
+def test_a_rows_prefix_holds_every_field_the_body_hash_reads():
+    decode = row_decoder(CODEC)
+    original = event("e1", metadata={"k": "v"})
+    retry = {**original, "received_at": NOW + timedelta(seconds=9), "source": "http"}
+    other = {**original, "metadata": {"k": "w"}}
+    a, b, c = (CODEC.encode(r) for r in (original, retry, other))
+    ra, rb, rc = decode(a), decode(b), decode(c)
+    assert ra.prefix == rb.prefix == rc.prefix and a[:ra.prefix] == b[:rb.prefix] != c[:rc.prefix]
+    assert body_hash(original) == body_hash(retry) != body_hash(other)
+    assert ra.timestamp == (original["timestamp"] - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    assert ra.params() == RateParams.from_record(original)
