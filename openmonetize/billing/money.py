@@ -63,9 +63,10 @@ def round_half_even(n: int, k: int) -> int:
     """n / 10**k rounded to an integer, half to even (as `quantize` rounds)."""
     if k <= 0:
         return n * 10**-k
-    q, r = divmod(n, 10**k)
+    unit = 10**k
+    q, r = divmod(n, unit)
     twice = 2 * r
-    return q + 1 if twice > 10**k or (twice == 10**k and q & 1) else q
+    return q + 1 if twice > unit or (twice == unit and q & 1) else q
 
 
 def from_units(n: int) -> Decimal:
