@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="100,000 events, 3 runs")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench-results.json")
     opts = parser.parse_args(argv)
     events = 100_000 if opts.quick else opts.events
     settings = get_settings()
@@ -186,9 +187,11 @@ def main(argv: list[str] | None = None) -> None:
         "replay_phase_seconds": {k: round(statistics.median(p.get(k, 0.0) for p in phases_of), 2)
                                  for k in phases_of[0]},
     }
-    merge_results(figures)
+    if not opts.no_save:
+        merge_results(figures)
     print(f"replay_events_per_s: {median:,.0f} (min {min(rates):,.0f}, max {max(rates):,.0f}) over {events:,} events, "
-          f"{opts.runs} runs; merged into {RESULTS.name}")
+          f"{opts.runs} runs, {figures['replay_events_per_cpu_s']:,} per CPU-second"
+          + ("" if opts.no_save else f"; merged into {RESULTS.name}"))
 
 
 
