@@ -214,3 +214,22 @@ def test_a_row_refuses_a_record_whose_skipped_fields_the_whole_decode_refuses(ta
     with pytest.raises(DecodeError):
         codec.rows(ROW_FIELDS, row).decode(bad)
     assert codec.projection(ROW_FIELDS).decode(bad)  # which the plain projection does not check
+
+
+def test_a_row_of_another_writer_schema_is_taken_from_the_whole_decode():
+    schema = schema_json("usage_event.avsc")
+    older = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "team_id"]}
+
+    class Registry:
+        def schema_by_id(self, schema_id):
+            return json.dumps(older)
+
+    record = next(records("usage_event.avsc", 1, seed=8))
+    rows = AvroCodec(schema, 1, Registry()).rows(ROW_FIELDS, row, offset_of="received_at")
+    decoded = rows.decode(AvroCodec(older, 9).encode(record))
+    assert decoded == (*(None if name == "team_id" else micros(record[name]) if name == "timestamp" else record[name]
+                         for name in ROW_FIELDS), None)  # no offset: its bytes are not ours
+    ours = AvroCodec(schema, 1).encode(record)
+    assert rows.decode(ours)[:-1] == tuple(micros(record[n]) if n == "timestamp" else record[n] for n in ROW_FIELDS)
+    tail = AvroCodec({**schema, "fields": [f for f in schema["fields"] if f["name"] in ("received_at", "source")]}, 1)
+    assert ours[rows.decode(ours)[-1]:] == tail.encode(record)[5:]  # the offset is where received_at begins
