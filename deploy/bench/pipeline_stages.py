@@ -33,6 +33,7 @@ from openmonetize.billing.rating import RateParams
 from openmonetize.catalog.index import CatalogIndex
 from openmonetize.catalog.json_codec import key_of
 from openmonetize.catalog.records import BurnTableRecord, PriceRecord, TenantSettings
+from openmonetize.cycle_collector import collect_cycles_after
 from openmonetize.settings import get_settings
 from openmonetize.usage_step import Inputs, Window, dedupe_key, seen_value, usage_step
 from producers.loadgen import EventGenerator
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     opts = parser.parse_args(argv)
+    collect_cycles_after(get_settings().gc_threshold)  # as the worker runs them (openmonetize/cycle_collector.py)
 
     c, index = codecs(), catalog()
     raw = events(opts.events)
