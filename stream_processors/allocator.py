@@ -47,4 +47,3 @@ def trim_every(interval_s: float) -> None:
             malloc_trim(0)
 
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
-

@@ -17,4 +17,3 @@ def test_trimming_runs_in_a_daemon_thread_unless_off():
     allocator.trim_every(3600)
     trims = [t for t in threading.enumerate() if t.name == "malloc-trim"]
     assert trims and all(t.daemon for t in trims)
-
