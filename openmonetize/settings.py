@@ -222,6 +222,12 @@ class Settings(BaseSettings):
         30.0, ge=0, description="How often the worker hands the free memory inside its malloc arenas back to the "
                                 "kernel (malloc_trim; stream_processors/allocator.py); 0: never."
     )
+    worker_standby_replicas: int = Field(
+        1, ge=0, description="Standby copies each worker keeps of other workers' table partitions (Faust's "
+                             "table_standby_replicas): a worker taking over a partition finds its dedupe entries and "
+                             "wallets already local instead of restoring them from the changelog. They cost CPU: with 2 "
+                             "workers, 125 µs of worker CPU per event at 1, 94 at 0 (docs/operations/performance.md)."
+    )
     worker_linger_ms: float = Field(
         1.0, ge=0, description="The worker producer's linger.ms. It sends a whole batch's outputs at once and waits for "
                                "them, so a longer linger only delays each batch (KAFKA_PRODUCER_LINGER_MS, for the API, "

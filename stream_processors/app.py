@@ -82,6 +82,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Faust's own producer writes little now (the agents write their changelogs through the
         # acknowledged librdkafka producer); batched anyway.
         producer_linger=0.02,
+        # Each worker keeps this many standby copies of other workers' table partitions, read
+        # from their changelogs through Faust's per-record path: fast failover, for CPU.
+        table_standby_replicas=settings.worker_standby_replicas,
         producer_max_batch_size=512 * 1024,
         # The source partitions are paused in Faust and read by the batch sources: Faust's
         # livelock check would report them as streams that never started, every few seconds.
