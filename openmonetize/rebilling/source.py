@@ -10,7 +10,6 @@ own timestamp. A range older than what the topic still holds is refused, naming 
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import threading
@@ -137,10 +136,8 @@ def batches(bootstrap: str, topic: str, part: PartitionRange, progress: Callable
         position = part.start
         idle_since = time.monotonic()
         while position < part.end:
-            # consume() waits for that many records or the timeout: no more than the range still
-            # holds, so that its last batch does not wait out the timeout (3 partitions per
-            # reader: 0.3 s of the run idle).
-            batch = consumer.consume(min(BATCH, part.end - position), timeout=0.1)
+            # consume() waits for BATCH records or the timeout: short, or the tail of a range waits.
+            batch = consumer.consume(BATCH, timeout=0.1)
             if not batch:
                 if time.monotonic() - idle_since > 30:
                     raise KafkaException(f"{topic}[{part.partition}]: no record at offset {position} for 30 s")
@@ -190,16 +187,11 @@ def run_parallel(tasks: list, work: Callable, processes: int, on_tick: Callable[
                 ticker.start()
             return [work(task, counter) for task in tasks]
         _SHARED = (work, counter)
-        # What the children inherit (the ledger's charges, the catalog) is frozen out of the
-        # collector: a child's collections would otherwise walk it and write its pages (copy
-        # on write) for nothing.
-        gc.freeze()
         with ctx.Pool(processes) as pool:  # every child is forked here, before the ticker thread exists
             if ticker is not None:
                 ticker.start()
             return pool.map(_call, tasks, chunksize=1)
     finally:
-        gc.unfreeze()
         _SHARED = None
         stop.set()
         if ticker is not None and ticker.is_alive():
@@ -212,6 +204,5 @@ _SHARED = None
 
 
 def _call(task):
-    gc.disable()  # a child lives for the read: what it allocates is freed by refcount or at its exit
     work, counter = _SHARED
     return work(task, counter)
