@@ -12,10 +12,10 @@ from __future__ import annotations
 import io
 import json
 import struct
-from functools import lru_cache
-from pathlib import Path
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -151,15 +151,27 @@ class AvroProjection:
         self._fast = compile_decoder(codec.raw_schema, codec.cached_fields, only=fields)
 
     def decode(self, data: bytes) -> dict:
-        if self._fast is not None and data[:_HEADER.size] == self.codec.header:
-            try:
-                record, end = self._fast(data, _HEADER.size)
-                if end == len(data):
-                    return record
-            except Exception:  # noqa: BLE001 - corrupt or odd input: the whole decode says why
-                pass
+        record = _fast_path(self._fast, self.codec.header, data)
+        if record is not _WHOLE:
+            return record
         whole = self.codec.decode(data)
         return {name: whole[name] for name in self.fields}
+
+
+_WHOLE = object()  # _fast_path's answer where the codec must decode the whole record
+
+
+def _fast_path(fast: Callable | None, header: bytes, data: bytes) -> Any:
+    """A projection's compiled decode of `data`, or _WHOLE: no fast path, another writer schema,
+    or input it does not read to exactly its end (corrupt or odd: the whole decode says why)."""
+    if fast is not None and data[:_HEADER.size] == header:
+        try:
+            record, end = fast(data, _HEADER.size)
+            if end == len(data):
+                return record
+        except Exception:  # noqa: BLE001 - see above
+            pass
+    return _WHOLE
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -191,13 +203,9 @@ class RowProjection:
                                      raw_timestamps=True, check_skipped=True, offset_of=offset_of)
 
     def decode(self, data: bytes) -> Any:
-        if self._fast is not None and data[:_HEADER.size] == self.codec.header:
-            try:
-                record, end = self._fast(data, _HEADER.size)
-                if end == len(data):
-                    return record
-            except Exception:  # noqa: BLE001 - corrupt or odd input: the whole decode says why
-                pass
+        record = _fast_path(self._fast, self.codec.header, data)
+        if record is not _WHOLE:
+            return record
         whole = self.codec.decode(data)
         return self.row(*(_micros(whole[name]) if name in self._timestamps else whole[name] for name in self.fields),
                         *self._extra)
