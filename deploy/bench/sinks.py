@@ -186,8 +186,9 @@ def main() -> None:
                 rss[kind].append(peak)
             print(f"  run {run + 1}: {kind} sink {rate:,.0f} rows/s, {us_per_row:.1f} us of sink CPU per row, "
                   f"peak RSS {peak or 0:.0f} MB", flush=True)
-    AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
-        [settings.topic_usage_rated, settings.topic_ledger_entries])
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for done in admin.delete_topics([settings.topic_usage_rated, settings.topic_ledger_entries]).values():
+        done.result(30)
     print()
     print("| figure | median (min-max) | conditions |")
     print("| --- | --- | --- |")

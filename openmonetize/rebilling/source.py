@@ -103,10 +103,13 @@ def plan(bootstrap: str, topic: str, start: datetime, end: datetime, max_age: ti
 def topic_retention_ms(bootstrap: str, topic: str, default: int) -> int:
     """The topic's retention.ms as the broker has it (-1: forever), else `default`."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    # The client must outlive its future: a temporary one is destroyed as soon as the call returns,
+    # and its request then fails (_DESTROY) or is never answered (a 10 s hang).
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        configs = AdminClient({"bootstrap.servers": bootstrap}).describe_configs([resource])[resource].result(10)
+        configs = admin.describe_configs([resource])[resource].result(10)
         return int(configs["retention.ms"].value)
-    except (KafkaException, KeyError, ValueError):
+    except (KafkaException, KeyError, ValueError, TimeoutError):
         return default
 
 

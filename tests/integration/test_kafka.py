@@ -6,6 +6,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from openmonetize.kafka_topics import ensure_topics
+from openmonetize.rebilling.source import topic_retention_ms
 from schemas.topics import TopicSpec, topics
 from tests.conftest import eventually, unique
 
@@ -74,3 +75,13 @@ def test_ensure_topics_creates_then_grows_partitions_and_aligns_config(settings)
         return partitions == 3 and retention == "2000000"
 
     eventually(aligned, timeout_s=15, what="3 partitions and the new retention")
+
+
+def test_replay_reads_a_topics_retention_from_the_broker_every_time(settings):
+    # The guard rail of `openmonetize replay` (no range older than usage.events keeps). A client
+    # dropped before its answer came used to fall back to the default, or hang 10 s.
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    name = unique("test_retention")
+    ensure_topics(admin, [TopicSpec(name, 1, 1, "usage_event.avsc", {"retention.ms": "1234567"})])
+    eventually(lambda: name in admin.list_topics(timeout=5).topics, timeout_s=15, what="the new topic's metadata")
+    assert [topic_retention_ms(settings.kafka_bootstrap, name, default=-2) for _ in range(5)] == [1234567] * 5
