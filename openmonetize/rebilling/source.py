@@ -23,9 +23,14 @@ from operator import is_not
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from openmonetize.logs import get_logger
+
+log = get_logger(__name__)
+
 _IS_ERROR = partial(is_not, None)
 SEEK_MARGIN = timedelta(minutes=1)  # producer clocks and linger: record time is a little after the edge's
 BATCH = 10_000
+FORK_WAIT_S = 5.0  # how long the readers' fork waits for the process's other threads to end
 
 
 class RetentionError(RuntimeError):
@@ -189,6 +194,11 @@ def run_parallel(tasks: list, work: Callable, processes: int, on_tick: Callable[
             if ticker is not None:
                 ticker.start()
             return [work(task, counter) for task in tasks]
+        if not _single_threaded(FORK_WAIT_S):
+            log.warning("replay_readers_inline", reason="a thread is still running: forking now could hang a reader")
+            if ticker is not None:
+                ticker.start()
+            return [work(task, counter) for task in tasks]
         _SHARED = (work, counter)
         with ctx.Pool(processes) as pool:  # every child is forked here, before the ticker thread exists
             if ticker is not None:
@@ -204,6 +214,27 @@ def run_parallel(tasks: list, work: Callable, processes: int, on_tick: Callable[
 
 
 _SHARED = None
+
+
+def _single_threaded(wait_s: float) -> bool:
+    """Whether this process is down to its one thread, waiting up to `wait_s` for exiting ones.
+
+    A forked child inherits every lock as it was at the fork. A thread that used librdkafka (the
+    catalog's background read) still runs its exit handlers under the global lock of
+    librdkafka's OpenSSL after `Thread.join()` has returned; a reader forked in that moment finds
+    the lock held forever and hangs in its consumer's close (test_replay, sessions 7 and 8).
+    Without /proc (not Linux) the count is not known and the fork goes ahead."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            threads = len(os.listdir("/proc/self/task"))
+        except OSError:
+            return True
+        if threads == 1:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _call(task):
