@@ -18,12 +18,30 @@ from __future__ import annotations
 
 import decimal
 import json
+import os
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+try:
+    from schemas import _avro_native
+except ImportError:  # not built (no compiler at install): the generated Python decoder alone
+    _avro_native = None
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_CACHE_LIMIT = 4096  # entries per cache before it is cleared
+_CACHE_LIMIT = 4096  # entries per cache before it is cleared (also in _avro_native.c)
+
+# The native decoder's ops (the enum at the top of schemas/_avro_native.c, in its order) and
+# the shapes of its record (OUT_DICT, OUT_NAMEDTUPLE, OUT_CALL).
+(_OFFSET, _SKIP_SIZED, _SKIP_LONG, _SKIP_MAP, _STRING, _BYTES, _INT, _LONG, _TIMESTAMP_RAW, _TIMESTAMP,
+ _DECIMAL, _MAP) = range(12)
+_OUT_DICT, _OUT_NAMEDTUPLE, _OUT_CALL = range(3)
+
+
+def native_available() -> bool:
+    """Whether compile_decoder returns the native decoder: the extension is built and
+    OPENMONETIZE_PURE_AVRO=1 does not ask for the pure-Python path."""
+    return _avro_native is not None and os.environ.get("OPENMONETIZE_PURE_AVRO") != "1"
 
 
 class _Corrupt(Exception):
@@ -180,7 +198,11 @@ def compile_decoder(
     does (UTF-8 of strings and of map keys and values, an int's range, a timestamp's range)
     without keeping their values: the body is then accepted exactly when the whole decode
     accepts it. `offset_of` names a field whose position in the buffer is the row's last value:
-    the bytes before it hold every field before it, which a reader may compare as bytes."""
+    the bytes before it hold every field before it, which a reader may compare as bytes.
+
+    The function is the native decoder (schemas/_avro_native.c) when it is built and
+    OPENMONETIZE_PURE_AVRO=1 is not set, else generated Python code; both follow the plan below
+    (one op per field) and read the same records."""
     raw = json.loads(schema) if isinstance(schema, str) else schema
     if not isinstance(raw, dict) or raw.get("type") != "record":
         return None
@@ -191,6 +213,8 @@ def compile_decoder(
     }
     lines = ["def _fast(buf, pos):", "    L = _len(buf)"]
     names = []
+    ops = []  # the native decoder's plan: (op, nullable, slot or -1, cache dict, Decimal maker)
+    offset_slot = len(raw["fields"])  # after every field's slot
     for i, field in enumerate(raw["fields"]):
         name, ftype = field["name"], field["type"]
         nullable = False
@@ -205,12 +229,14 @@ def compile_decoder(
         out, indent = f"v{i}", "    "
         if name == offset_of:
             lines.append("    offset = pos")
+            ops.append((_OFFSET, 0, offset_slot, None, None))
         skipped = only is not None and name not in only
         if skipped and check_skipped and kind == "decimal":
             skipped = False  # built (its checks are the Decimal's), not returned
             kept = False
         else:
             kept = not skipped
+        slot = len(names) if kept else -1
         if kept:
             names.append((name, out))
         if nullable:
@@ -226,27 +252,35 @@ def compile_decoder(
             indent = "        "
         if skipped and check_skipped and kind == "string":
             lines += [*_read_sized(indent), f"{indent}s.decode()"]
+            ops.append((_STRING, nullable, -1, None, None))
         elif skipped and check_skipped and kind == "int":
             lines += [*_read_long("n", indent),
                       f"{indent}if not -2147483648 <= n <= 2147483647:",
                       f"{indent}    raise _Corrupt('int out of range')"]
+            ops.append((_INT, nullable, -1, None, None))
         elif skipped and check_skipped and kind == "timestamp":
             lines += [*_read_timestamp("n", indent),
                       f"{indent}if not _lo <= n <= _hi:",
                       f"{indent}    raise _Corrupt('timestamp out of range')"]
+            ops.append((_TIMESTAMP_RAW, nullable, -1, None, None))
         elif skipped and check_skipped and kind == "map":
             lines += [f"{indent}_, pos = _map(buf, pos)"]
+            ops.append((_MAP, nullable, -1, None, None))
         elif skipped and kind in ("string", "bytes", "decimal"):
             lines += [*_read_long("n", indent),
                       f"{indent}pos += n",
                       f"{indent}if n < 0 or pos > L:",
                       f"{indent}    raise _Corrupt('past the end')"]
+            ops.append((_SKIP_SIZED, nullable, -1, None, None))
         elif skipped and kind == "timestamp":
             lines += _read_timestamp("n", indent)
+            ops.append((_SKIP_LONG, nullable, -1, None, None))
         elif skipped and kind in ("int", "long"):
             lines += _read_long("n", indent)
+            ops.append((_SKIP_LONG, nullable, -1, None, None))
         elif skipped and kind == "map":
             lines += [f"{indent}pos = _skip_map(buf, pos)"]
+            ops.append((_SKIP_MAP, nullable, -1, None, None))
         elif kind == "string" and name in cached_fields:
             namespace[f"_c{i}"] = {}
             lines += [*_read_sized(indent),
@@ -256,12 +290,16 @@ def compile_decoder(
                       f"{indent}    if _len(_c{i}) >= {_CACHE_LIMIT}:",
                       f"{indent}        _c{i}.clear()",
                       f"{indent}    _c{i}[s] = {out}"]
+            ops.append((_STRING, nullable, slot, namespace[f"_c{i}"], None))
         elif kind == "string":
             lines += [*_read_sized(indent), f"{indent}{out} = s.decode()"]
+            ops.append((_STRING, nullable, slot, None, None))
         elif kind == "bytes":
             lines += [*_read_sized(indent), f"{indent}{out} = s"]
+            ops.append((_BYTES, nullable, slot, None, None))
         elif kind in ("int", "long"):
             lines += _read_long(out, indent)
+            ops.append((_INT if kind == "int" else _LONG, nullable, slot, None, None))
             if kind == "int":
                 lines += [f"{indent}if not -2147483648 <= {out} <= 2147483647:",
                           f"{indent}    raise _Corrupt('int out of range')"]
@@ -269,6 +307,7 @@ def compile_decoder(
             lines += [*_read_timestamp(out, indent),
                       f"{indent}if not _lo <= {out} <= _hi:",
                       f"{indent}    raise _Corrupt('timestamp out of range')"]
+            ops.append((_TIMESTAMP_RAW, nullable, slot, None, None))
         elif kind == "timestamp":
             # a batch shares its received_at and rated_at: remember the last value
             namespace[f"_t{i}"] = [(None, None)]
@@ -279,6 +318,7 @@ def compile_decoder(
                       f"{indent}else:",
                       f"{indent}    {out} = _EPOCH + _td(microseconds=n)",
                       f"{indent}    _t{i}[0] = (n, {out})"]
+            ops.append((_TIMESTAMP, nullable, slot, None, None))
         elif kind == "decimal":
             precision, scale = parameter
             context = decimal.Context(prec=precision)
@@ -292,18 +332,31 @@ def compile_decoder(
                       f"{indent}    if _len(_d{i}) >= {_CACHE_LIMIT}:",
                       f"{indent}        _d{i}.clear()",
                       f"{indent}    _d{i}[s] = {out}"]
+            ops.append((_DECIMAL, nullable, slot, namespace[f"_d{i}"], namespace[f"_mk{i}"]))
         elif kind == "map":
             lines += [f"{indent}{out}, pos = _map(buf, pos)"]
+            ops.append((_MAP, nullable, slot, None, None))
     if row is not None:
         by_name = dict(names)
         values = ", ".join([*(by_name[name] for name in only), *(("offset",) if offset_of is not None else ())])
+        slots = {name: slot for slot, (name, _) in enumerate(names)}
+        out_spec = (*(slots[name] for name in only), *((offset_slot,) if offset_of is not None else ()))
         if isinstance(row, type) and issubclass(row, tuple) and hasattr(row, "_fields"):  # a named tuple:
             namespace["_tnew"] = tuple.__new__  # built as its own __new__ does, without that call
             lines.append(f"    return _tnew(_row, ({values},)), pos")
+            mode = _OUT_NAMEDTUPLE
         else:
             lines.append(f"    return _row({values}), pos")
+            mode = _OUT_CALL
     else:
         items = ", ".join(f"{name!r}: {out}" for name, out in names)
         lines.append(f"    return {{{items}}}, pos")
+        out_spec, mode = tuple(name for name, _ in names), _OUT_DICT
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
-    return namespace["_fast"]
+    python = namespace["_fast"]
+    if not native_available():
+        return python
+    try:
+        return _avro_native.Decoder(tuple(ops), offset_slot + 1, mode, out_spec, row, python, MIN_MICROS, MAX_MICROS)
+    except ValueError:  # a plan it refuses (an offset_of naming no field, say): the generated code
+        return python
