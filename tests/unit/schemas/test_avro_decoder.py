@@ -1,5 +1,6 @@
 """The compiled decoder reads exactly what fastavro reads (fastavro is the reference), for every
-schema of ours it accepts, over random records and over corrupted bodies."""
+schema of ours it accepts, over random records and over corrupted bodies: each test runs with
+both backends (the generated Python and the native decoder, the `avro_backend` fixture)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from decimal import Decimal
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from schemas import avro_decoder
 from schemas.avro_decoder import compile_decoder
 from schemas.codec import AvroCodec, DecodeError, schema_json
 from schemas.avro_encoder import zigzag_long
 from tests.unit.schemas.test_avro_encoder import rand_int, rand_long, rand_str
+
+pytestmark = pytest.mark.usefixtures("avro_backend")
 
 COMPILED = ["usage_event.avsc", "rated_usage.avsc", "ledger_entry.avsc", "wallet_command.avsc", "dlq_record.avsc"]
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -67,6 +71,12 @@ def reference(parsed, data: bytes):
     except Exception:  # noqa: BLE001 - any failure
         return None
     return record if buffer.tell() == len(data) else None
+
+
+def test_the_backend_is_the_one_asked_for(avro_backend):
+    fast = compile_decoder(schema_json("usage_event.avsc"))
+    assert (type(fast).__name__ == "Decoder") == (avro_backend == "native")
+    assert avro_decoder.native_available() == (avro_backend == "native")
 
 
 @pytest.mark.parametrize("name", COMPILED)
