@@ -248,7 +248,7 @@ def compile_encoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> 
         else:
             lines.append(f"{indent}b = _e{i}(v)")
         lines.append(f"{indent}{out} = b'\\x02' + b" if nullable else f"{indent}{out} = b")
-    lines.append(f"    return b''.join(({', '.join(outputs)}))")
+    lines.append(f"    return b''.join(({', '.join(outputs)},))")  # a tuple even of one field
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
     fast = namespace["_fast"]
 
