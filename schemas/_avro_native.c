@@ -1,4 +1,5 @@
-/* The native Avro decoder behind schemas/avro_decoder.py's compile_decoder.
+/* The native Avro decoder and encoder behind schemas/avro_decoder.py's compile_decoder and
+   schemas/avro_encoder.py's compile_encoder (the encoder: further down).
 
    compile_decoder turns a record schema into a plan (one op per field, in the schema's order)
    and builds a Decoder from it: a callable (buf, pos) -> (record, end) that runs the ops in a
@@ -587,10 +588,454 @@ static PyTypeObject DecoderType = {
     .tp_getset = Decoder_getset,
 };
 
+/* ---- The encoder behind schemas/avro_encoder.py's compile_encoder ----
+
+   Encoder(ops, fallback_exc, decimal_type): a callable record -> Avro body bytes, the same
+   bytes as fastavro's schemaless_writer and the generated Python encoder. Like that encoder it
+   raises (fallback_exc, KeyError, TypeError, UnicodeEncodeError) for any value it does not
+   encode itself, and compile_encoder's wrapper then asks fastavro; what is rare but valid (a
+   datetime in another zone than timezone.utc, a Decimal beyond 38 digits or with an odd
+   exponent) is passed to the Python encoder of that field (`helper`), which decides. */
+
+enum { E_STRING, E_LONG, E_INT, E_TIMESTAMP, E_DECIMAL, E_MAP, E_COUNT };
+
+typedef struct {
+    int op;
+    int nullable;
+    PyObject *key;     /* the field's name */
+    PyObject *helper;  /* E_TIMESTAMP, E_DECIMAL: the Python encoder of the value, value -> bytes */
+    int precision, scale;
+} EncOp;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    EncOp *ops;
+    Py_ssize_t nops;
+    PyObject *fallback_exc;
+    PyObject *decimal_type;
+} Encoder;
+
+/* The bytes being written: on the stack until they outgrow it. */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+    char local[1024];
+} Out;
+
+static int
+out_write(Out *o, const char *p, Py_ssize_t n)
+{
+    if (o->len + n > o->cap) {
+        Py_ssize_t cap = o->cap * 2 > o->len + n ? o->cap * 2 : o->len + n;
+        char *data = o->data == o->local ? PyMem_Malloc((size_t)cap) : PyMem_Realloc(o->data, (size_t)cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (o->data == o->local)
+            memcpy(data, o->local, (size_t)o->len);
+        o->data = data;
+        o->cap = cap;
+    }
+    memcpy(o->data + o->len, p, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+static int
+out_byte(Out *o, char c)
+{
+    return out_write(o, &c, 1);
+}
+
+/* An Avro long: zig-zag, then base-128 little-endian groups. */
+static int
+out_long(Out *o, int64_t value)
+{
+    uint64_t n = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
+    char bytes[10];
+    int size = 0;
+    while (n > 127) {
+        bytes[size++] = (char)((n & 127) | 128);
+        n >>= 7;
+    }
+    bytes[size++] = (char)n;
+    return out_write(o, bytes, size);
+}
+
+static int
+fallback(Encoder *self)
+{
+    PyErr_SetNone(self->fallback_exc);
+    return -1;
+}
+
+/* A str as its UTF-8 bytes with their length; another type falls back (as `type(v) is not str`). */
+static int
+out_string(Encoder *self, Out *o, PyObject *v)
+{
+    if (!PyUnicode_CheckExact(v) || PyUnicode_READY(v) < 0)
+        return PyErr_Occurred() ? -1 : fallback(self);
+    if (PyUnicode_IS_COMPACT_ASCII(v)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+        return out_long(o, n) < 0 ? -1 : out_write(o, (const char *)PyUnicode_DATA(v), n);
+    }
+    PyObject *utf8 = PyUnicode_AsUTF8String(v);  /* a lone surrogate: UnicodeEncodeError, as v.encode() */
+    if (utf8 == NULL)
+        return -1;
+    int failed = out_long(o, PyBytes_GET_SIZE(utf8)) < 0
+        || out_write(o, PyBytes_AS_STRING(utf8), PyBytes_GET_SIZE(utf8)) < 0;
+    Py_DECREF(utf8);
+    return failed ? -1 : 0;
+}
+
+/* An int in [lo, hi] (bool and other types fall back, as `type(v) is not int`). */
+static int
+out_int(Encoder *self, Out *o, PyObject *v, int64_t lo, int64_t hi)
+{
+    if (!PyLong_CheckExact(v))
+        return fallback(self);
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || n < lo || n > hi)
+        return fallback(self);
+    return out_long(o, n);
+}
+
+/* The helper's bytes for a value this file leaves to Python. */
+static int
+out_helper(Out *o, PyObject *helper, PyObject *v)
+{
+    PyObject *b = PyObject_CallOneArg(helper, v);
+    if (b == NULL)
+        return -1;
+    int failed = !PyBytes_Check(b) ? (PyErr_SetString(PyExc_TypeError, "helper did not return bytes"), -1)
+                                   : out_write(o, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+    Py_DECREF(b);
+    return failed;
+}
+
+/* Days from 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t
+days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* timestamp-micros: a datetime in timezone.utc computed here, in another zone by the helper
+   (its utcoffset), a naive one falls back (fastavro reads it in local time); an int is the
+   microseconds themselves. */
+static int
+out_timestamp(Encoder *self, Out *o, EncOp *op, PyObject *v)
+{
+    if (PyLong_CheckExact(v))
+        return out_int(self, o, v, INT64_MIN, INT64_MAX);
+    if (!PyDateTime_CheckExact(v))
+        return fallback(self);
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+    if (tz == Py_None)
+        return fallback(self);
+    if (tz != PyDateTime_TimeZone_UTC)
+        return out_helper(o, op->helper, v);
+    int64_t days = days_from_civil(PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v));
+    int64_t secs = days * 86400 + PyDateTime_DATE_GET_HOUR(v) * 3600 + PyDateTime_DATE_GET_MINUTE(v) * 60
+        + PyDateTime_DATE_GET_SECOND(v);
+    return out_long(o, secs * 1000000 + PyDateTime_DATE_GET_MICROSECOND(v));
+}
+
+/* decimal bytes: the unscaled integer (the value moved `scale` places), big-endian two's
+   complement in the fewest bytes that hold its sign. The Decimal is read from its str, which
+   is exact ([-]digits[.digits][E[+-]digits]): sign, coefficient, exponent. Computed here when
+   the coefficient has at most `precision` (<= 38) digits, so nothing rounds and 128 bits hold
+   it; as the Python encoder, a value with more places than `scale`, or `precision` digits or
+   more before them, falls back. Anything else (NaN, Infinity, a longer coefficient, a huge
+   exponent) goes to the helper. */
+static int
+out_decimal(Encoder *self, Out *o, EncOp *op, PyObject *v)
+{
+    if (Py_TYPE(v) != (PyTypeObject *)self->decimal_type)
+        return fallback(self);
+    if (op->precision < 1 || op->precision > 38)
+        return out_helper(o, op->helper, v);
+    PyObject *text = PyObject_Str(v);
+    if (text == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    if (s == NULL) {
+        Py_DECREF(text);
+        return -1;
+    }
+    const char *end = s + n;
+    int negative = 0, digits = 0, places = 0, dot = 0, usual = 1;
+    unsigned __int128 coefficient = 0;
+    int64_t exponent = 0;
+    if (s < end && *s == '-') {
+        negative = 1;
+        s++;
+    }
+    if (s == end)
+        usual = 0;
+    for (; s < end && usual && *s != 'E' && *s != 'e'; s++) {
+        if (*s == '.' && !dot) {
+            dot = 1;
+        } else if (*s >= '0' && *s <= '9') {
+            places += dot;
+            if (coefficient == 0 && *s == '0')
+                continue;  /* a leading zero: not a digit of the coefficient */
+            if (++digits > op->precision)
+                usual = 0;
+            coefficient = coefficient * 10 + (unsigned)(*s - '0');
+        } else {
+            usual = 0;  /* NaN, sNaN, Infinity */
+        }
+    }
+    if (usual && s < end) {  /* the exponent: E, a sign, at most 4 digits */
+        s++;
+        int exp_negative = s < end && *s == '-';
+        if (s < end && (*s == '-' || *s == '+'))
+            s++;
+        if (s == end || end - s > 4)
+            usual = 0;
+        for (; s < end && usual; s++) {
+            if (*s < '0' || *s > '9')
+                usual = 0;
+            else
+                exponent = exponent * 10 + (*s - '0');
+        }
+        if (exp_negative)
+            exponent = -exponent;
+    }
+    Py_DECREF(text);
+    if (!usual)
+        return out_helper(o, op->helper, v);
+    /* the value is coefficient * 10**(exponent - places); moved `scale` places: */
+    int64_t shift = exponent - places + op->scale;
+    if (coefficient == 0) {
+        shift = 0;
+    } else if (shift >= 0) {
+        if (digits + shift > op->precision)
+            return fallback(self);  /* |unscaled| >= 10**precision: too large */
+    } else {
+        for (; shift < 0; shift++) {
+            if (coefficient % 10 != 0)
+                return fallback(self);  /* more places than the scale */
+            coefficient /= 10;
+        }
+    }
+    for (; shift > 0; shift--)
+        coefficient *= 10;
+    int bits = 0;
+    for (unsigned __int128 m = coefficient; m != 0; m >>= 1)
+        bits++;
+    int size = (bits + 8) / 8;
+    unsigned __int128 twos = negative ? (unsigned __int128)0 - coefficient : coefficient;
+    char bytes[17];
+    for (int i = size - 1; i >= 0; i--) {
+        bytes[i] = (char)(unsigned char)(twos & 0xFF);
+        twos >>= 8;
+    }
+    return out_long(o, size) < 0 ? -1 : out_write(o, bytes, size);
+}
+
+/* map of strings: blocks of one count, then the count's keys and values, then 0. */
+static int
+out_map(Encoder *self, Out *o, PyObject *v)
+{
+    if (!PyDict_CheckExact(v))
+        return fallback(self);
+    if (PyDict_GET_SIZE(v) == 0)
+        return out_byte(o, 0);
+    if (out_long(o, PyDict_GET_SIZE(v)) < 0)
+        return -1;
+    Py_ssize_t i = 0;
+    PyObject *key, *item;
+    while (PyDict_Next(v, &i, &key, &item))  /* nothing below runs Python code: the dict stays as it is */
+        if (out_string(self, o, key) < 0 || out_string(self, o, item) < 0)
+            return -1;
+    return out_byte(o, 0);
+}
+
+static int
+encode_field(Encoder *self, Out *o, EncOp *op, PyObject *v)
+{
+    if (op->nullable) {
+        if (v == Py_None)
+            return out_byte(o, 0);
+        if (out_byte(o, 2) < 0)
+            return -1;
+    }
+    switch (op->op) {
+    case E_STRING:
+        return out_string(self, o, v);
+    case E_LONG:
+        return out_int(self, o, v, INT64_MIN, INT64_MAX);
+    case E_INT:
+        return out_int(self, o, v, INT32_MIN, INT32_MAX);
+    case E_TIMESTAMP:
+        return out_timestamp(self, o, op, v);
+    case E_DECIMAL:
+        return out_decimal(self, o, op, v);
+    case E_MAP:
+        return out_map(self, o, v);
+    }
+    PyErr_SetString(PyExc_SystemError, "unknown op");
+    return -1;
+}
+
+static PyObject *
+encode(Encoder *self, PyObject *record)
+{
+    Out o = {.len = 0, .cap = sizeof(o.local)};
+    o.data = o.local;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < self->nops; i++) {
+        EncOp *op = &self->ops[i];
+        PyObject *v;  /* record[name], as the generated encoder reads it */
+        if (PyDict_CheckExact(record)) {
+            v = PyDict_GetItemWithError(record, op->key);
+            if (v == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetObject(PyExc_KeyError, op->key);
+                goto done;
+            }
+            Py_INCREF(v);
+        } else {
+            v = PyObject_GetItem(record, op->key);
+            if (v == NULL)
+                goto done;
+        }
+        int failed = encode_field(self, &o, op, v);
+        Py_DECREF(v);
+        if (failed)
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize(o.data, o.len);
+done:
+    if (o.data != o.local)
+        PyMem_Free(o.data);
+    return result;
+}
+
+static PyObject *
+Encoder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "an Encoder takes one record");
+        return NULL;
+    }
+    return encode((Encoder *)callable, args[0]);
+}
+
+static int
+Encoder_clear(Encoder *self)
+{
+    for (Py_ssize_t i = 0; i < self->nops; i++) {
+        Py_CLEAR(self->ops[i].key);
+        Py_CLEAR(self->ops[i].helper);
+    }
+    Py_CLEAR(self->fallback_exc);
+    Py_CLEAR(self->decimal_type);
+    return 0;
+}
+
+static int
+Encoder_traverse(Encoder *self, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < self->nops; i++) {
+        Py_VISIT(self->ops[i].key);
+        Py_VISIT(self->ops[i].helper);
+    }
+    Py_VISIT(self->fallback_exc);
+    Py_VISIT(self->decimal_type);
+    return 0;
+}
+
+static void
+Encoder_dealloc(Encoder *self)
+{
+    PyObject_GC_UnTrack(self);
+    Encoder_clear(self);
+    PyMem_Free(self->ops);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Encoder(ops, fallback_exc, decimal_type), an op being (op, nullable, name, helper, precision,
+   scale): see avro_encoder.compile_encoder. */
+static PyObject *
+Encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *ops, *fallback_exc, *decimal_type;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "Encoder() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!OO!", &PyTuple_Type, &ops, &fallback_exc, &PyType_Type, &decimal_type))
+        return NULL;
+    if (!PyExceptionClass_Check(fallback_exc)) {
+        PyErr_SetString(PyExc_ValueError, "bad encoder plan");
+        return NULL;
+    }
+    Encoder *self = (Encoder *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = Encoder_vectorcall;
+    self->fallback_exc = Py_NewRef(fallback_exc);
+    self->decimal_type = Py_NewRef(decimal_type);
+    self->ops = PyMem_Calloc((size_t)PyTuple_GET_SIZE(ops) + 1, sizeof(EncOp));
+    if (self->ops == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    self->nops = PyTuple_GET_SIZE(ops);
+    for (Py_ssize_t i = 0; i < self->nops; i++) {
+        EncOp *op = &self->ops[i];
+        PyObject *key, *helper;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ops, i),
+                              "iiO!Oii;an encoder op is (op, nullable, name, helper, precision, scale)",
+                              &op->op, &op->nullable, &PyUnicode_Type, &key, &helper, &op->precision, &op->scale))
+            goto error;
+        op->key = Py_NewRef(key);
+        op->helper = Py_NewRef(helper);
+        if (op->op < 0 || op->op >= E_COUNT || (op->nullable != 0 && op->nullable != 1)
+            || ((op->op == E_TIMESTAMP || op->op == E_DECIMAL) && !PyCallable_Check(helper))) {
+            PyErr_SetString(PyExc_ValueError, "bad encoder plan op");
+            goto error;
+        }
+    }
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "schemas._avro_native.Encoder",
+    .tp_doc = "A compiled Avro record encoder: record -> body bytes.",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = Encoder_new,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_traverse = (traverseproc)Encoder_traverse,
+    .tp_clear = (inquiry)Encoder_clear,
+    .tp_vectorcall_offset = offsetof(Encoder, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "schemas._avro_native",
-    .m_doc = "Native Avro decoding for schemas/avro_decoder.py (optional: the pure-Python path is the fallback).",
+    .m_doc = "Native Avro decoding and encoding for schemas/avro_decoder.py and avro_encoder.py "
+             "(optional: their pure-Python paths are the fallback).",
     .m_size = -1,
 };
 
@@ -600,12 +1045,13 @@ PyInit__avro_native(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL)
         return NULL;
-    if (PyType_Ready(&DecoderType) < 0)
+    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&EncoderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0) {
+    if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0
+        || PyModule_AddObjectRef(m, "Encoder", (PyObject *)&EncoderType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,5 +1,6 @@
-"""A specialised Avro body decoder, generated from a record schema, that returns the same records
-as fastavro's `schemaless_reader` (reader schema = writer schema) about three times faster.
+"""A specialised Avro body decoder, compiled from a record schema, that returns the same records
+as fastavro's `schemaless_reader` (reader schema = writer schema) about three times faster in
+Python, and two to four times faster again natively.
 
 Every stage reads Avro (the usage agent its events, the wallet agent its debits, the sinks their
 records) and fastavro's generic reader was the largest cost of the ClickHouse sink. As for the
@@ -10,8 +11,18 @@ fastavro whenever the fast path raises or does not end exactly at the end of the
 input still fails with fastavro's own error. tests/unit/schemas/test_avro_decoder.py checks the
 records are equal over thousands of random ones.
 
-Why it is faster: one straight-line function per schema, one-byte varints read inline, and the
-values that repeat within a batch (decimal amounts, timestamps, low-cardinality strings) cached.
+Two backends read the same records and refuse the same bodies. When the C extension
+schemas/_avro_native.c is built (`pip install -e .` builds it where there is a compiler) and
+OPENMONETIZE_PURE_AVRO=1 is not set, `compile_decoder` returns its `Decoder`: a loop over a plan of
+one op per field, made below by the same rules as the generated code (3.0 µs for the usage
+event's 21 fields instead of 7.6; 2.2 instead of 8.9 for the wallet's 9 of the rated record's
+33). It refuses one input the Python reads: a varint beyond 64 bits, which no writer produces
+(fastavro then reads it). Otherwise it returns Python generated here, the reference the native
+decoder is fuzzed against (tests/unit/schemas/test_avro_native.py).
+
+Why the generated Python is faster than fastavro: one straight-line function per schema,
+one-byte varints read inline, and the values that repeat within a batch (decimal amounts,
+timestamps, low-cardinality strings) cached.
 """
 
 from __future__ import annotations

@@ -1,24 +1,28 @@
-"""The native decoder (schemas/_avro_native.c) against the generated Python decoder, its second
-reference, on corrupt input: cut short at every length, bytes flipped, huge varints, negative
+"""The native decoder and encoder (schemas/_avro_native.c) against the generated Python ones,
+their second reference. The decoder on corrupt input: cut short at every length, bytes flipped, huge varints, negative
 lengths, bad UTF-8, union indexes other than 0 and 2. On each body it raises or returns exactly
 what the Python decoder returns (the same end, the same values by repr: a Decimal's exponent, a
 datetime's zone), never more: it refuses what the Python decoder refuses. The one input it
 refuses that the Python decoder reads is a varint beyond 64 bits, which no writer produces
-(fastavro then decides). And decoding does not leak."""
+(fastavro then decides). The encoder on odd values (Decimals of every precision and exponent,
+datetimes in every zone, wrong types): the same bytes, or the same refusal (then fastavro
+encodes). And neither leaks."""
 
 from __future__ import annotations
 
 import collections
+import io
 import random
 import tracemalloc
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal, localcontext
 
 import pytest
-from fastavro import parse_schema
+from fastavro import parse_schema, schemaless_writer
 
 from schemas import avro_decoder
 from schemas.avro_decoder import MAX_MICROS, MIN_MICROS, compile_decoder
-from schemas.avro_encoder import zigzag_long
+from schemas.avro_encoder import compile_encoder, zigzag_long
 from schemas.codec import schema_json
 from tests.unit.schemas.test_avro_decoder import COMPILED, FEW, ROW_FIELDS, body, records
 
@@ -181,6 +185,125 @@ def test_decoding_leaks_nothing(monkeypatch):
                     pass
 
     run()  # the caches fill
+    tracemalloc.start()
+    try:
+        run()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            run()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 50_000, f"{grown} bytes more after 20 passes"
+
+
+# ---- the encoder: the native one's bytes and refusals are the generated Python encoder's ----
+
+def both_encoders(monkeypatch, schema):
+    """(the generated Python `fast`, the native one) of the same schema: each raises where the
+    encoder falls back to fastavro."""
+    monkeypatch.setenv("OPENMONETIZE_PURE_AVRO", "1")
+    python = compile_encoder(schema).fast
+    monkeypatch.delenv("OPENMONETIZE_PURE_AVRO")
+    native = compile_encoder(schema).fast
+    assert type(native).__name__ == "Encoder" and type(python).__name__ == "function"
+    return python, native
+
+
+def encoded(encode, record):
+    try:
+        return encode(record)
+    except Exception as exc:  # noqa: BLE001 - the refusal's type is compared
+        return type(exc)
+
+
+def one_field(ftype, nullable=False):
+    return {"type": "record", "name": "R", "fields": [{"name": "v", "type": ["null", ftype] if nullable else ftype}]}
+
+
+def rand_decimal(rng: random.Random) -> Decimal:
+    kind = rng.random()
+    if kind < 0.05:
+        return Decimal(rng.choice(("NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "NaN123", "0", "-0", "0E+30",
+                                   "0E-30", "-0E-9999", "0E+99999", "1E+999", "1E-99999")))
+    digits = rng.choice((1, 2, 5, 12, 20, 26, 37, 38, 39, 40, 45))
+    coefficient = rng.randrange(10 ** (digits - 1) if rng.random() < 0.8 else 0, 10**digits)
+    if rng.random() < 0.3:
+        coefficient *= 10 ** rng.randrange(1, 8)  # trailing zeros
+    exponent = rng.choice((0, -12, 12, rng.randrange(-60, 40)))
+    return Decimal(f"{rng.choice(('', '-'))}{coefficient}E{exponent}")
+
+
+@pytest.mark.parametrize("precision, scale", [(38, 12), (10, 2), (5, 0), (38, 0), (1, 0), (20, 20), (40, 10)])
+@pytest.mark.parametrize("nullable", [False, True])
+def test_decimals_encode_as_the_python_encoder_encodes_them(monkeypatch, precision, scale, nullable):
+    schema = one_field({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}, nullable)
+    python, native = both_encoders(monkeypatch, schema)
+    parsed = parse_schema(schema)
+    rng = random.Random(precision * 100 + scale)
+    for i in range(30000):
+        value = rand_decimal(rng)
+        with localcontext() as context:
+            context.capitals = i % 2  # str(Decimal) writes 1e+5 then
+            expected, got = encoded(python, {"v": value}), encoded(native, {"v": value})
+        assert got == expected, value
+        # and fastavro's bytes where fastavro writes it: both encoders also write a value with more
+        # places than the scale when those are zeros (1.5000 at scale 2), which fastavro refuses
+        if type(got) is bytes and i % 10 == 0 and value.as_tuple().exponent >= -scale:
+            out = io.BytesIO()
+            schemaless_writer(out, parsed, {"v": value})
+            assert got == out.getvalue(), value
+    for value in (1.5, 1, "1", None, True, type("D", (Decimal,), {})("1")):
+        assert encoded(native, {"v": value}) == encoded(python, {"v": value}), value
+
+
+@pytest.mark.parametrize("nullable", [False, True])
+def test_timestamps_encode_as_the_python_encoder_encodes_them(monkeypatch, nullable):
+    python, native = both_encoders(monkeypatch, one_field({"type": "long", "logicalType": "timestamp-micros"}, nullable))
+    rng = random.Random(8)
+    zones = (timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), timezone(timedelta(0)))
+    values = [datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc),
+              datetime(1970, 1, 1), datetime(2000, 2, 29, tzinfo=timezone.utc), 2**63 - 1, -(2**63), 2**63, True,
+              1.5, "2020-01-01", type("DT", (datetime,), {})(2020, 1, 1, tzinfo=timezone.utc)]
+    for _ in range(50000):
+        at = datetime.min.replace(tzinfo=timezone.utc) + timedelta(microseconds=rng.randrange(0, MAX_MICROS - MIN_MICROS))
+        values.append(at.astimezone(rng.choice(zones)) if at.year > 1 and at.year < 9999 else at)
+    for value in values:
+        assert encoded(native, {"v": value}) == encoded(python, {"v": value}), value
+
+
+def test_other_values_encode_or_are_refused_as_the_python_encoder_does(monkeypatch):
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "s", "type": "string"}, {"name": "i", "type": ["null", "int"]}, {"name": "l", "type": "long"},
+        {"name": "m", "type": ["null", {"type": "map", "values": "string"}]}]}
+    python, native = both_encoders(monkeypatch, schema)
+    good = {"s": "x", "i": 1, "l": 2, "m": {"k": "v"}}
+    odd = {"s": ["", "é€🙂" * 100, "\ud800", "a\x00b", 1, None, b"x", type("S", (str,), {})("x"), "x" * 5000],
+           "i": [None, 2**31 - 1, -(2**31), 2**31, -(2**31) - 1, True, 1.0, "1", 2**80],
+           "l": [2**63 - 1, -(2**63), 2**63, -(2**63) - 1, False, 0, -1, 64, -65],
+           "m": [None, {}, {"k": 1}, {1: "v"}, {"é": "\ud800"}, {f"k{i}": "v" * i for i in range(300)}, [("k", "v")], "x"]}
+    for field, values in odd.items():
+        for value in values:
+            record = {**good, field: value}
+            assert encoded(native, record) == encoded(python, record), (field, value)
+    for record in ({k: v for k, v in good.items() if k != "l"}, None, [1], collections.OrderedDict(good),
+                   collections.ChainMap(good)):
+        assert encoded(native, record) == encoded(python, record), record
+
+
+def test_encoding_leaks_nothing(monkeypatch):
+    name = "rated_usage.avsc"
+    python, native = both_encoders(monkeypatch, schema_json(name))
+    rows = list(records(name, 200, seed=4))
+    rows += [{**r, "credits": Decimal("1E-20")} for r in rows[:20]] + [{**r, "rated_at": 1.5} for r in rows[:20]]
+    rows += [{**r, "source": "\ud800"} for r in rows[:20]] + [{k: v for k, v in r.items() if k != "revision"}
+                                                              for r in rows[:20]]
+
+    def run():
+        for record in rows:
+            encoded(native, record)
+
+    run()
     tracemalloc.start()
     try:
         run()
