@@ -230,7 +230,7 @@ utc_datetime(int64_t n)
 }
 
 /* bytes -> value through a cache dict: the decoding of a repeated value is looked up, not
-   redone (a batch repeats its customers, models and amounts). `make` is called on a miss. */
+   redone (a batch repeats its customers, models and amounts). `maker` (else UTF-8) on a miss. */
 static PyObject *
 cached(PyObject *cache, const char *s, Py_ssize_t n, PyObject *maker)
 {
