@@ -76,6 +76,12 @@ def test_the_sdk_ships_its_py_typed_marker(wheel):
     assert "openmonetize/sdk/py.typed" in wheel.namelist()
 
 
+def test_a_wheel_built_where_there_is_a_compiler_carries_the_native_avro_codec(wheel):
+    # (schemas/_avro_native.c; a wheel built without one still installs, on the pure-Python codec)
+    assert [n for n in wheel.namelist() if n.startswith("schemas/_avro_native") and n.endswith(".so")], \
+        [n for n in wheel.namelist() if n.startswith("schemas/")]
+
+
 def test_the_dockerfile_installs_core_and_server_without_chdb():
     """Runs the very command deploy/Dockerfile runs to list what the image installs."""
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
