@@ -1,4 +1,4 @@
-"""The optional C extension (schemas/_avro_native.c, the native Avro decoder); everything
+"""The optional C extension (schemas/_avro_native.c, the native Avro codec); everything
 else is in pyproject.toml. `optional=True`: without a compiler the install still succeeds and
 schemas/avro_decoder.py uses its pure-Python path."""
 
