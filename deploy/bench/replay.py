@@ -140,9 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         "topic_ledger_entries": f"bench-replay-{tag}.ledger.entries",  # empty: the ledger is the schema's
         "database_url": settings.database_url + ("&" if "?" in settings.database_url else "?")
         + f"options=-csearch_path%3D{schema},public"})
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     run_topics = topics(run_settings)
-    ensure_topics(admin, [run_topics.usage_events, run_topics.ledger_entries])
+    # A client of its own, gone before the runs: a replay forks its readers only from a process
+    # down to one thread (rebilling/source.py), and an admin client's threads would keep it inline.
+    ensure_topics(AdminClient({"bootstrap.servers": settings.kafka_bootstrap}),
+                  [run_topics.usage_events, run_topics.ledger_entries])
     customer_id = bench_tenant(settings, tag)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -175,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.delete_topics([run_topics.usage_events.name, run_topics.ledger_entries.name])
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        for deleted in admin.delete_topics([run_topics.usage_events.name, run_topics.ledger_entries.name]).values():
+            deleted.result(30)
     median = statistics.median(rates)
     figures = {
         "replay_events_per_s": round(median),
