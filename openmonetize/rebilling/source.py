@@ -190,12 +190,11 @@ def run_parallel(tasks: list, work: Callable, processes: int, on_tick: Callable[
 
     ticker = threading.Thread(target=tick, daemon=True) if on_tick is not None else None
     try:
-        if processes <= 1:
-            if ticker is not None:
-                ticker.start()
-            return [work(task, counter) for task in tasks]
-        if not _single_threaded(FORK_WAIT_S):
+        inline = processes <= 1
+        if not inline and not _single_threaded(FORK_WAIT_S):
             log.warning("replay_readers_inline", reason="a thread is still running: forking now could hang a reader")
+            inline = True
+        if inline:
             if ticker is not None:
                 ticker.start()
             return [work(task, counter) for task in tasks]
