@@ -48,7 +48,9 @@ def dedupe_key(customer_id: str, event_id: str) -> bytes:
 
 def body_hash(record: dict) -> bytes:
     """8 bytes that differ when a client reuses an event id for different usage."""
-    body = {k: v for k, v in record.items() if k not in NOT_IN_BODY_HASH}
+    body = dict(record)  # a copy less two keys: a third of the cost of filtering 21 keys
+    for name in NOT_IN_BODY_HASH:
+        body.pop(name, None)
     return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).digest()
 
 

@@ -129,6 +129,13 @@ def test_a_retry_through_another_path_or_later_has_the_same_body_and_other_usage
     assert body_hash({**first, "quantity": Decimal("1.50000001")}) != body_hash(first)
 
 
+def test_the_body_hash_is_the_one_the_dedupe_tables_already_hold():
+    # Stored in `usage-seen` and compared with every later copy: a change would let a retry that
+    # spans an upgrade be charged twice. These are the values of the first definition.
+    assert body_hash(event("e1", quantity=Decimal("1.5"), metadata={"a": "b"})).hex() == "c9676022364e386b"
+    assert body_hash(event("e2")).hex() == "dcd582fc8738f1f1"
+
+
 def test_dedupe_keys_are_per_tenant_and_compact():
     assert dedupe_key("c1", "e1") != dedupe_key("c2", "e1")
     assert dedupe_key("c1", "e1:x") != dedupe_key("c1:e1", "x")  # a separator no id can fake
