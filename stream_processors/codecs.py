@@ -35,12 +35,12 @@ class RatedFromEvent:
         self._event_header, self._rated_header = usage_event.header, rated.header
         self._rated = rated
 
-    def encode(self, event_value: bytes, record: dict) -> bytes:
-        """The usage.rated value of `record` (the event's fields and the rating's), whose event
-        part was read from `event_value`."""
+    def encode(self, event_value: bytes, event: dict, rating: dict) -> bytes:
+        """The usage.rated value of the event decoded from `event_value` and the rating's fields
+        (the tail). The whole record (the two merged) is built only to encode it whole."""
         if self._tail is not None and event_value[:5] == self._event_header:
-            return self._rated_header + event_value[5:] + self._tail(record)
-        return self._rated.encode(record)
+            return self._rated_header + event_value[5:] + self._tail(rating)
+        return self._rated.encode({**event, **rating})
 
 
 @dataclass(frozen=True)

@@ -195,12 +195,12 @@ class UsageAgent:
 
     def _debit(self, message, decision: Decision, now: datetime) -> tuple[bytes, bytes]:
         """A rated event for the wallet agent: the event's own bytes and the charge's fields."""
-        rated = {
-            **decision.record,
+        rating = {
             **decision.charge,
             "rated_at": now,
             "revision": 0,
             "source_partition": message.partition,  # how the wallet agent recognises a debit sent twice
             "source_offset": message.offset,
         }
-        return decision.charge["wallet_id"].encode(), self.codecs.rated_from_event.encode(message.value, rated)
+        return (decision.charge["wallet_id"].encode(),
+                self.codecs.rated_from_event.encode(message.value, decision.record, rating))

@@ -99,11 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     now = datetime.now(timezone.utc)
     decoded = [c["usage"].decode(v) for v in raw]
     rated_results = [index.rate_event(r["customer_id"], RateParams.from_record(r)).result for r in decoded]
-    rated = [{**r, "wallet_id": f"w:{r['customer_id']}:customer", "credits": x.credits, "usd_cost": x.usd_cost,
-              "revenue_usd": x.revenue_usd, "margin_usd": x.margin_usd, "burn_table_id": x.burn_table_id,
-              "burn_table_version": x.burn_table_version, "price_version": x.price_version, "rated_at": now,
-              "revision": 0, "source_partition": 0, "source_offset": i}
-             for i, (r, x) in enumerate(zip(decoded, rated_results))]
+    # the rating's fields, as the usage agent adds them to the event (UsageAgent._debit)
+    ratings = [{"wallet_id": f"w:{r['customer_id']}:customer", "credits": x.credits, "usd_cost": x.usd_cost,
+                "revenue_usd": x.revenue_usd, "margin_usd": x.margin_usd, "burn_table_id": x.burn_table_id,
+                "burn_table_version": x.burn_table_version, "price_version": x.price_version, "rated_at": now,
+                "revision": 0, "source_partition": 0, "source_offset": i}
+               for i, (r, x) in enumerate(zip(decoded, rated_results))]
+    rated = [{**r, **t} for r, t in zip(decoded, ratings)]
     rated_raw = [c["rated"].encode(r) for r in rated]
     debit = c["rated"].projection(DEBIT_FIELDS)  # what the wallet agent decodes (codecs.Codecs.debit)
     per_wallet: dict[str, list[tuple[str, dict]]] = {}
@@ -124,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                                                        for r in decoded])),
         ("usage: rate (catalog.rate_event)", lambda: len([index.rate_event(r["customer_id"], RateParams.from_record(r))
                                                           for r in decoded])),
-        ("usage: the rated record (event bytes + tail)", lambda: len([rated_from_event.encode(v, r)
-                                                                       for v, r in zip(raw, rated)])),
+        ("usage: the rated record (event bytes + tail)", lambda: len([rated_from_event.encode(v, e, r)
+                                                                       for v, e, r in zip(raw, decoded, ratings)])),
         ("wallet: decode the rated record (its fields)", lambda: len([debit.decode(v) for v in rated_raw])),
         ("wallet: apply (wallet_step)", lambda: len(apply_all() and rated)),
         ("wallet: encode ledger entries", lambda: len([c["ledger"].encode(ledger_record(e, now)) for e in entries])),
