@@ -85,19 +85,15 @@ class AvroCodec:
         return out.getvalue()
 
     def decode(self, data: bytes) -> dict:
+        record = _fast_path(self._fast_decode, self.header, data)  # written with our schema: no resolution
+        if record is not _WHOLE:
+            return record
         if len(data) < _HEADER.size:
             raise DecodeError(f"record of {len(data)} bytes is shorter than the 5-byte Confluent header")
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise DecodeError(f"magic byte is {magic}, expected {MAGIC} (Confluent wire format)")
         writer = self._writer_schema(schema_id)
-        if writer is None and self._fast_decode is not None:
-            try:
-                record, end = self._fast_decode(data, _HEADER.size)
-                if end == len(data):
-                    return record
-            except Exception:  # noqa: BLE001 - corrupt or odd input: fastavro below says why
-                pass
         body = io.BytesIO(data)
         body.seek(_HEADER.size)
         try:
@@ -158,12 +154,12 @@ class AvroProjection:
         return {name: whole[name] for name in self.fields}
 
 
-_WHOLE = object()  # _fast_path's answer where the codec must decode the whole record
+_WHOLE = object()  # _fast_path's answer where fastavro must decode the whole record
 
 
 def _fast_path(fast: Callable | None, header: bytes, data: bytes) -> Any:
-    """A projection's compiled decode of `data`, or _WHOLE: no fast path, another writer schema,
-    or input it does not read to exactly its end (corrupt or odd: the whole decode says why)."""
+    """The compiled decode of `data`, or _WHOLE: no fast path, another writer schema, or input
+    it does not read to exactly its end (corrupt or odd: fastavro's whole decode says why)."""
     if fast is not None and data[:_HEADER.size] == header:
         try:
             record, end = fast(data, _HEADER.size)
