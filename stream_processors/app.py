@@ -46,8 +46,9 @@ def group_instance_id(settings: Settings) -> str | None:
     gets its partitions back without a rebalance, instead of the broker holding them for the
     session timeout. The price: a worker stopped for good keeps its partitions idle for that
     timeout too (a static member does not leave the group), before the others take them over.
-    Off by default (WORKER_STATIC_MEMBERSHIP): the two-worker fault test lost batches with it
-    (docs/development/stream-processing.md)."""
+    On by default (WORKER_STATIC_MEMBERSHIP; docs/development/stream-processing.md). A static
+    member that rejoins gets its stored assignment back without one being computed: a changed
+    WORKER_STANDBY_REPLICAS takes effect at the group's next real rebalance."""
     if not settings.worker_static_membership:
         return None
     return f"{settings.worker_app_id}@{socket.gethostname()}:{settings.worker_web_port}"

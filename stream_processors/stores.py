@@ -13,7 +13,9 @@ reaches it. So the tables' memory is about the cache's size, whatever the number
 or the size of the data. Reads that miss the cache go to the OS page cache, which the kernel
 may take back. docs/operations/soak.md measures it.
 
-A memory store ignores all this.
+A memory store ignores all this. Either store expands the dedupe table's packed changelog
+records into their entries (changelog_packs.py) wherever Faust applies a changelog: standby
+copies and recovery.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from functools import cache
 import rocksdict
 from rocksdict import WriteBatch
 from faust import stores as faust_stores
+from faust.stores import memory as faust_memory
 from faust.stores import rocksdb as faust_rocksdb
 
 from openmonetize.settings import Settings
+from stream_processors.changelog_packs import expanded
 
 MIB = 1024 * 1024
 ARENA_BLOCK = 256 * 1024
 SCHEME = "openmonetize-rocksdb"  # what `rocksdb://` means in the worker (store_url)
+MEMORY_SCHEME = "openmonetize-memory"  # and `memory://`
 _sizes = {"cache_mb": 64, "memtables_mb": 32}  # the settings' defaults, until store_url is called
 
 
@@ -37,9 +42,11 @@ def store_url(settings: Settings) -> str:
     """The Faust store URL for DEDUPE_STORE (`rocksdb://` is served by this module's Store),
     and the sizes of the memory its databases share in this process."""
     faust_stores.STORES.aliases.setdefault(SCHEME, f"{__name__}:Store")
+    faust_stores.STORES.aliases.setdefault(MEMORY_SCHEME, f"{__name__}:MemoryStore")
     _sizes.update(cache_mb=settings.worker_rocksdb_cache_mb, memtables_mb=settings.worker_rocksdb_memtables_mb)
     scheme, sep, rest = settings.dedupe_store.partition("://")
-    return f"{SCHEME}{sep}{rest}" if scheme == "rocksdb" else settings.dedupe_store
+    ours = {"rocksdb": SCHEME, "memory": MEMORY_SCHEME}.get(scheme)
+    return f"{ours}{sep}{rest}" if ours else settings.dedupe_store
 
 
 def table_options() -> dict:
@@ -112,6 +119,16 @@ class Store(faust_rocksdb.Store):
         if not self.use_rocksdict:
             raise RuntimeError("the worker's RocksDB store needs rocksdict")
         self.rocksdb_options = SharedMemoryOptions(shared_memory(**_sizes), **self.options, use_rocksdict=True)
+
+    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
+        super().apply_changelog_batch(expanded(batch), to_key, to_value)
+
+
+class MemoryStore(faust_memory.Store):
+    """Faust's memory store, expanding packed changelog records as the RocksDB store does."""
+
+    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
+        super().apply_changelog_batch(expanded(batch), to_key, to_value)
 
 
 class PartitionStores:

@@ -17,7 +17,8 @@ the same body, so the same key and partition. Limit: a reused event_id with a di
 user_id lands on another partition and is charged as a new event, not flagged as a conflict.
 
 The table holds, per event, 16 bytes of key (BLAKE2b of customer and event id) and 12 of value
-(8 bytes of body hash, the event time in 4), in RocksDB. Its changelog is compacted AND deleted
+(8 bytes of body hash, the event time in 4), in RocksDB; a batch's entries of a partition go
+to its changelog as one packed record (changelog_packs.py). The changelog is compacted AND deleted
 after the accepted age plus a day: an event older than the window is refused as `too_old`
 before dedupe, so an entry past it is never needed again.
 """
@@ -43,6 +44,7 @@ from schemas.dlq_reasons import Reason
 from schemas.topics import Topics
 from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key
 from stream_processors.batch_source import BatchSource
+from stream_processors.changelog_packs import pack
 from stream_processors.codecs import Codecs
 from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
 from stream_processors.stores import PartitionStores, table_options
@@ -149,14 +151,14 @@ class UsageAgent:
         await self.reader.confirm_owner(advanced)
         await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
-        # The dedupe entries, then the marker that covers them, reach the table's changelog as
-        # one acknowledged librdkafka write per partition (in order: one producer keeps a
+        # The dedupe entries (packed: changelog_packs.py), then the marker that covers them,
+        # reach the table's changelog as one acknowledged librdkafka write per partition (in order: one producer keeps a
         # partition's order), after the debits are acknowledged: an entry must never be durable
         # before its charge. Then the local store, which the changelog now backs.
         markers = self.applied.entries(advanced)
         await self.reader.confirm_owner(advanced)
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
-            partition: list(charged.get(partition, {}).items()) + markers.get(partition, [])
+            partition: pack(charged.get(partition, {}).items()) + markers.get(partition, [])
             for partition in charged.keys() | markers.keys()})
         for partition, entries in charged.items():
             self.seen_stores.write(partition, entries.items())

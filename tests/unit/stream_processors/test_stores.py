@@ -9,7 +9,7 @@ from faust.stores.rocksdb import Store as FaustRocksDBStore
 
 from openmonetize.settings import Settings
 from stream_processors.stores import (
-    ARENA_BLOCK, MIB, PartitionStores, SharedMemory, SharedMemoryOptions, Store, store_url, table_options,
+    ARENA_BLOCK, MIB, MemoryStore, PartitionStores, SharedMemory, SharedMemoryOptions, Store, store_url, table_options,
 )
 
 OFFSET_KEY = b"__faust\x00offset__"  # where Faust's RocksDB store keeps the persisted changelog offset
@@ -61,12 +61,13 @@ def test_many_databases_share_one_cache_and_one_memtable_budget(tmp_path):
         db.close()
 
 
-def test_rocksdb_urls_get_the_budgeted_store_and_others_are_left_alone():
+def test_rocksdb_and_memory_urls_get_our_stores_and_others_are_left_alone():
     settings = Settings(dedupe_store="rocksdb://")
     url = store_url(settings)
     assert url != "rocksdb://"
     assert faust_stores.by_url(url) is Store and issubclass(Store, FaustRocksDBStore)
-    assert store_url(Settings(dedupe_store="memory://")) == "memory://"
+    assert faust_stores.by_url(store_url(Settings(dedupe_store="memory://"))) is MemoryStore
+    assert store_url(Settings(dedupe_store="aerospike://h")) == "aerospike://h"
 
 
 class _Table:
