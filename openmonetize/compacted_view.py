@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from openmonetize.kafka_clients import RECONNECT
 from openmonetize.logs import get_logger
@@ -88,10 +88,15 @@ class CompactedView(Generic[V]):
                 # A client of its own, kept (a new one costs a connection): the view's consumer
                 # is busy in its thread, and clients aren't shared between threads.
                 self._probe = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"view-probe-{self.topic}"})
-            ends = {
-                p: self._probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout_s)[1]
-                for p in self._partitions
-            }
+            # Every partition's end in one ListOffsets request (timestamp -1 is "latest" in
+            # Kafka's protocol): a worker asks before each batch of fresh events, and one
+            # watermark query per partition was one round trip each.
+            answers = self._probe.offsets_for_times(
+                [TopicPartition(self.topic, p, OFFSET_END) for p in self._partitions], timeout=timeout_s)
+            for answer in answers:
+                if answer.error is not None or answer.offset < 0:
+                    raise KafkaException(answer.error or f"{self.topic}[{answer.partition}]: no end offset")
+            ends = {answer.partition: answer.offset for answer in answers}
         began = time.monotonic()
         deadline = began + timeout_s
         with self._progress:
