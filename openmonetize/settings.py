@@ -262,6 +262,11 @@ class Settings(BaseSettings):
     clickhouse_sink_batch_ms: int = Field(500, ge=1, description="ClickHouse sink: longest wait (ms) to fill a batch before inserting it.")
     clickhouse_sink_max_backoff_s: float = Field(5.0, gt=0, description="ClickHouse sink: longest pause between retries while ClickHouse is down.")
     clickhouse_sink_timeout_s: float = Field(60.0, gt=0, description="ClickHouse sink: longest wait for one INSERT's answer.")
+    analytics_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness the ClickHouse sink and the embedded ClickHouse (`openmonetize run "
+                                     "clickhouse`) start with: on a box they share with the workers, a backlog reaches "
+                                     "the Postgres ledger first and analytics catches up after "
+                                     "(docs/operations/performance.md); 0: the same priority as the rest.")
     clickhouse_sink_recent_ids: int = Field(
         50_000, ge=1000,
         description="ClickHouse sink: events remembered per partition to drop copies the worker re-emitted (about 100 bytes each).")

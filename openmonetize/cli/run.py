@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from openmonetize.cli.root import Group, configure_process_logs
@@ -66,6 +68,7 @@ def run_sink_clickhouse() -> None:
     """The ClickHouse sink: usage.rated → usage_events; /metrics on CLICKHOUSE_SINK_METRICS_PORT."""
     configure_process_logs("sink-clickhouse")
     collect_cycles_after(get_settings().gc_threshold)
+    os.nice(get_settings().analytics_nice)  # the ledger first under a backlog (ANALYTICS_NICE)
     from sinks.usage_clickhouse import run as serve
 
     serve(get_settings())
@@ -86,6 +89,7 @@ def run_clickhouse() -> None:
     from deploy.clickhouse_http.__main__ import main as serve
 
     settings = get_settings()
+    os.nice(settings.analytics_nice)  # the ledger first under a backlog (ANALYTICS_NICE)
     serve([
         "--host", "127.0.0.1",
         "--port", str(settings.clickhouse_port),
