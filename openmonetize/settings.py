@@ -225,8 +225,9 @@ class Settings(BaseSettings):
     worker_standby_replicas: int = Field(
         1, ge=0, description="Standby copies each worker keeps of other workers' table partitions (Faust's "
                              "table_standby_replicas): a worker taking over a partition finds its dedupe entries and "
-                             "wallets already local instead of restoring them from the changelog. They cost CPU: with 2 "
-                             "workers, 125 µs of worker CPU per event at 1, 94 at 0 (docs/operations/performance.md)."
+                             "wallets already local instead of restoring them from the changelog. Cheap since the dedupe "
+                             "entries reach the changelog packed (stream_processors/changelog_packs.py). With static "
+                             "membership a change takes effect at the group's next rebalance."
     )
     worker_linger_ms: float = Field(
         1.0, ge=0, description="The worker producer's linger.ms. It sends a whole batch's outputs at once and waits for "
