@@ -7,8 +7,10 @@ independently with the same rating function on the events the generator produced
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +128,26 @@ def test_two_workers_one_leaves_and_comes_back_and_one_is_killed(pipeline):
         book.wait_for_progress(before)
         step()  # a rebalance mid-stream
     book.check()
+
+
+def test_a_worker_that_lost_its_local_tables_drops_the_retries_of_what_it_charged_before(pipeline):
+    """The dedupe entries reach the changelog packed (stream_processors/changelog_packs.py): a
+    worker restarted without its local store rebuilds them from the changelog alone, so client
+    retries of the events it charged before are dropped, not charged again."""
+    book = Ledgerbook(pipeline)
+    pipeline.start_worker()
+    funded(pipeline, book)
+    generator = EventGenerator(seed=13, tenants=CUSTOMERS, users=40)
+    charged, fresh = next(chunks(generator, 1, 3000)), next(chunks(generator, 1, 500))
+    book.send(charged)
+    book.check()
+    pipeline.stop_worker()
+    shutil.rmtree(Path(pipeline.env["STACK_DIR"]) / "tables")  # the RocksDB stores, with every dedupe entry
+    pipeline.start_worker()
+    book.send(charged)  # each one a client retry now
+    book.send(fresh)  # behind the retries on their partitions: once these are charged, the retries were read
+    book.check()
+    assert len(book.events) == 3500
 
 
 def test_a_burst_of_commands_and_events_on_one_wallet_interleaved(pipeline):
