@@ -17,8 +17,10 @@ confluent-kafka consumer of our own, with no group, from the applied-offset mark
   two workers at once, and the next owner starts at the markers this one saved last.
 - before a batch writes anything, the agent commits its next offsets through the aiokafka
   consumer under Faust, as this worker's member and generation (`confirm_owner`): a worker the
-  group dropped without telling it is refused there and abandons the batch. Those commits are
-  also what `stack status` and other lag tools read; they stay a hint, the markers are the truth.
+  group dropped without telling it is refused there and abandons the batch (the first commit
+  of a batch goes out while the batch is worked on, `confirming_owner`, and is waited for before
+  its first write). Those commits are also what `stack status` and other lag tools read; they
+  stay a hint, the markers are the truth.
 
 Why not Kafka transactions per batch instead: they would still leave Faust's per-record path
 in place, and the layers this project tests (markers, acknowledged outputs before state,
@@ -28,6 +30,7 @@ deterministic ids, idempotent sinks) already give the exactly-once effect under 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -127,6 +130,21 @@ class BatchSource:
         if offsets and not await self.app.consumer._thread.call_thread(self._commit_as_member, offsets):
             self._running.clear()
             raise PartitionsRevoked(f"{self.name}: the group coordinator no longer counts this worker as the owner")
+
+    @contextlib.asynccontextmanager
+    async def confirming_owner(self, offsets: Mapping[tuple[str, int], int]):
+        """`confirm_owner(offsets)` begun at once and waited for when the block ends: the agent
+        does the batch's work inside, and its first write after. The commit's round trip to the
+        group coordinator (5-40 ms a batch on a busy 2-core box) then overlaps that work instead
+        of preceding the write; the owner check is made again at the end."""
+        confirming = asyncio.ensure_future(self.confirm_owner(offsets))
+        try:
+            yield
+        except BaseException:
+            confirming.cancel()
+            raise
+        await confirming
+        self.check_owner()
 
     async def _commit_as_member(self, offsets: Mapping[tuple[str, int], int]) -> bool:
         """On Faust's consumer thread: commit through its aiokafka consumer; False when refused."""

@@ -123,9 +123,30 @@ class UsageAgent:
         messages, duplicates, filled = await self.applied.in_order(records)
         OUT_OF_ORDER.labels("duplicate").inc(duplicates)
         OUT_OF_ORDER.labels("gap_read").inc(filled)
-        if self._needs_catch_up(messages):
-            await asyncio.to_thread(self._catch_up)
-        now = datetime.now(timezone.utc)
+        advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
+        async with self.reader.confirming_owner(advanced):
+            if self._needs_catch_up(messages):
+                await asyncio.to_thread(self._catch_up)
+            now = datetime.now(timezone.utc)
+            debits, dlq, charged = self._decide(messages, now)
+        await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
+        metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
+        # The dedupe entries (packed: changelog_packs.py), then the marker that covers them,
+        # reach the table's changelog as one acknowledged librdkafka write per partition (in
+        # order: one producer keeps a partition's order), after the debits are acknowledged: an
+        # entry must never be durable before its charge. Then the local store, which the
+        # changelog now backs.
+        markers = self.applied.entries(advanced)
+        await self.reader.confirm_owner(advanced)
+        written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
+            partition: pack(charged.get(partition, {}).items()) + markers.get(partition, [])
+            for partition in charged.keys() | markers.keys()})
+        for partition, entries in charged.items():
+            self.seen_stores.write(partition, entries.items())
+        self.applied.save_local(advanced, written)
+
+    def _decide(self, messages, now: datetime) -> tuple[list, list, dict]:
+        """The batch's debits and DLQ records, and its new dedupe entries per partition."""
         readers = self.seen_stores.readers({m.partition for m in messages})
         inputs = self.inputs._replace(seen=lambda partition, key: readers[partition](key))
         decisions, charged = usage_step(((m.partition, m.value) for m in messages), self.codecs.usage_event.decode,
@@ -144,25 +165,9 @@ class UsageAgent:
                               offset=message.offset, exc_info=decision.error)
                 dlq.append(dlq_record(self.codecs, message, outcome, decision.stage, decision.detail,
                                       decision.record, now))
-
         for outcome, count in outcomes.items():
             EVENTS.labels(outcome).inc(count)
-        advanced = {(self.topic_name, m.partition): m.offset + 1 for m in messages}
-        await self.reader.confirm_owner(advanced)
-        await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
-        metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
-        # The dedupe entries (packed: changelog_packs.py), then the marker that covers them,
-        # reach the table's changelog as one acknowledged librdkafka write per partition (in order: one producer keeps a
-        # partition's order), after the debits are acknowledged: an entry must never be durable
-        # before its charge. Then the local store, which the changelog now backs.
-        markers = self.applied.entries(advanced)
-        await self.reader.confirm_owner(advanced)
-        written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
-            partition: pack(charged.get(partition, {}).items()) + markers.get(partition, [])
-            for partition in charged.keys() | markers.keys()})
-        for partition, entries in charged.items():
-            self.seen_stores.write(partition, entries.items())
-        self.applied.save_local(advanced, written)
+        return debits, dlq, charged
 
     def _needs_catch_up(self, messages) -> bool:
         """Only events produced after the last catch-up began (less a margin for clock skew

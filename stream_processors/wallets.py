@@ -99,19 +99,47 @@ class WalletAgent:
             pass
 
     async def handle(self, messages) -> None:
-        now = datetime.now(timezone.utc)
+        messages, duplicates, filled = await self.applied.in_order(messages)
+        SKIPPED.labels("duplicate").inc(duplicates)
+        SKIPPED.labels("gap_read").inc(filled)
+        advanced = {(m.topic, m.partition): m.offset + 1 for m in messages}
+        async with self.reader.confirming_owner(advanced):
+            ledger, rated, balances, dlq, states, partition_of = self._apply(messages, datetime.now(timezone.utc))
+        await send_all(self.producer, [
+            (self.topics.ledger_entries.name, ledger),
+            (self.topics.usage_rated.name, rated),
+            (self.topics.wallet_balances.name, balances),
+            (self.topics.usage_dlq.name, dlq),
+        ])
+        metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
+        # Each changed state, then the markers that cover it, reach the table's changelog as one
+        # acknowledged librdkafka write per partition (one producer keeps a partition's order, so
+        # a marker is never durable before the states it covers); then the local store. A state
+        # goes to its wallet's source partition, where it is read back (PartitionStores), which
+        # under co-partitioning is also where murmur2 on the wallet id would place it.
+        await self.reader.confirm_owner(advanced)
+        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for wallet_id, state in states.items():
+            per_partition.setdefault(partition_of[wallet_id], []).append(
+                (wallet_id.encode(), wallet_state_codec.dumps(state)))
+        changelog = {partition: list(entries) for partition, entries in per_partition.items()}
+        for partition, markers in self.applied.entries(advanced).items():
+            changelog.setdefault(partition, []).extend(markers)
+        written = await send_to_partitions(self.producer, self.table.changelog_topic.get_topic_name(), changelog)
+        for partition, entries in per_partition.items():
+            self.stores.write(partition, entries)
+        self.applied.save_local(advanced, written)
+
+    def _apply(self, messages, now: datetime) -> tuple[list, list, list, list, dict, dict]:
+        """The batch applied to its wallets' states: the ledger entries, rated usage, balances and
+        DLQ records to send, each changed wallet's state, and each wallet's partition."""
         per_wallet: dict[str, list[tuple[str, dict]]] = {}
         origin: dict[str, object] = {}
         partition_of: dict[str, int] = {}  # wallet → its source (and changelog) partition
         forward: dict[int, bytes] = {}  # id() of a decoded debit → its bytes, already a usage.rated record
         dlq: list[tuple[bytes, bytes]] = []
-        messages, duplicates, filled = await self.applied.in_order(messages)
-        SKIPPED.labels("duplicate").inc(duplicates)
-        SKIPPED.labels("gap_read").inc(filled)
-        advanced: dict[tuple[str, int], int] = {}
         kinds: CounterOf[str] = CounterOf()
         for message in messages:
-            advanced[message.topic, message.partition] = message.offset + 1
             kind = "command" if message.topic == self.topics.wallet_commands.name else "debit"
             codec = self.codecs.wallet_command if kind == "command" else self.codecs.debit
             kinds[kind] += 1
@@ -159,32 +187,7 @@ class WalletAgent:
             if result.changed:
                 states[wallet_id] = result.state
                 balances.append((key, self.codecs.wallet_balance.encode(balance_record(result.state, now, result.applied_ids))))
-
-        await self.reader.confirm_owner(advanced)
-        await send_all(self.producer, [
-            (self.topics.ledger_entries.name, ledger),
-            (self.topics.usage_rated.name, rated),
-            (self.topics.wallet_balances.name, balances),
-            (self.topics.usage_dlq.name, dlq),
-        ])
-        metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
-        # Each changed state, then the markers that cover it, reach the table's changelog as one
-        # acknowledged librdkafka write per partition (one producer keeps a partition's order, so
-        # a marker is never durable before the states it covers); then the local store. A state
-        # goes to its wallet's source partition, where it is read back (PartitionStores), which
-        # under co-partitioning is also where murmur2 on the wallet id would place it.
-        await self.reader.confirm_owner(advanced)
-        per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for wallet_id, state in states.items():
-            per_partition.setdefault(partition_of[wallet_id], []).append(
-                (wallet_id.encode(), wallet_state_codec.dumps(state)))
-        changelog = {partition: list(entries) for partition, entries in per_partition.items()}
-        for partition, markers in self.applied.entries(advanced).items():
-            changelog.setdefault(partition, []).extend(markers)
-        written = await send_to_partitions(self.producer, self.table.changelog_topic.get_topic_name(), changelog)
-        for partition, entries in per_partition.items():
-            self.stores.write(partition, entries)
-        self.applied.save_local(advanced, written)
+        return ledger, rated, balances, dlq, states, partition_of
 
     def _dlq(self, message, reason: str, detail: str, record: dict | None, now: datetime) -> tuple[bytes, bytes]:
         return dlq_record(self.codecs, message, reason, Stage.DEBIT, detail, record, now)

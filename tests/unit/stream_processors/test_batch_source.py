@@ -34,3 +34,63 @@ def test_a_revoked_batch_is_not_a_failure_that_exits_the_worker():
 
     with pytest.raises(PartitionsRevoked):  # handed back to the batch source, which abandons the batch
         asyncio.run(handle_or_exit(revoked, [], "wallets"))
+
+
+def _confirming(source: BatchSource, outcome: str, log: list):
+    """`confirm_owner` as a commit round trip that `outcome`s ("ok", "refused") after a pause."""
+    async def confirm_owner(offsets):
+        log.append("commit sent")
+        await asyncio.sleep(0.01)
+        log.append("commit answered")
+        if outcome == "refused":
+            source._running.clear()
+            raise PartitionsRevoked("refused")
+
+    source.confirm_owner = confirm_owner
+
+
+def test_the_owner_commit_overlaps_the_batch_work_and_is_answered_before_the_block_ends():
+    source, log = _source(), []
+    source._running.set()
+    _confirming(source, "ok", log)
+
+    async def batch():
+        async with source.confirming_owner({("t", 0): 5}):
+            await asyncio.sleep(0)  # the batch's work, with the commit on its way
+            log.append("work done")
+        log.append("first write")
+
+    asyncio.run(batch())
+    assert log == ["commit sent", "work done", "commit answered", "first write"]
+
+
+@pytest.mark.parametrize("what", ["a refused commit", "a revoke during the work"])
+def test_no_write_follows_a_refused_commit_or_a_revoke_begun_during_the_work(what):
+    source, log = _source(), []
+    source._running.set()
+    _confirming(source, "refused" if what == "a refused commit" else "ok", log)
+
+    async def batch():
+        async with source.confirming_owner({("t", 0): 5}):
+            if what == "a revoke during the work":
+                source._running.clear()  # what stop() does first
+        log.append("first write")
+
+    with pytest.raises(PartitionsRevoked):
+        asyncio.run(batch())
+    assert "first write" not in log
+
+
+def test_a_batch_that_fails_cancels_its_owner_commit():
+    source, log = _source(), []
+    source._running.set()
+    _confirming(source, "ok", log)
+
+    async def batch():
+        async with source.confirming_owner({("t", 0): 5}):
+            await asyncio.sleep(0)
+            raise ValueError("a bug in the step")
+
+    with pytest.raises(ValueError):
+        asyncio.run(batch())
+    assert log == ["commit sent"]
