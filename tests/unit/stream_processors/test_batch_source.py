@@ -26,6 +26,7 @@ def test_a_source_owns_its_partitions_only_while_it_runs():
     source._running.clear()  # what stop() does first, before it waits for the batch in hand
     with pytest.raises(PartitionsRevoked):
         source.check_owner()
+    source.consumer.close()
 
 
 def test_a_revoked_batch_is_not_a_failure_that_exits_the_worker():
@@ -36,11 +37,20 @@ def test_a_revoked_batch_is_not_a_failure_that_exits_the_worker():
         asyncio.run(handle_or_exit(revoked, [], "wallets"))
 
 
+@pytest.fixture
+def source():
+    """A running source (its consumer never reaches a broker, and is closed after the test)."""
+    source = _source()
+    source._running.set()
+    yield source
+    source.consumer.close()
+
+
 def _confirming(source: BatchSource, outcome: str, log: list):
-    """`confirm_owner` as a commit round trip that `outcome`s ("ok", "refused") after a pause."""
+    """`confirm_owner` as a commit round trip answered ("ok" or "refused") at its next turn."""
     async def confirm_owner(offsets):
         log.append("commit sent")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the round trip: the batch's work goes on meanwhile
         log.append("commit answered")
         if outcome == "refused":
             source._running.clear()
@@ -49,9 +59,8 @@ def _confirming(source: BatchSource, outcome: str, log: list):
     source.confirm_owner = confirm_owner
 
 
-def test_the_owner_commit_overlaps_the_batch_work_and_is_answered_before_the_block_ends():
-    source, log = _source(), []
-    source._running.set()
+def test_the_owner_commit_overlaps_the_batch_work_and_is_answered_before_the_block_ends(source):
+    log = []
     _confirming(source, "ok", log)
 
     async def batch():
@@ -65,9 +74,8 @@ def test_the_owner_commit_overlaps_the_batch_work_and_is_answered_before_the_blo
 
 
 @pytest.mark.parametrize("what", ["a refused commit", "a revoke during the work"])
-def test_no_write_follows_a_refused_commit_or_a_revoke_begun_during_the_work(what):
-    source, log = _source(), []
-    source._running.set()
+def test_no_write_follows_a_refused_commit_or_a_revoke_begun_during_the_work(source, what):
+    log = []
     _confirming(source, "refused" if what == "a refused commit" else "ok", log)
 
     async def batch():
@@ -81,9 +89,8 @@ def test_no_write_follows_a_refused_commit_or_a_revoke_begun_during_the_work(wha
     assert "first write" not in log
 
 
-def test_a_batch_that_fails_cancels_its_owner_commit():
-    source, log = _source(), []
-    source._running.set()
+def test_a_batch_that_fails_cancels_its_owner_commit(source):
+    log = []
     _confirming(source, "ok", log)
 
     async def batch():
