@@ -275,10 +275,11 @@ def compile_encoder(schema: dict | str, cached_fields: tuple[str, ...] = ()) -> 
             lines.append(f"{indent}b = _e{i}(v)")
         lines.append(f"{indent}{out} = b'\\x02' + b" if nullable else f"{indent}{out} = b")
     lines.append(f"    return b''.join(({', '.join(outputs)},))")  # a tuple even of one field
-    exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
-    fast = namespace["_fast"]
     if native_available():  # the native encoder (schemas/_avro_native.c) instead, same bytes, same refusals
         fast = _avro_native.Encoder(tuple(ops), _Fallback, Decimal)
+    else:
+        exec("\n".join(lines), namespace)  # noqa: S102 - code generated from our own schema above
+        fast = namespace["_fast"]
 
     def reference(record: dict) -> bytes:
         out = io.BytesIO()
