@@ -111,7 +111,14 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
         return options
 
 
-class Store(faust_rocksdb.Store):
+class _ExpandingPacks:
+    """A store that applies the dedupe table's packed changelog records as their entries."""
+
+    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
+        super().apply_changelog_batch(expanded(batch), to_key, to_value)
+
+
+class Store(_ExpandingPacks, faust_rocksdb.Store):
     """Faust's RocksDB store, its databases sharing the process's memory budget."""
 
     def __init__(self, *args, **kwargs):
@@ -120,15 +127,9 @@ class Store(faust_rocksdb.Store):
             raise RuntimeError("the worker's RocksDB store needs rocksdict")
         self.rocksdb_options = SharedMemoryOptions(shared_memory(**_sizes), **self.options, use_rocksdict=True)
 
-    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
-        super().apply_changelog_batch(expanded(batch), to_key, to_value)
 
-
-class MemoryStore(faust_memory.Store):
+class MemoryStore(_ExpandingPacks, faust_memory.Store):
     """Faust's memory store, expanding packed changelog records as the RocksDB store does."""
-
-    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
-        super().apply_changelog_batch(expanded(batch), to_key, to_value)
 
 
 class PartitionStores:
