@@ -32,13 +32,13 @@ class RatedFromEvent:
         tail = {"type": "record", "name": "RatedTail", "namespace": rated_schema["namespace"],
                 "fields": rated_schema["fields"][len(event_fields):]}
         self._tail = compile_encoder(tail, cached_fields)
-        self._event_header, self._rated_header = usage_event.header, rated.header
+        self._usage_event, self._rated_header = usage_event, rated.header
         self._rated = rated
 
     def encode(self, event_value: bytes, event: dict, rating: dict) -> bytes:
         """The usage.rated value of the event decoded from `event_value` and the rating's fields
         (the tail). The whole record (the two merged) is built only to encode it whole."""
-        if self._tail is not None and event_value[:5] == self._event_header:
+        if self._tail is not None and self._usage_event.written_with_ours(event_value[:5]):
             return self._rated_header + event_value[5:] + self._tail(rating)
         return self._rated.encode({**event, **rating})
 

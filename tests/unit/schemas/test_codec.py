@@ -75,3 +75,40 @@ def test_trailing_bytes_are_refused():
     codec = AvroCodec(schema_json("usage_event.avsc"), 42)
     with pytest.raises(DecodeError, match="trailing bytes"):
         codec.decode(codec.encode(EVENT) + b"\x00")
+
+
+class CountingRegistry(Registry):
+    def __init__(self, schemas: dict[int, str]):
+        super().__init__(schemas)
+        self.asked: list[int] = []
+
+    def schema_by_id(self, schema_id: int) -> str:
+        self.asked.append(schema_id)
+        return super().schema_by_id(schema_id)
+
+
+def test_a_reader_that_started_before_the_schema_was_registered_reads_it_as_its_own():
+    """reader_codec knows our schema by id 0 when the subject does not hold it yet (a sink that
+    started before any worker registered it). Records then written under the registered id are
+    ours: read by the compiled decoder, the registry asked once, not resolved record by record."""
+    registry = CountingRegistry({9: json.dumps(schema_json("usage_event.avsc"), indent=1)})
+    reader = AvroCodec(schema_json("usage_event.avsc"), 0, registry)
+    written = AvroCodec(schema_json("usage_event.avsc"), 9).encode(EVENT)
+    assert not reader.written_with_ours(b"\x00\x00\x00\x00\x0a")  # unknown to the registry
+    assert [reader.decode(written) for _ in range(3)] == [EVENT] * 3
+    assert reader.written_with_ours(written[:5])
+    assert reader.projection(("event_id", "quantity")).decode(written) == {
+        "event_id": "e1", "quantity": EVENT["quantity"]}
+    assert registry.asked == [10, 9]
+
+
+def test_another_schema_under_another_id_is_not_read_as_ours():
+    old = schema_json("usage_event.avsc")
+    old["fields"] = [f for f in old["fields"] if f["name"] != "source"]
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(old), {k: v for k, v in EVENT.items() if k != "source"})
+    reader = AvroCodec(schema_json("usage_event.avsc"), 0, Registry({7: json.dumps(old)}))
+    data = struct.pack(">bI", 0, 7) + body.getvalue()
+    assert not reader.written_with_ours(data[:5])
+    assert reader.decode(data)["source"] == "kafka"  # resolved: the reader's default
+    assert not reader.written_with_ours(b"\x01\x00\x00\x00\x07")  # not the Confluent magic byte
