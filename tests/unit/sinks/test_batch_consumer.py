@@ -55,7 +55,7 @@ def once_paused(step: Callable[[FakeConsumer], list[Message]]) -> Callable[[Fake
 
 
 class FakeConsumer:
-    """Answers each `consume` with the next step of `script`: a list of messages, or a callable
+    """Answers each `consume` (and `poll`, one record of it) with the next step of `script`: a list of messages, or a callable
     (given the consumer) that returns them, e.g. after calling the revoke callback, or None for
     "not yet" (the step is kept for the next poll). Once the script is played, nothing more
     arrives. Records commits, pauses, resumes and seeks."""
@@ -91,6 +91,16 @@ class FakeConsumer:
             time.sleep(min(timeout, 0.02))  # a poll that times out
             return []
         return found
+
+    def poll(self, timeout: float):
+        """One record: the first of the next step; the step's others stay for the next read."""
+        found = self.consume(1, timeout)
+        if not found:
+            return None
+        if found[1:]:
+            with self.lock:
+                self.script.insert(0, found[1:])
+        return found[0]
 
     def commit(self, offsets, asynchronous: bool):
         assert not asynchronous
