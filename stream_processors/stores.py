@@ -60,6 +60,10 @@ def table_options() -> dict:
     broker_restart. Reproduced alone in tests/unit/stream_processors/test_stores.py. The local
     store's size on disk therefore grows with the events seen; its memory does not (above)."""
     return {
+        # 10 bits a key (~1% false positives) instead of Faust's 3 (~24%): the dedupe table's
+        # lookups are mostly misses (new events), and each false positive reads a data block.
+        # 2.0-2.6 against 1.5 µs a miss, measured on a million entries; 1.25 bytes a key.
+        "bloom_filter_size": 10,
         "write_buffer_size": 8 * MIB,
         "max_write_buffer_number": 2,
         "target_file_size_base": 16 * MIB,
@@ -100,7 +104,7 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
         options.set_arena_block_size(ARENA_BLOCK)
         options.set_write_buffer_manager(self.memory.write_buffers)
         blocks = rocksdict.BlockBasedOptions()
-        blocks.set_bloom_filter(self.bloom_filter_size, True)
+        blocks.set_bloom_filter(self.bloom_filter_size, False)  # a full filter per file, not per block
         blocks.set_block_cache(self.memory.cache)
         # Index and filter blocks in the cache, so they are bounded by it; level 0's pinned
         # there, as the newest files are read most.
