@@ -129,7 +129,11 @@ class UsageAgent:
                 await asyncio.to_thread(self._catch_up)
             now = datetime.now(timezone.utc)
             debits, dlq, charged = self._decide(messages, now)
-        await send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)])
+        # The owner is confirmed again while the debits are sent: the dedupe entries and markers
+        # that follow are the state the partition's next owner reads.
+        await asyncio.gather(
+            send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)]),
+            self.reader.confirm_owner(advanced))
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
         # The dedupe entries (packed: changelog_packs.py), then the marker that covers them,
         # reach the table's changelog as one acknowledged librdkafka write per partition (in
@@ -137,7 +141,7 @@ class UsageAgent:
         # entry must never be durable before its charge. Then the local store, which the
         # changelog now backs.
         markers = self.applied.entries(advanced)
-        await self.reader.confirm_owner(advanced)
+        self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: pack(charged.get(partition, {}).items()) + markers.get(partition, [])
             for partition in charged.keys() | markers.keys()})

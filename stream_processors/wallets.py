@@ -23,6 +23,7 @@ Faust's own partitioner would put it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter as CounterOf
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -105,19 +106,22 @@ class WalletAgent:
         advanced = {(m.topic, m.partition): m.offset + 1 for m in messages}
         async with self.reader.confirming_owner(advanced):
             ledger, rated, balances, dlq, states, partition_of = self._apply(messages, datetime.now(timezone.utc))
-        await send_all(self.producer, [
-            (self.topics.ledger_entries.name, ledger),
-            (self.topics.usage_rated.name, rated),
-            (self.topics.wallet_balances.name, balances),
-            (self.topics.usage_dlq.name, dlq),
-        ])
+        # The owner is confirmed again while the outputs are sent: the states and markers that
+        # follow are what the partition's next owner reads.
+        await asyncio.gather(
+            send_all(self.producer, [
+                (self.topics.ledger_entries.name, ledger),
+                (self.topics.usage_rated.name, rated),
+                (self.topics.wallet_balances.name, balances),
+                (self.topics.usage_dlq.name, dlq),
+            ]),
+            self.reader.confirm_owner(advanced))
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
         # Each changed state, then the markers that cover it, reach the table's changelog as one
         # acknowledged librdkafka write per partition (one producer keeps a partition's order, so
         # a marker is never durable before the states it covers); then the local store. A state
         # goes to its wallet's source partition, where it is read back (PartitionStores), which
         # under co-partitioning is also where murmur2 on the wallet id would place it.
-        await self.reader.confirm_owner(advanced)
         per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for wallet_id, state in states.items():
             per_partition.setdefault(partition_of[wallet_id], []).append(
@@ -125,6 +129,7 @@ class WalletAgent:
         changelog = {partition: list(entries) for partition, entries in per_partition.items()}
         for partition, markers in self.applied.entries(advanced).items():
             changelog.setdefault(partition, []).extend(markers)
+        self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.table.changelog_topic.get_topic_name(), changelog)
         for partition, entries in per_partition.items():
             self.stores.write(partition, entries)
