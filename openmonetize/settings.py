@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     # --- Postgres ledger sink (sinks/ledger_postgres.py) ----------------------------------
     ledger_sink_group: str = Field("openmonetize-ledger-sink", description="Consumer group of the Postgres ledger sink.")
     ledger_sink_batch_rows: int = Field(5000, ge=1, description="Ledger sink: most entries written in one transaction.")
-    ledger_sink_batch_ms: int = Field(200, ge=1, description="Ledger sink: longest wait (ms) to fill a batch before writing it.")
+    ledger_sink_batch_ms: int = Field(50, ge=1, description="Ledger sink: longest wait (ms) to fill a batch before writing it.")
     ledger_sink_max_backoff_s: float = Field(5.0, gt=0, description="Ledger sink: longest pause between retries while Postgres is down.")
     ledger_sink_metrics_port: int = Field(18067, ge=0, description="Ledger sink's /metrics port (0: not served).")
 
@@ -264,10 +264,10 @@ class Settings(BaseSettings):
     clickhouse_sink_max_backoff_s: float = Field(5.0, gt=0, description="ClickHouse sink: longest pause between retries while ClickHouse is down.")
     clickhouse_sink_timeout_s: float = Field(60.0, gt=0, description="ClickHouse sink: longest wait for one INSERT's answer.")
     analytics_nice: int = Field(
-        10, ge=0, le=19, description="CPU niceness the ClickHouse sink and the embedded ClickHouse (`openmonetize run "
+        19, ge=0, le=19, description="CPU niceness the ClickHouse sink and the embedded ClickHouse (`openmonetize run "
                                      "clickhouse`) start with: on a box they share with the workers, a backlog reaches "
-                                     "the Postgres ledger first and analytics catches up after "
-                                     "(docs/operations/performance.md); 0: the same priority as the rest.")
+                                     "the Postgres ledger first and analytics catches up after, on the CPU the money "
+                                     "path leaves idle (docs/operations/performance.md); 0: the same priority as the rest.")
     clickhouse_sink_recent_ids: int = Field(
         50_000, ge=1000,
         description="ClickHouse sink: events remembered per partition to drop copies the worker re-emitted (about 100 bytes each).")
