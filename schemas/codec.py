@@ -75,22 +75,13 @@ class AvroCodec:
         self._fast = compile_encoder(raw, cached_fields)
         self._fast_decode = compile_decoder(raw, cached_fields)
         self._writers: dict[int, Any] = {schema_id: None}  # None: written with our schema, no resolution
-        self.own_headers = {self.header}  # every header of records written with our very schema
-
-    def written_with_ours(self, header: bytes) -> bool:
-        """Whether records that start with this 5-byte header were written with our very schema:
-        under our id, or under another id the registry holds it as. A reader that started before
-        any writer registered the schema knows it by id 0 only (reader_codec); without this, it
-        resolved every record through fastavro, ~4x the CPU, until restarted (the sinks of a
-        fresh `make up` stack did)."""
-        if header in self.own_headers:
-            return True
-        if len(header) != _HEADER.size or header[0] != MAGIC:
-            return False
-        try:
-            return self._writer_schema(_HEADER.unpack(header)[1]) is None
-        except DecodeError:  # not resolvable now: decode says why
-            return False
+        # Every header of records written with our very schema, read by the compiled decoder: our
+        # id, and any other id the registry turns out to hold our schema as. A reader that
+        # started before any writer registered the schema knows it by id 0 only (reader_codec):
+        # the first record of the registered id is resolved once (`_writer_schema`), and the rest
+        # are read as ours. Before, it resolved every record through fastavro, ~4x the CPU, until
+        # restarted (the sinks of a fresh `make up` stack did).
+        self.own_headers = {self.header}
 
     def encode(self, record: dict) -> bytes:
         if self._fast is not None:
@@ -181,8 +172,7 @@ _WHOLE = object()  # _fast_path's answer where fastavro must decode the whole re
 def _fast_path(fast: Callable | None, codec: AvroCodec, data: bytes) -> Any:
     """The compiled decode of `data`, or _WHOLE: no fast path, another writer schema, or input
     it does not read to exactly its end (corrupt or odd: fastavro's whole decode says why)."""
-    header = data[:_HEADER.size]
-    if fast is not None and (header in codec.own_headers or codec.written_with_ours(header)):
+    if fast is not None and data[:_HEADER.size] in codec.own_headers:
         try:
             record, end = fast(data, _HEADER.size)
             if end == len(data):

@@ -82,7 +82,7 @@ class RowReader:
 
     def row(self, value: bytes, partition: int, offset: int) -> tuple[tuple, Mapping]:
         """(row, the fields read) of one record value. Raises for a record that does not decode."""
-        if self.codec.written_with_ours(value[:5]):
+        if value[:5] in self.codec.own_headers:
             fields = self._memory_fields.decode(value)
             body = value[5:]
         else:

@@ -38,7 +38,7 @@ class RatedFromEvent:
     def encode(self, event_value: bytes, event: dict, rating: dict) -> bytes:
         """The usage.rated value of the event decoded from `event_value` and the rating's fields
         (the tail). The whole record (the two merged) is built only to encode it whole."""
-        if self._tail is not None and self._usage_event.written_with_ours(event_value[:5]):
+        if self._tail is not None and event_value[:5] in self._usage_event.own_headers:
             return self._rated_header + event_value[5:] + self._tail(rating)
         return self._rated.encode({**event, **rating})
 

@@ -90,16 +90,18 @@ class CountingRegistry(Registry):
 def test_a_reader_that_started_before_the_schema_was_registered_reads_it_as_its_own():
     """reader_codec knows our schema by id 0 when the subject does not hold it yet (a sink that
     started before any worker registered it). Records then written under the registered id are
-    ours: read by the compiled decoder, the registry asked once, not resolved record by record."""
+    ours: the first is resolved (the registry asked once), the rest read by the compiled decoder."""
     registry = CountingRegistry({9: json.dumps(schema_json("usage_event.avsc"), indent=1)})
     reader = AvroCodec(schema_json("usage_event.avsc"), 0, registry)
     written = AvroCodec(schema_json("usage_event.avsc"), 9).encode(EVENT)
-    assert not reader.written_with_ours(b"\x00\x00\x00\x00\x0a")  # unknown to the registry
+    assert written[:5] not in reader.own_headers
     assert [reader.decode(written) for _ in range(3)] == [EVENT] * 3
-    assert reader.written_with_ours(written[:5])
+    assert written[:5] in reader.own_headers
     assert reader.projection(("event_id", "quantity")).decode(written) == {
         "event_id": "e1", "quantity": EVENT["quantity"]}
-    assert registry.asked == [10, 9]
+    assert registry.asked == [9]
+    with pytest.raises(DecodeError, match="schema id 10 could not be resolved"):
+        reader.decode(b"\x00\x00\x00\x00\x0a" + written[5:])  # an id the registry does not have
 
 
 def test_another_schema_under_another_id_is_not_read_as_ours():
@@ -109,6 +111,5 @@ def test_another_schema_under_another_id_is_not_read_as_ours():
     schemaless_writer(body, parse_schema(old), {k: v for k, v in EVENT.items() if k != "source"})
     reader = AvroCodec(schema_json("usage_event.avsc"), 0, Registry({7: json.dumps(old)}))
     data = struct.pack(">bI", 0, 7) + body.getvalue()
-    assert not reader.written_with_ours(data[:5])
     assert reader.decode(data)["source"] == "kafka"  # resolved: the reader's default
-    assert not reader.written_with_ours(b"\x01\x00\x00\x00\x07")  # not the Confluent magic byte
+    assert data[:5] not in reader.own_headers
