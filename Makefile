@@ -76,7 +76,7 @@ bench-pipeline: venv  ## usage.events to the ledger with own workers on the runn
 
 .PHONY: bench-backlog
 bench-backlog: venv  ## 40,000 events put on usage.events by a plain confluent-kafka producer, timed into the stack's Postgres ledger
-	$(VENV)/bin/python -m deploy.bench.backlog --events 40000
+	$(VENV)/bin/python -m deploy.bench.backlog --events 40000 --runs 3
 
 .PHONY: bench-reports
 bench-reports: venv  ## every documented report over 10,000,000 generated rows (QUICK=1: 500,000) in ClickHouse

@@ -9,18 +9,25 @@ the clock runs from its first record until `ledger_entries` in Postgres holds on
 per event. `backlog_to_ledger_s` is that time; `backlog_to_ledger_events_per_s` the rate. The
 ledger is counted every 100 ms (a count over up to --events rows: polled every 20 ms, Postgres
 and this process took ~15% of the box's CPU from the stack being measured), and the box's busy
-CPU over the run is printed beside it: on 2 cores the run is bound by it.
+CPU over the run is printed beside it: on 2 cores the run is bound by it. So is each part of
+the stack's CPU over the run (the workers, Kafka, Postgres, each sink, ClickHouse: read from
+/proc for the processes running on this box), and the workers' µs per event
+(`backlog_worker_cpu_us_per_event`). With --runs, each run has a tenant of its own and the
+figures saved are the medians.
 
-    python -m deploy.bench.backlog --events 40000
+    python -m deploy.bench.backlog --events 40000 --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
@@ -49,18 +56,39 @@ def encoded_events(customer_id: str, events: int) -> list[tuple[bytes, bytes]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--runs", type=int, default=1, help="runs, each with a tenant of its own; the medians are saved")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--no-save", action="store_true", help="do not write bench-results.json")
     opts = parser.parse_args(argv)
 
     settings = get_settings()
+    times, worker_us = [], []
+    for run in range(1, opts.runs + 1):
+        elapsed, cpu = one_run(settings, opts.events, opts.timeout)
+        times.append(elapsed)
+        worker_us.append(cpu.get("workers", 0.0) / opts.events * 1e6)
+        if opts.runs > 1:
+            print(f"  run {run}: {elapsed:.2f} s", file=sys.stderr)
+    if opts.runs > 1:
+        print(f"backlog_to_ledger_s: median {statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f}) "
+              f"over {opts.runs} runs; the workers {statistics.median(worker_us):.0f} µs of CPU per event")
+    if not opts.no_save:
+        elapsed = statistics.median(times)
+        merge_results({"backlog_to_ledger_s": round(elapsed, 2), "backlog_to_ledger_events": opts.events,
+                       "backlog_to_ledger_events_per_s": round(opts.events / elapsed),
+                       "backlog_worker_cpu_us_per_event": round(statistics.median(worker_us), 1)})
+
+
+def one_run(settings, events: int, timeout_s: float) -> tuple[float, Counter]:
+    """One backlog into a fresh tenant's ledger: (seconds, CPU-seconds of each part of the stack)."""
     [customer_id] = create_tenants(settings, 1)
-    records = encoded_events(customer_id, opts.events)
+    records = encoded_events(customer_id, events)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "acks": "all",
                          "compression.type": "lz4", "partitioner": "murmur2_random"})
     topic = settings.topic_usage_events
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        started, busy_at_start = time.monotonic(), _busy_cpu_s()
+        ours = {conn.info.backend_pid}  # this process's counting is not the stack's
+        started, busy_at_start, cpu_at_start = time.monotonic(), _busy_cpu_s(), _stack_cpu_s(ours)
         for key, value in records:
             while True:
                 try:
@@ -73,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         produced_s = time.monotonic() - started
         stored, next_report = 0, started + 2
         while stored < len(records):
-            if time.monotonic() - started > opts.timeout:
-                raise SystemExit(f"only {stored:,} of {len(records):,} events in the ledger after {opts.timeout:.0f} s")
+            if time.monotonic() - started > timeout_s:
+                raise SystemExit(f"only {stored:,} of {len(records):,} events in the ledger after {timeout_s:.0f} s")
             stored = conn.execute(COUNT_SQL, (customer_id,)).fetchone()[0]
             if time.monotonic() >= next_report:
                 print(f"  {stored:,} / {len(records):,} in the ledger after {time.monotonic() - started:.1f}s",
@@ -83,13 +111,52 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(0.1)  # polling interval of the measurement, not a synchronisation
         elapsed = time.monotonic() - started
         busy_s = _busy_cpu_s() - busy_at_start
+        cpu = _stack_cpu_s(ours)
+        cpu.subtract(cpu_at_start)
     rate = len(records) / elapsed
+    parts = ", ".join(f"{part} {cpu[part]:.2f}" for part in PARTS if part in cpu)
     print(f"backlog_to_ledger_s: {elapsed:.2f} s for {len(records):,} events ({rate:,.0f} events/s; "
           f"produced in {produced_s:.2f} s) into the stack's ledger, tenant {customer_id}; the box's CPU busy "
-          f"{busy_s:.1f} s of {os.cpu_count()} cores x {elapsed:.1f} s")
-    if not opts.no_save:
-        merge_results({"backlog_to_ledger_s": round(elapsed, 2), "backlog_to_ledger_events": len(records),
-                       "backlog_to_ledger_events_per_s": round(rate)})
+          f"{busy_s:.1f} s of {os.cpu_count()} cores x {elapsed:.1f} s; CPU-s: {parts} (the workers "
+          f"{cpu['workers'] / len(records) * 1e6:.0f} µs per event)")
+    return elapsed, cpu
+
+
+PARTS = ("workers", "Kafka", "Postgres", "ledger sink", "ClickHouse sink", "ClickHouse")
+
+
+def _part(cmdline: str) -> str | None:
+    """Which part of the stack a process is, from its command line."""
+    if "openmonetize run worker" in cmdline:
+        return "workers"
+    if "openmonetize run sink-ledger" in cmdline:
+        return "ledger sink"
+    if "openmonetize run sink-clickhouse" in cmdline:
+        return "ClickHouse sink"
+    if "openmonetize run clickhouse" in cmdline:
+        return "ClickHouse"
+    if "kafka.Kafka" in cmdline:
+        return "Kafka"
+    if cmdline.startswith("postgres") or "/bin/postgres " in cmdline:
+        return "Postgres"
+    return None
+
+
+def _stack_cpu_s(exclude: set[int]) -> Counter:
+    """CPU seconds each part of the stack has used so far (processes running now, but `exclude`; /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: Counter = Counter()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        try:
+            part = _part((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            if part is not None:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                used[part] += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:  # exited meanwhile
+            continue
+    return used
 
 
 def _busy_cpu_s() -> float:
