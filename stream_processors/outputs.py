@@ -10,7 +10,7 @@ from prometheus_client import Counter
 
 from openmonetize.kafka_producer import AckedProducer
 from openmonetize.logs import get_logger
-from stream_processors.batch_source import PartitionsRevoked
+from stream_processors.batch_source import BatchSource, PartitionsRevoked
 from stream_processors.codecs import Codecs
 
 log = get_logger(__name__)
@@ -27,6 +27,15 @@ async def send_all(producer: AckedProducer, outputs: list[tuple[str, list[tuple[
     process exits, and the batch is read again from the last applied offsets.
     """
     await _acknowledged(producer, [(topic, records, None) for topic, records in outputs])
+
+
+async def send_all_as_owner(producer: AckedProducer, outputs: list[tuple[str, list[tuple[bytes, bytes]]]],
+                            source: BatchSource, offsets: dict[tuple[str, int], int]) -> None:
+    """`send_all`, and meanwhile the group coordinator's word that this worker still owns the
+    batch's partitions (`source.confirm_owner`), then the source's own check: what the agent
+    writes next (states, markers) is what the partitions' next owner reads."""
+    await asyncio.gather(send_all(producer, outputs), source.confirm_owner(offsets))
+    source.check_owner()
 
 
 async def send_to_partitions(

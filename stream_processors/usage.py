@@ -46,7 +46,7 @@ from stream_processors.applied_offsets import AppliedOffsets, plain_marker_key
 from stream_processors.batch_source import BatchSource
 from stream_processors.changelog_packs import pack
 from stream_processors.codecs import Codecs
-from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
+from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all_as_owner, send_to_partitions
 from stream_processors.stores import PartitionStores, table_options
 
 log = get_logger(__name__)
@@ -129,11 +129,8 @@ class UsageAgent:
                 await asyncio.to_thread(self._catch_up)
             now = datetime.now(timezone.utc)
             debits, dlq, charged = self._decide(messages, now)
-        # The owner is confirmed again while the debits are sent: the dedupe entries and markers
-        # that follow are the state the partition's next owner reads.
-        await asyncio.gather(
-            send_all(self.producer, [(self.topics.wallet_debits.name, debits), (self.topics.usage_dlq.name, dlq)]),
-            self.reader.confirm_owner(advanced))
+        await send_all_as_owner(self.producer, [(self.topics.wallet_debits.name, debits),
+                                                (self.topics.usage_dlq.name, dlq)], self.reader, advanced)
         metrics.observe_stage_latency("usage", oldest_timestamp_s(messages))
         # The dedupe entries (packed: changelog_packs.py), then the marker that covers them,
         # reach the table's changelog as one acknowledged librdkafka write per partition (in
@@ -141,7 +138,6 @@ class UsageAgent:
         # entry must never be durable before its charge. Then the local store, which the
         # changelog now backs.
         markers = self.applied.entries(advanced)
-        self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.seen.changelog_topic.get_topic_name(), {
             partition: pack(charged.get(partition, {}).items()) + markers.get(partition, [])
             for partition in charged.keys() | markers.keys()})

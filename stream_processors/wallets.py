@@ -23,7 +23,6 @@ Faust's own partitioner would put it.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter as CounterOf
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -41,7 +40,7 @@ from stream_processors import wallet_state_codec
 from stream_processors.applied_offsets import AppliedOffsets
 from stream_processors.codecs import Codecs
 from stream_processors.batch_source import BatchSource
-from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all, send_to_partitions
+from stream_processors.outputs import dlq_record, handle_or_exit, oldest_timestamp_s, send_all_as_owner, send_to_partitions
 from stream_processors.stores import PartitionStores, table_options
 from stream_processors.wallet_step import apply_records, balance_record, ledger_record
 
@@ -106,16 +105,12 @@ class WalletAgent:
         advanced = {(m.topic, m.partition): m.offset + 1 for m in messages}
         async with self.reader.confirming_owner(advanced):
             ledger, rated, balances, dlq, states, partition_of = self._apply(messages, datetime.now(timezone.utc))
-        # The owner is confirmed again while the outputs are sent: the states and markers that
-        # follow are what the partition's next owner reads.
-        await asyncio.gather(
-            send_all(self.producer, [
-                (self.topics.ledger_entries.name, ledger),
-                (self.topics.usage_rated.name, rated),
-                (self.topics.wallet_balances.name, balances),
-                (self.topics.usage_dlq.name, dlq),
-            ]),
-            self.reader.confirm_owner(advanced))
+        await send_all_as_owner(self.producer, [
+            (self.topics.ledger_entries.name, ledger),
+            (self.topics.usage_rated.name, rated),
+            (self.topics.wallet_balances.name, balances),
+            (self.topics.usage_dlq.name, dlq),
+        ], self.reader, advanced)
         metrics.observe_stage_latency("wallet", oldest_timestamp_s(messages))
         # Each changed state, then the markers that cover it, reach the table's changelog as one
         # acknowledged librdkafka write per partition (one producer keeps a partition's order, so
@@ -129,7 +124,6 @@ class WalletAgent:
         changelog = {partition: list(entries) for partition, entries in per_partition.items()}
         for partition, markers in self.applied.entries(advanced).items():
             changelog.setdefault(partition, []).extend(markers)
-        self.reader.check_owner()
         written = await send_to_partitions(self.producer, self.table.changelog_topic.get_topic_name(), changelog)
         for partition, entries in per_partition.items():
             self.stores.write(partition, entries)
