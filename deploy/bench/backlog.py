@@ -10,8 +10,8 @@ per event. `backlog_to_ledger_s` is that time; `backlog_to_ledger_events_per_s` 
 ledger is counted every 100 ms (a count over up to --events rows: polled every 20 ms, Postgres
 and this process took ~15% of the box's CPU from the stack being measured), and the box's busy
 CPU over the run is printed beside it: on 2 cores the run is bound by it. So is each part of
-the stack's CPU over the run (the workers, Kafka, Postgres, each sink, ClickHouse: read from
-/proc for the processes running on this box), and the workers' µs per event
+the stack's CPU over the run (the workers, Kafka, Postgres, each sink, ClickHouse: the stack's
+own processes, by their pid files, each with its children), and the workers' µs per event
 (`backlog_worker_cpu_us_per_event`). With --runs, each run has a tenant of its own and the
 figures saved are the medians.
 
@@ -27,13 +27,15 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
 
+from deploy.bench.ingest_http import cpu_seconds
 from deploy.bench.pipeline import create_tenants
 from deploy.bench.results import merge_results
+from deploy.local_stack.processes import ManagedProcess
+from deploy.local_stack.supervisor import workers
 from openmonetize.settings import get_settings
 from producers.loadgen import EventGenerator
 from producers.usage_producer import UsageProducer
@@ -87,8 +89,8 @@ def one_run(settings, events: int, timeout_s: float) -> tuple[float, Counter]:
                          "compression.type": "lz4", "partitioner": "murmur2_random"})
     topic = settings.topic_usage_events
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ours = {conn.info.backend_pid}  # this process's counting is not the stack's
-        started, busy_at_start, cpu_at_start = time.monotonic(), _busy_cpu_s(), _stack_cpu_s(ours)
+        pids, ours = _stack_pids(settings), conn.info.backend_pid  # this process's counting is not the stack's
+        started, busy_at_start, cpu_at_start = time.monotonic(), _busy_cpu_s(), _stack_cpu_s(pids, ours)
         for key, value in records:
             while True:
                 try:
@@ -111,10 +113,10 @@ def one_run(settings, events: int, timeout_s: float) -> tuple[float, Counter]:
             time.sleep(0.1)  # polling interval of the measurement, not a synchronisation
         elapsed = time.monotonic() - started
         busy_s = _busy_cpu_s() - busy_at_start
-        cpu = _stack_cpu_s(ours)
+        cpu = _stack_cpu_s(pids, ours)
         cpu.subtract(cpu_at_start)
     rate = len(records) / elapsed
-    parts = ", ".join(f"{part} {cpu[part]:.2f}" for part in PARTS if part in cpu)
+    parts = ", ".join(f"{part} {seconds:.2f}" for part, seconds in cpu.items())
     print(f"backlog_to_ledger_s: {elapsed:.2f} s for {len(records):,} events ({rate:,.0f} events/s; "
           f"produced in {produced_s:.2f} s) into the stack's ledger, tenant {customer_id}; the box's CPU busy "
           f"{busy_s:.1f} s of {os.cpu_count()} cores x {elapsed:.1f} s; CPU-s: {parts} (the workers "
@@ -122,40 +124,20 @@ def one_run(settings, events: int, timeout_s: float) -> tuple[float, Counter]:
     return elapsed, cpu
 
 
-PARTS = ("workers", "Kafka", "Postgres", "ledger sink", "ClickHouse sink", "ClickHouse")
+def _stack_pids(settings) -> dict[str, list[int]]:
+    """The stack's running processes (its pid files), by part."""
+    names = {"workers": list(workers(settings)), "Kafka": ["kafka"], "Postgres": ["postgres"],
+             "ledger sink": ["sink-ledger"], "ClickHouse sink": ["sink-clickhouse"], "ClickHouse": ["clickhouse"]}
+    run, logs = settings.stack_dir / "run", settings.stack_dir / "logs"
+    return {part: [pid for name in group if (pid := ManagedProcess(name, run, logs).pid()) is not None]
+            for part, group in names.items()}
 
 
-def _part(cmdline: str) -> str | None:
-    """Which part of the stack a process is, from its command line."""
-    if "openmonetize run worker" in cmdline:
-        return "workers"
-    if "openmonetize run sink-ledger" in cmdline:
-        return "ledger sink"
-    if "openmonetize run sink-clickhouse" in cmdline:
-        return "ClickHouse sink"
-    if "openmonetize run clickhouse" in cmdline:
-        return "ClickHouse"
-    if "kafka.Kafka" in cmdline:
-        return "Kafka"
-    if cmdline.startswith("postgres") or "/bin/postgres " in cmdline:
-        return "Postgres"
-    return None
-
-
-def _stack_cpu_s(exclude: set[int]) -> Counter:
-    """CPU seconds each part of the stack has used so far (processes running now, but `exclude`; /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: Counter = Counter()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) in exclude:
-            continue
-        try:
-            part = _part((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            if part is not None:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                used[part] += (int(fields[11]) + int(fields[12])) / tick
-        except OSError:  # exited meanwhile
-            continue
+def _stack_cpu_s(pids: dict[str, list[int]], ours: int) -> Counter:
+    """CPU seconds each part of the stack has used so far (each process with its children: the
+    Postgres backends), less `ours`, this process's own Postgres connection."""
+    used = Counter({part: sum(cpu_seconds(pid) for pid in group) for part, group in pids.items() if group})
+    used["Postgres"] -= cpu_seconds(ours)
     return used
 
 
