@@ -165,6 +165,14 @@ class PartitionStores:
         """partition → its store's `get(key)`, for the partitions of a batch."""
         return {partition: self.database(partition).get for partition in partitions}
 
+    def lookup(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """Each key's value in the partition's store (None: absent), in order: one RocksDB
+        multi-get for a batch's keys."""
+        db = self.database(partition)
+        if db is self.table.data:  # a memory store
+            return [db.get(key) for key in keys]
+        return db.get(keys)
+
     def write(self, partition: int, entries) -> None:
         """Put (key, value) pairs into the partition's store, as one write on RocksDB."""
         db = self.database(partition)

@@ -86,7 +86,6 @@ class UsageAgent:
         self.wallets_catch_up = wallets_catch_up
         self.caught_up_at = 0.0  # wall clock, comparable with the records' produce timestamps
         self.window = Window(timedelta(seconds=settings.event_max_age_s), timedelta(seconds=settings.event_max_future_s))
-        self.inputs = Inputs(catalog, wallet_exists, None)  # `seen`: the batch's partitions' stores, set per batch
         self.topic_name = spec.name
         self.source = app.topic(spec.name, key_serializer="raw", value_serializer="raw")
         retention_s = settings.event_max_age_s + 86_400  # an entry outlives the events it can refuse by a day
@@ -102,6 +101,7 @@ class UsageAgent:
             options=table_options(),
         )
         self.seen_stores = PartitionStores(self.seen)
+        self.inputs = Inputs(catalog, wallet_exists, self.seen_stores.lookup)
         self.applied = AppliedOffsets(
             app, self.seen, {spec.name}, spec.partitions, settings.kafka_bootstrap, key_for=plain_marker_key
         )
@@ -147,10 +147,8 @@ class UsageAgent:
 
     def _decide(self, messages, now: datetime) -> tuple[list, list, dict]:
         """The batch's debits and DLQ records, and its new dedupe entries per partition."""
-        readers = self.seen_stores.readers({m.partition for m in messages})
-        inputs = self.inputs._replace(seen=lambda partition, key: readers[partition](key))
         decisions, charged = usage_step(((m.partition, m.value) for m in messages), self.codecs.usage_event.decode,
-                                        inputs, self.window, now)
+                                        self.inputs, self.window, now)
         debits: list[tuple[bytes, bytes]] = []
         dlq: list[tuple[bytes, bytes]] = []
         outcomes: CounterOf[str] = CounterOf()

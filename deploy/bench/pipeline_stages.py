@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  {'all of our per-event Python':<45} {total:8.1f}")
     # The usage agent's whole pure step (the first three stages above, and the window, the
     # dedupe lookup and routing around them), on a batch of WORKER_BATCH_SIZE records at a time.
-    inputs = Inputs(index, lambda _wallet: False, lambda _partition, _key: None)
+    inputs = Inputs(index, lambda _wallet: False, lambda _partition, keys: [None] * len(keys))
     window = Window(timedelta(days=35), timedelta(minutes=5))
     size = get_settings().worker_batch_size
 

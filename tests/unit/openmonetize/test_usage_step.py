@@ -50,7 +50,7 @@ def event(event_id: str, customer: str = "cus_a", **fields) -> dict:
 
 
 def step(*values: bytes, seen: dict | None = None, wallets: frozenset = frozenset()):
-    inputs = Inputs(catalog(), wallets.__contains__, lambda partition, key: (seen or {}).get((partition, key)))
+    inputs = Inputs(catalog(), wallets.__contains__, lambda partition, keys: [(seen or {}).get((partition, k)) for k in keys])
     return usage_step(((0, v) for v in values), CODEC.decode, inputs, WINDOW, NOW)
 
 
@@ -88,10 +88,10 @@ def test_every_outcome_with_its_reason_stage_and_detail():
 
 
 def test_a_bug_parks_that_event_as_processing_error_and_the_batch_goes_on():
-    def seen(_partition, key):
-        if key == dedupe_key("cus_a", "e_bug"):
+    def seen(_partition, keys):
+        if dedupe_key("cus_a", "e_bug") in keys:
             raise RuntimeError("table unreadable")
-        return None
+        return [None] * len(keys)
 
     inputs = Inputs(catalog(), frozenset().__contains__, seen)
     decisions, _ = usage_step([(0, CODEC.encode(event("e_bug"))), (0, CODEC.encode(event("e_fine")))],
@@ -102,11 +102,18 @@ def test_a_bug_parks_that_event_as_processing_error_and_the_batch_goes_on():
 
 
 def test_dedupe_is_per_partition_within_a_batch():
-    inputs = Inputs(catalog(), frozenset().__contains__, lambda partition, key: None)
+    lookups = []
+
+    def seen(partition, keys):
+        lookups.append((partition, len(keys)))
+        return [None] * len(keys)
+
+    inputs = Inputs(catalog(), frozenset().__contains__, seen)
     value = CODEC.encode(event("e1"))
     decisions, charged = usage_step([(0, value), (1, value), (0, value)], CODEC.decode, inputs, WINDOW, NOW)
     assert [d.outcome for d in decisions] == ["rated", "rated", "duplicate"]
     assert set(charged) == {0, 1}
+    assert sorted(lookups) == [(0, 1), (1, 1)]  # one lookup per partition of the batch, each key once
 
 
 def test_routing_takes_the_first_existing_wallet_in_the_tenants_order():
@@ -140,3 +147,17 @@ def test_dedupe_keys_are_per_tenant_and_compact():
     assert dedupe_key("c1", "e1") != dedupe_key("c2", "e1")
     assert dedupe_key("c1", "e1:x") != dedupe_key("c1:e1", "x")  # a separator no id can fake
     assert len(dedupe_key("c1", "e1")) == 16 and len(seen_value(event("e1"))) == 12
+
+
+def test_a_batch_routes_each_user_once():
+    asked = []
+
+    def exists(wallet_id):
+        asked.append(wallet_id)
+        return wallet_id == "w:cus_a:team:t1"
+
+    inputs = Inputs(catalog(), exists, lambda partition, keys: [None] * len(keys))
+    values = [CODEC.encode(event(f"e{i}", team_id="t1")) for i in range(3)]
+    decisions, _ = usage_step(((0, v) for v in values), CODEC.decode, inputs, WINDOW, NOW)
+    assert [d.charge["wallet_id"] for d in decisions] == ["w:cus_a:team:t1"] * 3
+    assert asked == ["w:cus_a:user:u1", "w:cus_a:team:t1"]  # the first event's routing, remembered for the batch

@@ -98,6 +98,8 @@ def test_partition_stores_write_a_batch_into_its_partitions_database_as_raw_byte
     assert (readers[3](b"k1"), readers[3](b"k2"), readers[3](b"k9")) == (b"v1", b"\x00\xff", None)
     assert readers[5](b"k1") == b"other"
     assert store.dbs[3].get(b"k1") == b"v1"  # what Faust's own reads and recovery see
+    assert stores.lookup(3, [b"k2", b"k9", b"k1"]) == [b"\x00\xff", None, b"v1"]  # a batch's keys at once, in order
+    assert stores.lookup(5, []) == []
     for db in store.dbs.values():
         db.close()
 
@@ -109,3 +111,4 @@ def test_partition_stores_use_a_memory_store_as_one_dict():
     stores.write(4, [(b"b", b"2")])
     assert data == {b"a": b"1", b"b": b"2"}
     assert stores.readers({4})[4](b"a") == b"1"
+    assert stores.lookup(4, [b"b", b"zz", b"a"]) == [b"2", None, b"1"]
