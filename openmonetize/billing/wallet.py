@@ -141,12 +141,16 @@ class OpenWallet:
         self.customer_id = state.customer_id
         self.lots = [_Lot(g) for g in state.grants]
         self.overdraft = state.overdraft
+        # Σ lots' remaining − overdraft, kept as each change moves it (exact: the 50-digit
+        # context) instead of summed again for every ledger entry's balance_after
+        self._balance = CONTEXT.subtract(sum((lot.remaining for lot in self.lots), ZERO), state.overdraft)
         self.reservations = list(state.reservations)
         self.version = state.version
         self.recent_ids = list(state.recent_ids)
         self.positions = dict(state.positions)
         self._positions = state.positions  # kept as loaded until a position is recorded
         self.refused_ids = list(state.refused_ids)
+        self._refused = set(state.refused_ids)  # the same ids, for the look-ups of every debit
         self._in_burn_order = False
 
     def close(self) -> WalletState:
@@ -160,7 +164,7 @@ class OpenWallet:
 
     @property
     def balance(self) -> Decimal:
-        return _balance((lot.remaining for lot in self.lots), self.overdraft)
+        return quantize(self._balance)
 
     def seen(self, source_id: str) -> bool:
         """Was a record with this id (event or command) already applied to this wallet?"""
@@ -170,17 +174,19 @@ class OpenWallet:
         """Was the usage event at this source position already decided here? A refused one is
         not: re-driven from the DLQ, it may be charged once credits are there."""
         applied = self.positions.get(partition)
-        return applied is not None and offset <= applied and event_id not in self.refused_ids
+        return applied is not None and offset <= applied and event_id not in self._refused
 
     def at_position(self, partition: int, offset: int, event_id: str, refused: bool) -> None:
         """Record the usage event at (partition, offset) as decided: charged or refused."""
         self.positions[partition] = max(offset, self.positions.get(partition, -1))
         self._positions = None
         self._changed = True
-        if event_id in self.refused_ids:
+        if event_id in self._refused:
             self.refused_ids = [i for i in self.refused_ids if i != event_id]
         if refused:
             self.refused_ids = [*self.refused_ids[-(REFUSED_IDS - 1):], event_id]
+        if refused or event_id in self._refused:
+            self._refused = set(self.refused_ids)
 
     def add_credits(self, *, kind: str, amount: Decimal, source_id: str, at: datetime,
                     expires_at: datetime | None = None, priority: int = 0, event_id: str | None = None,
@@ -193,6 +199,7 @@ class OpenWallet:
             self.lots.append(_Lot(Grant(source_id, lot, at, expires_at, priority, kind, lot)))
             self._in_burn_order = False
         self.overdraft = self.overdraft - repaid
+        self._balance = CONTEXT.add(self._balance, amount)
         entry = self._entry(kind, amount, source_id, at, event_id=event_id, grant_id=source_id, reason=reason)
         self._record(source_id)
         return entry
@@ -221,15 +228,20 @@ class OpenWallet:
             self._in_burn_order = True
         remaining = amount
         burned_from = None
+        emptied = False
         for lot in self.lots:
+            if not remaining:
+                break
             take = min(lot.remaining, remaining)
             if take > 0:
                 burned_from = burned_from or lot.grant_id
                 remaining -= take
                 lot.remaining = lot.remaining - take
-        if any(lot.remaining <= 0 for lot in self.lots):
+                emptied = emptied or lot.remaining <= 0
+        if emptied:
             self.lots = [lot for lot in self.lots if lot.remaining > 0]
         self.overdraft = self.overdraft + remaining
+        self._balance = CONTEXT.subtract(self._balance, amount)
         entry = self._entry(kind, -amount, source_id, at, event_id=event_id, grant_id=burned_from, reason=reason)
         self._record(source_id if remember else None)
         return entry
@@ -265,6 +277,7 @@ class OpenWallet:
         entries = []
         for gone in lapsed:
             self.lots = [lot for lot in self.lots if lot.grant_id != gone.grant_id]
+            self._balance = CONTEXT.subtract(self._balance, gone.remaining)
             entries.append(self._entry("expiry", -gone.remaining, f"expiry:{gone.grant_id}", now, grant_id=gone.grant_id))
         self._record()
         return entries
