@@ -32,6 +32,24 @@ def test_a_reopened_and_compacted_table_keeps_every_entry_and_its_changelog_offs
     db.close()
 
 
+def test_a_reopened_table_keeps_its_bloom_filter_and_the_shared_cache(tmp_path):
+    """rocksdict gave an existing database RocksDB's defaults unless its column family was
+    given the options too: no Bloom filter on the files written after a restart, and an 8 MiB
+    block cache of its own."""
+    options = SharedMemoryOptions(SharedMemory(cache_mb=16, memtables_mb=4), **table_options(), use_rocksdict=True)
+    db = options.open(tmp_path / "usage-seen-0.db")
+    db.put(b"k1", b"v1")
+    db.close()
+    db = options.open(tmp_path / "usage-seen-0.db")  # a restart
+    db.put(b"k2", b"v2")
+    db.flush()  # a table file written after the restart
+    properties = dict(part.strip().split("=", 1) for part in
+                      db.property_value("rocksdb.aggregated-table-properties").split(";") if "=" in part)
+    assert properties["# entries for filter"] == properties["# entries"] == "2"  # both files have a filter
+    assert db.property_value("rocksdb.block-cache-capacity") == str(16 * MIB)
+    db.close()
+
+
 def test_many_databases_share_one_cache_and_one_memtable_budget(tmp_path):
     """Twelve databases written as fast as they can be, well past the budget: once RocksDB's
     background flushes have caught up, their memtables hold about the shared 4 MiB (each
