@@ -204,7 +204,14 @@ class Settings(BaseSettings):
                            "for WORKER_SESSION_TIMEOUT_S (docs/development/stream-processing.md)."
     )
     worker_batch_size: int = Field(
-        2000, ge=1, le=100_000, description="Most records an agent reads and applies as one batch (stream_processors/batch_source.py)."
+        2000, ge=1, le=100_000, description="Most records the usage agent reads and applies as one batch (stream_processors/batch_source.py)."
+    )
+    worker_wallet_batch_size: int = Field(
+        8000, ge=1, le=100_000,
+        description="Most records the wallet agent reads and applies as one batch. A batch is only as large as what "
+                    "has arrived; when the agent is behind (one wallet charged for a whole backlog), a larger one "
+                    "spreads its fixed round trips (owner commit, outputs, changelog) over more debits "
+                    "(docs/operations/performance.md)."
     )
     worker_rocksdb_cache_mb: int = Field(
         64, ge=8, description="The one RocksDB block cache all the worker's table databases share, with their index and "

@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     wallets = WalletAgent(
         app, registry_topics, codecs, producer,
         policy_for=lambda customer_id: catalog.tenant(customer_id).unfunded_policy,
-        bootstrap=settings.kafka_bootstrap, batch_size=settings.worker_batch_size,
+        bootstrap=settings.kafka_bootstrap, batch_size=settings.worker_wallet_batch_size,
     )
     app.agent(wallets.source, name="wallets")(wallets.run)
 
