@@ -79,7 +79,7 @@ class BatchSource:
             "fetch.wait.max.ms": 20,
             "queued.min.messages": 20_000,
             # What librdkafka reads ahead, at most (64 MiB by default): held resident, and more
-            # under a backlog, where it matters least. QUEUE_KBYTES is ~16 full batches.
+            # under a backlog, where it matters least. QUEUE_KBYTES is ~16 full usage batches, ~3 wallet ones.
             "queued.max.messages.kbytes": QUEUE_KBYTES,
             **RECONNECT,
         })
