@@ -99,9 +99,10 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
         others: a database that already existed (every one, after a worker's restart) was
         reopened with RocksDB's defaults, no Bloom filter and an 8 MiB block cache of its own,
         and every table file written after that had no filter either. A dedupe lookup (mostly
-        a miss) then read index and data blocks of every file: 4.8 µs of CPU a key in the
-        worker, against 0.3-1.2 with the filter (docs/operations/performance.md; quix-streams
-        #1136 is the same bug). `read_only` is ignored, as Faust ignores it with rocksdict."""
+        a miss) then read index and data blocks of every file: up to 4.8 µs of CPU a key in
+        the worker on a long-lived stack, 1.7 with the filters (docs/operations/performance.md;
+        quix-streams #1136 is the same bug). `read_only` is ignored, as Faust ignores it with
+        rocksdict."""
         access = rocksdict.AccessType.read_write() if self.ttl is None else rocksdict.AccessType.with_ttl(self.ttl)
         db = rocksdict.Rdict(str(path), options=self.as_options(),
                              column_families={"default": self.as_options()}, access_type=access)
