@@ -165,7 +165,7 @@ def _processing_error(record: dict, exc: Exception) -> Decision:
 
 
 def decide(record: dict, prior: bytes | None, inputs: Inputs, window: Window, now: datetime,
-           routes: dict[tuple, str] | None = None) -> Decision:
+           routes: dict[tuple, str]) -> Decision:
     """One decoded event; `prior` is the dedupe table's value for its key (None: never charged).
     `routes` remembers the wallet each (customer, user, team) was routed to, for one batch."""
     at = record["timestamp"]
@@ -188,11 +188,10 @@ def decide(record: dict, prior: bytes | None, inputs: Inputs, window: Window, no
     except NoRate as exc:
         return Decision(Reason.NO_RATE, record, str(exc))
     who = (customer_id, record["user_id"], record["team_id"])
-    wallet_id = routes.get(who) if routes is not None else None
+    wallet_id = routes.get(who)
     if wallet_id is None:
-        wallet_id = wallet_ids.route(*who, catalog.tenant(customer_id).routing_order, inputs.wallet_exists)
-        if routes is not None:
-            routes[who] = wallet_id
+        wallet_id = routes[who] = wallet_ids.route(*who, catalog.tenant(customer_id).routing_order,
+                                                   inputs.wallet_exists)
     return Decision(RATED, record, charge={
         "wallet_id": wallet_id,
         "credits": result.credits,

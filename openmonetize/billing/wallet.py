@@ -141,9 +141,9 @@ class OpenWallet:
         self.customer_id = state.customer_id
         self.lots = [_Lot(g) for g in state.grants]
         self.overdraft = state.overdraft
-        # Σ lots' remaining − overdraft, kept as each change moves it (exact: the 50-digit
-        # context) instead of summed again for every ledger entry's balance_after
-        self._balance = CONTEXT.subtract(sum((lot.remaining for lot in self.lots), ZERO), state.overdraft)
+        # the balance as loaded, then moved by each change (in the 50-digit context) instead of
+        # summed again for every ledger entry's balance_after
+        self._balance = state.balance
         self.reservations = list(state.reservations)
         self.version = state.version
         self.recent_ids = list(state.recent_ids)
