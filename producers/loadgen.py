@@ -200,6 +200,9 @@ class EventGenerator:
 # --- the rate loop --------------------------------------------------------------------------
 
 
+TICK_S = 0.002  # the rate loop sends what the bucket holds at most this often
+
+
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up."""
 
@@ -279,7 +282,8 @@ def run(
         n = bucket.take_available(min(max_batch, target_total - summary.sent))
         if n == 0:
             sink.poll()
-            time.sleep(min(bucket.wait_time(), 0.05))
+            # at least TICK_S: at 10,000 events/s a send per token was ~25 µs of CPU per event
+            time.sleep(min(max(bucket.wait_time(), TICK_S), 0.05))
         else:
             events = generator.batch(n)
             if events_out is not None:
