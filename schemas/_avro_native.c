@@ -595,15 +595,16 @@ static PyTypeObject DecoderType = {
    raises (fallback_exc, KeyError, TypeError, UnicodeEncodeError) for any value it does not
    encode itself, and compile_encoder's wrapper then asks fastavro; what is rare but valid (a
    datetime in another zone than timezone.utc, a Decimal beyond 38 digits or with an odd
-   exponent) is passed to the Python encoder of that field (`helper`), which decides. */
+   exponent) is passed to the Python encoder of that field (`helper`), which decides. A field
+   this file does not write at all (an array) is E_HELPER: always its Python encoder. */
 
-enum { E_STRING, E_LONG, E_INT, E_TIMESTAMP, E_DECIMAL, E_MAP, E_COUNT };
+enum { E_STRING, E_LONG, E_INT, E_TIMESTAMP, E_DECIMAL, E_MAP, E_HELPER, E_COUNT };
 
 typedef struct {
     int op;
     int nullable;
     PyObject *key;     /* the field's name */
-    PyObject *helper;  /* E_TIMESTAMP, E_DECIMAL: the Python encoder of the value, value -> bytes */
+    PyObject *helper;  /* E_TIMESTAMP, E_DECIMAL, E_HELPER: the Python encoder of the value, value -> bytes */
     int precision, scale;
 } EncOp;
 
@@ -886,6 +887,8 @@ encode_field(Encoder *self, Out *o, EncOp *op, PyObject *v)
         return out_decimal(self, o, op, v);
     case E_MAP:
         return out_map(self, o, v);
+    case E_HELPER:
+        return out_helper(o, op->helper, v);
     }
     PyErr_SetString(PyExc_SystemError, "unknown op");
     return -1;
@@ -1006,7 +1009,7 @@ Encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         op->key = Py_NewRef(key);
         op->helper = Py_NewRef(helper);
         if (op->op < 0 || op->op >= E_COUNT || (op->nullable != 0 && op->nullable != 1)
-            || ((op->op == E_TIMESTAMP || op->op == E_DECIMAL) && !PyCallable_Check(helper))) {
+            || ((op->op == E_TIMESTAMP || op->op == E_DECIMAL || op->op == E_HELPER) && !PyCallable_Check(helper))) {
             PyErr_SetString(PyExc_ValueError, "bad encoder plan op");
             goto error;
         }

@@ -47,6 +47,10 @@ def rand_value(rng: random.Random, schema):
         return rand_int(rng)
     if kind == "map":
         return {rand_str(rng, 8): rand_str(rng) for _ in range(rng.choice((0, 1, 3)))}
+    if kind == "array":
+        return [rand_value(rng, schema["items"]) for _ in range(rng.choice((0, 1, 3, 70)))]
+    if kind == "record":
+        return {field["name"]: rand_value(rng, field["type"]) for field in schema["fields"]}
     raise AssertionError(f"no generator for {schema}")
 
 
