@@ -18,3 +18,14 @@ def collect_cycles_after(allocations: int) -> None:
     a batch makes is freed by reference counting; the collector is only for cycles."""
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(max(allocations, 1), older, oldest)
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the collector's reach (gc.freeze): called once a
+    process has loaded what it keeps for its lifetime (modules, clients, views).
+
+    The collector's full walks (generation 2) visited all of it every time: in a stream worker
+    under steady load, ~5 a minute of 70-110 ms each, during which no batch moved. Frozen
+    objects are still freed by reference counting; only a cycle among them stays."""
+    gc.collect()
+    gc.freeze()

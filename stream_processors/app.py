@@ -29,6 +29,7 @@ from stream_processors import codecs as worker_codecs
 from stream_processors import lag as worker_lag
 from stream_processors import memory_probe, stores
 from openmonetize.compacted_view import CompactedView
+from openmonetize.cycle_collector import freeze_long_lived
 from openmonetize.logs import get_logger
 from openmonetize.wallet_directory import WalletDirectory
 from stream_processors.outputs import OUTPUT_FAILURE_EXIT
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         again from the markers."""
         try:
             await asyncio.to_thread(warm_up_views)
+            freeze_long_lived()
             await asyncio.gather(usage.reader.run(), wallets.reader.run())
         except Exception:  # noqa: BLE001 - whatever it was, the worker must start over from the markers
             log.exception("a batch source failed; exiting to read again from the applied offsets")
