@@ -25,7 +25,7 @@ def freeze_long_lived() -> None:
     process has loaded what it keeps for its lifetime (modules, clients, views).
 
     The collector's full walks (generation 2) visited all of it every time: in a stream worker
-    under steady load, ~5 a minute of 70-110 ms each, during which no batch moved. Frozen
+    under steady load, ~5 a minute of 60-110 ms each, during which no batch moved. Frozen
     objects are still freed by reference counting; only a cycle among them stays."""
     gc.collect()
     gc.freeze()
