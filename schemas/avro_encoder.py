@@ -160,25 +160,8 @@ def _map_of_strings(value: Any) -> bytes:
     return b"".join(parts)
 
 
-def _array_of_strings(value: Any) -> bytes:
-    if type(value) is not list:
-        raise _Fallback
-    if not value:
-        return b"\x00"
-    parts = [_long(len(value))]
-    for item in value:
-        if type(item) is not str:
-            raise _Fallback
-        data = item.encode()
-        n = len(data)
-        parts.append(_TABLE[n] if n < _SMALL else zigzag_long(n))
-        parts.append(data)
-    parts.append(b"\x00")
-    return b"".join(parts)
-
-
-def _array_of_records(item: Callable[[dict], bytes]) -> Callable[[Any], bytes]:
-    """An array of records, each written by `item` (the records' own compiled fast path)."""
+def _array_of(item: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """An array (a list), each item written by `item`: a string's or a record's encoder."""
 
     def encode(value: Any) -> bytes:
         if type(value) is not list:
@@ -188,6 +171,9 @@ def _array_of_records(item: Callable[[dict], bytes]) -> Callable[[Any], bytes]:
         return b"".join([_long(len(value)), *map(item, value), b"\x00"])
 
     return encode
+
+
+_array_of_strings = _array_of(_string)
 
 
 def _value_encoder(schema: Any) -> Callable[[Any], bytes] | None:
@@ -213,7 +199,7 @@ def _value_encoder(schema: Any) -> Callable[[Any], bytes] | None:
         return _array_of_strings
     if kind == "array" and isinstance(schema.get("items"), dict) and schema["items"].get("type") == "record":
         item = compile_encoder(schema["items"])
-        return None if item is None else _array_of_records(item.fast)  # type: ignore[attr-defined]
+        return None if item is None else _array_of(item.fast)  # type: ignore[attr-defined]
     return None
 
 
