@@ -30,6 +30,7 @@ from openmonetize.settings import get_settings
 from producers import loadgen
 
 CHUNK = 10_000
+PREGENERATE_MAX = 2_000_000  # steady-load events made ahead of the clock, at most (~1.2 KB each in memory)
 SIZE_SAMPLE = 5_000
 
 
@@ -124,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not args.duration:
             parser.error("--rate needs --duration")
-        made = Pregenerated(generator, int(args.rate * args.duration))
+        total = int(args.rate * args.duration)
+        if total <= PREGENERATE_MAX:
+            made = Pregenerated(generator, total)
+        else:
+            sys.stderr.write(f"  producer: {total:,} events are more than {PREGENERATE_MAX:,} to hold in memory; "
+                             "made while the clock runs\n")
         summary = loadgen.run(made, sink, args.rate, args.duration, close_timeout_s=120,  # type: ignore[arg-type]
                               progress=lambda s: progress_line("steady", s.sent, s.elapsed_s),
                               progress_every_s=5.0)
