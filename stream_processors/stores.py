@@ -104,8 +104,8 @@ class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
         quix-streams #1136 is the same bug). `read_only` is ignored, as Faust ignores it with
         rocksdict."""
         access = rocksdict.AccessType.read_write() if self.ttl is None else rocksdict.AccessType.with_ttl(self.ttl)
-        db = rocksdict.Rdict(str(path), options=self.as_options(),
-                             column_families={"default": self.as_options()}, access_type=access)
+        options = self.as_options()
+        db = rocksdict.Rdict(str(path), options=options, column_families={"default": options}, access_type=access)
         db.set_read_options(rocksdict.ReadOptions())
         return db
 
