@@ -229,6 +229,19 @@ class TokenBucket:
         return max(0.0, (1.0 - self.tokens) / self.rate)
 
 
+class Events(Protocol):
+    """Where the rate loop takes its events: an EventGenerator, or events made ahead of time
+    (deploy/bench/pipeline_load.py), with the retries and late events among those taken."""
+
+    @property
+    def duplicates(self) -> int: ...
+
+    @property
+    def late(self) -> int: ...
+
+    def batch(self, n: int) -> list[dict]: ...
+
+
 class Sink(Protocol):
     def send(self, events: list[dict]) -> None: ...
     def poll(self) -> None: ...
@@ -257,7 +270,7 @@ class Summary:
 
 
 def run(
-    generator: EventGenerator,
+    generator: Events,
     sink: Sink,
     rate: float,
     duration_s: float,
@@ -299,7 +312,7 @@ def run(
     return summary
 
 
-def _fill(summary: Summary, generator: EventGenerator, sink: Sink, start: float) -> None:
+def _fill(summary: Summary, generator: Events, sink: Sink, start: float) -> None:
     summary.duplicates = generator.duplicates
     summary.late = generator.late
     summary.elapsed_s = time.monotonic() - start

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     sink = loadgen.KafkaSink(customers, settings=settings)
     size = average_size(sink, generator_args)
 
-    made: loadgen.EventGenerator | Pregenerated = generator
+    made: loadgen.Events = generator
     if args.events is not None:
         elapsed = backlog(generator, sink, args.events)
         sent = args.events
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.stderr.write(f"  producer: {total:,} events are more than {PREGENERATE_MAX:,} to hold in memory; "
                              "made while the clock runs\n")
-        summary = loadgen.run(made, sink, args.rate, args.duration, close_timeout_s=120,  # type: ignore[arg-type]
+        summary = loadgen.run(made, sink, args.rate, args.duration, close_timeout_s=120,
                               progress=lambda s: progress_line("steady", s.sent, s.elapsed_s),
                               progress_every_s=5.0)
         elapsed, sent = summary.elapsed_s, summary.sent
