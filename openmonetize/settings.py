@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     postgres_db: str = Field("openmonetize", description="Local stack's database.")
     postgres_user: str = Field("openmonetize", description="Local stack's role.")
     postgres_password: str = Field("openmonetize", description="Local stack only; set DATABASE_URL in production.")
+    postgres_shared_buffers: str = Field(
+        "1GB", pattern=r"^[0-9]+(kB|MB|GB)$",
+        description="Local stack's Postgres `shared_buffers`: the ledger's indexes kept in its own cache. Taken "
+                    "as it is used, not at start. At 256MB a ledger of 3,000,000 entries took ~25% more Postgres "
+                    "CPU per entry written (docs/operations/performance.md, session 13).",
+    )
     database_url: str = Field("", description="Postgres URL; default the local stack's.")
     database_pool_timeout_s: float = Field(
         5.0, gt=0, description="API: longest wait for a Postgres connection (and to open one) before a 503 "

@@ -174,7 +174,7 @@ class PostgresService:
                     f"port = {self.settings.postgres_port}",
                     f"unix_socket_directories = '{self.socket_dir}'",
                     "max_connections = 200",
-                    "shared_buffers = 256MB",
+                    f"shared_buffers = {self.settings.postgres_shared_buffers}",
                     "log_line_prefix = '%m [%p] %q%u@%d '",
                     "",
                 ]
