@@ -11,6 +11,7 @@ from openmonetize.settings import Settings
 
 def _written_config(tmp_path, **settings) -> str:
     service = PostgresService(Settings(stack_dir=tmp_path / "stack", _env_file=None, **settings), process=None)
+    service._server_user = lambda: None  # as root it would chown the file to (or create) the server's user
     service.data.mkdir(parents=True)
     (service.data / "postgresql.conf").write_text("# initdb's own\n")
     service._write_config()
