@@ -24,8 +24,9 @@ generator makes (POST /v1/burn-tables). Then, per run:
    parsed straight from the Avro bytes) to check the count of distinct events charged;
 5. steady: the load process produces --rate events/s (default half the first run's backlog
    rate) for --duration seconds while the workers run (its events made before it starts);
-   `ingest_to_ledger_p50_ms` / `p99_ms` are, per event, the ledger entry's Kafka timestamp minus its usage.events record's Kafka
-   timestamp (set when UsageProducer queued it, so its linger of 20 ms is included);
+   `ingest_to_ledger_p50_ms` / `p99_ms` are, per event, the ledger entry's Kafka timestamp
+   minus its usage.events record's Kafka timestamp (set when UsageProducer queued it, so its
+   linger of 20 ms is included);
 6. the peak RSS of each worker (VmHWM), then the workers stop and the run's topics go.
 
 Each figure is the median of --runs runs with min-max beside it; results are merged into
